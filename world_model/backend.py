@@ -1,0 +1,122 @@
+"""The ``WorldModel`` interface every backend implements (ground truth, learned, constant).
+
+A backend serves many *sessions* at once. A session is one camera in one world: it has a current pose,
+a world state (lights, dropped objects, door...) and, for learned backends, a memory of what was seen.
+The env turns keys into poses; the backend only ever sees poses and event records.
+
+Shapes: ``B`` sessions per call, ``K`` frames per chunk, ``H x W`` images. Poses are camera-to-world
+4x4 float64 in the world frame of ``world_model.geometry``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from world_model.events import EventRecord
+
+
+@dataclass
+class Frames:
+    """What a camera saw along a chunk: ``rgb [K,H,W,3] uint8``, ``depth [K,H,W] float32`` (metric
+    z-depth, metres; inf for sky), ``semantic [K,H,W] uint8`` (``semantics.SEMANTIC_CLASSES`` ids),
+    ``poses [K,4,4] float64`` (absolute poses actually reached, after collisions)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    semantic: np.ndarray
+    poses: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def last(self) -> Frames:
+        return Frames(self.rgb[-1:], self.depth[-1:], self.semantic[-1:], self.poses[-1:])
+
+
+@dataclass
+class SceneInfo:
+    """What an agent may know about a session's world: its seed, family, start pose, goal poses
+    (for GoalView), the objects present (for FindObject) and the walkable bounds (x0, y0, x1, y1)."""
+
+    seed: int | None
+    family: str
+    start_pose: np.ndarray
+    goal_poses: np.ndarray  # [G, 4, 4]
+    objects: list[dict[str, Any]] = field(default_factory=list)  # {"id", "shape", "color"}
+    bounds: tuple[float, float, float, float] = (-np.inf, -np.inf, np.inf, np.inf)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "family": self.family, "start_pose": self.start_pose.tolist(),
+                "goal_poses": np.asarray(self.goal_poses).tolist(), "objects": list(self.objects),
+                "bounds": [float(b) for b in self.bounds]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SceneInfo:
+        return cls(d["seed"], d["family"], np.asarray(d["start_pose"], np.float64),
+                   np.asarray(d["goal_poses"], np.float64).reshape(-1, 4, 4), list(d["objects"]),
+                   tuple(d["bounds"]))
+
+
+@dataclass
+class BackendInfo:
+    """Static facts about a backend, reported by the server's INFO message."""
+
+    name: str
+    height: int
+    width: int
+    vfov_deg: float
+    checkpoint: str = ""  # hash of the weights, "" for non-learned backends
+    outputs: tuple[str, ...] = ("rgb", "depth", "semantic")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WorldModel(ABC):
+    """Batched world backend. Implementations: ``OracleWorldModel`` (MuJoCo ground truth) and the
+    learned model. All methods are called from one thread; batching is the caller's job."""
+
+    @abstractmethod
+    def info(self) -> BackendInfo:
+        raise NotImplementedError("info() -> BackendInfo")
+
+    @abstractmethod
+    def open(
+        self, scene_seed: int | None = None, *, first_frame: np.ndarray | None = None,
+        start_pose: np.ndarray | None = None,
+    ) -> tuple[int, Frames, SceneInfo]:
+        """Start a session in the world of ``scene_seed`` (or from a user image ``first_frame`` [H,W,3]
+        uint8) at ``start_pose`` (default: the scene's start pose). Returns the session id, the first
+        frame (K = 1) and the scene info."""
+        raise NotImplementedError("open(scene_seed=None, *, first_frame=None, start_pose=None)")
+
+    @abstractmethod
+    def generate(
+        self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
+    ) -> list[Frames]:
+        """Advance each session by one chunk. ``relative_poses [B, K, 4, 4]`` are target poses relative
+        to the session's current (last) pose; ``events[b]`` apply at the start of session b's chunk.
+        Returns one ``Frames`` of K frames per session, with the poses actually reached."""
+        raise NotImplementedError("generate(sessions, relative_poses [B,K,4,4], events) -> list[Frames]")
+
+    @abstractmethod
+    def fork(self, session: int) -> int:
+        """A new session with a copy of ``session``'s full state; the original is untouched."""
+        raise NotImplementedError("fork(session) -> new session id")
+
+    @abstractmethod
+    def close(self, session: int) -> None:
+        raise NotImplementedError("close(session)")
+
+    def pose(self, session: int) -> np.ndarray:
+        """The session's current camera pose."""
+        raise NotImplementedError("pose(session) -> [4, 4]")
+
+    def shutdown(self) -> None:
+        """Release every session and resource."""
+
+
+class UnknownSession(KeyError):
+    """Raised when a session id is not open on this backend."""

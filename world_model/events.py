@@ -1,0 +1,180 @@
+"""Event records and their vocabulary: the one source of truth for what can happen in a world.
+
+An event is ``EventRecord(predicate, entity, attributes, anchor)``, as in DreamX's event data::
+
+    EventRecord("drop", "ball", {"color": "red"}, anchor=1.5)    # 1.5 m ahead of the camera
+    EventRecord("lights", "room", {"state": "off"})
+    EventRecord("open", "door")
+    EventRecord("paint", "nearest box", {"color": "blue"})
+    EventRecord("push", "nearest")
+    EventRecord("spawn", "cylinder", {"color": "green"}, anchor=2.0)
+
+Several records in one step compose, in order. :func:`parse_prompt` turns short English prompts
+("turn the lights off and drop a red ball") into records and raises a ``ValueError`` that lists the
+vocabulary for anything it cannot read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from world_model.semantics import COLORS, OBJECT_SHAPES
+
+PREDICATES: tuple[str, ...] = ("lights", "drop", "spawn", "push", "open", "close", "paint")
+DROPPABLE: tuple[str, ...] = ("ball", "box", "cylinder")
+ANCHOR_RANGE_M: tuple[float, float] = (0.5, 3.0)
+DEFAULT_ANCHOR_M = 1.5
+# Fixed menu of events for discrete action spaces: index 0 is "no event".
+EVENT_MENU: tuple[str, ...] = (
+    "",
+    "lights off",
+    "lights on",
+    "drop a red ball",
+    "drop a blue box",
+    "open the door",
+    "close the door",
+    "push the nearest object",
+    "paint the nearest object green",
+)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One structured event. ``anchor`` is a distance in metres ahead of the camera (drop/spawn)."""
+
+    predicate: str
+    entity: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    anchor: float | None = None
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predicate": self.predicate, "entity": self.entity,
+                "attributes": dict(self.attributes), "anchor": self.anchor}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EventRecord:
+        try:
+            return cls(str(d["predicate"]), str(d["entity"]), dict(d.get("attributes") or {}), d.get("anchor"))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed event record {d!r}: need predicate, entity[, attributes, anchor]") from exc
+
+    def __str__(self) -> str:
+        attrs = " ".join(f"{k}={v}" for k, v in self.attributes.items())
+        where = f" @{self.anchor:.1f}m" if self.anchor is not None else ""
+        return f"{self.predicate}({self.entity}{' ' + attrs if attrs else ''}){where}"
+
+
+def vocabulary() -> str:
+    """Human-readable vocabulary, used in error messages and the viewer's help."""
+    return (
+        "predicates: lights on|off, drop <colour> <ball|box|cylinder>, spawn <colour> <shape>, "
+        "push [the nearest] [<colour>] [<shape>|object], open|close the door, "
+        "paint [the nearest] [<shape>|object] <colour>; "
+        f"colours: {', '.join(COLORS)}; shapes: {', '.join(OBJECT_SHAPES)}; "
+        f"distances: 'N m ahead' with N in [{ANCHOR_RANGE_M[0]}, {ANCHOR_RANGE_M[1]}]"
+    )
+
+
+def _check_color(color: Any) -> None:
+    if color not in COLORS:
+        raise ValueError(f"unknown colour {color!r}; choose one of: {', '.join(COLORS)}")
+
+
+def validate(ev: EventRecord) -> None:
+    """Raise ``ValueError`` with the vocabulary if the record is not something the world can do."""
+    p, e, a = ev.predicate, ev.entity, ev.attributes
+    if p not in PREDICATES:
+        raise ValueError(f"unknown event predicate {p!r}; {vocabulary()}")
+    if p == "lights":
+        if a.get("state") not in ("on", "off"):
+            raise ValueError(f"lights needs attributes {{'state': 'on'|'off'}}, got {a!r}")
+    elif p in ("drop", "spawn"):
+        allowed = DROPPABLE if p == "drop" else OBJECT_SHAPES[:-1]
+        if e not in allowed:
+            raise ValueError(f"cannot {p} {e!r}; choose one of: {', '.join(allowed)}")
+        _check_color(a.get("color", "red"))
+        lo, hi = ANCHOR_RANGE_M
+        if ev.anchor is not None and not lo <= float(ev.anchor) <= hi:
+            raise ValueError(f"{p} anchor must be {lo}-{hi} m ahead of the camera, got {ev.anchor}")
+    elif p in ("open", "close"):
+        if e != "door":
+            raise ValueError(f"only the door can {p}, got {e!r}")
+    elif p in ("paint", "push"):
+        if p == "paint":
+            _check_color(a.get("color"))
+        if not _TARGET.fullmatch(e):
+            raise ValueError(
+                f"{p} target must be 'nearest', 'nearest <shape>', 'nearest <colour> <shape>' or "
+                f"'<shape>#<n>', got {e!r}; shapes: {', '.join(OBJECT_SHAPES)}"
+            )
+        words = e.replace("nearest", "").replace("object", "").split()
+        for w in words:
+            if "#" not in w and w not in OBJECT_SHAPES and w not in COLORS:
+                raise ValueError(f"unknown word {w!r} in {p} target {e!r}; {vocabulary()}")
+
+
+_TARGET = re.compile(r"nearest( \w+)*|\w+#\d+")
+_FILLER = {"the", "a", "an", "please", "turn", "switch", "then", "to", "it", "of", "in", "front", "me",
+           "some", "new", "make", "color", "colour"}
+_SHAPE_ALIASES = {"cube": "box", "sphere": "ball", "block": "box", "crate": "box", "pillar": "cylinder"}
+
+
+def _parse_clause(clause: str) -> EventRecord:
+    words = [_SHAPE_ALIASES.get(w, w) for w in re.findall(r"[a-z]+|\d+(?:\.\d+)?|#\d+", clause)]
+    distance = None
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:m|meters?|metres?)\b", clause)
+    if m:
+        distance = float(m.group(1))
+    colors = [w for w in words if w in COLORS]
+    shapes = [w for w in words if w in OBJECT_SHAPES]
+    if "light" in clause or "lights" in words:
+        state = "off" if ("off" in words or "dark" in words) else "on" if "on" in words else None
+        if state is None:
+            raise ValueError(f"say whether the lights go 'on' or 'off' in {clause!r}")
+        return EventRecord("lights", "room", {"state": state})
+    if "door" in words and ("open" in words or "close" in words or "shut" in words):
+        return EventRecord("open" if "open" in words else "close", "door")
+    for verb, pred in (("drop", "drop"), ("spawn", "spawn"), ("add", "spawn"), ("place", "spawn"),
+                       ("put", "spawn"), ("create", "spawn")):
+        if verb in words:
+            shape = shapes[0] if shapes else "ball"
+            return EventRecord(pred, shape, {"color": colors[0] if colors else "red"}, anchor=distance)
+    if "paint" in words or "recolor" in words or "recolour" in words:
+        if not colors:
+            raise ValueError(f"say which colour to paint in {clause!r}; colours: {', '.join(COLORS)}")
+        target = " ".join(["nearest", *colors[:-1], *shapes[:1]])
+        return EventRecord("paint", target, {"color": colors[-1]})
+    if "push" in words or "kick" in words or "shove" in words:
+        return EventRecord("push", " ".join(["nearest", *colors[:1], *shapes[:1]]))
+    unknown = [w for w in words if w not in _FILLER]
+    raise ValueError(f"cannot read event {clause!r} (words: {unknown}); {vocabulary()}")
+
+
+def parse_prompt(prompt: str) -> list[EventRecord]:
+    """Parse a short English prompt into event records, e.g. "turn the lights off and drop a red ball"."""
+    text = prompt.strip().lower()
+    if not text:
+        raise ValueError(f"empty event prompt; {vocabulary()}")
+    clauses = [c.strip() for c in re.split(r",|;|\band then\b|\bthen\b|\band\b", text) if c.strip()]
+    return [_parse_clause(c) for c in clauses]
+
+
+def as_records(events: Any) -> list[EventRecord]:
+    """Accept a prompt string, an ``EventRecord``, a dict, or a list of these; return records."""
+    if events is None:
+        return []
+    if isinstance(events, str):
+        return parse_prompt(events) if events.strip() else []
+    if isinstance(events, EventRecord):
+        return [events]
+    if isinstance(events, dict):
+        return [EventRecord.from_dict(events)]
+    out: list[EventRecord] = []
+    for e in events:
+        out.extend(as_records(e))
+    return out

@@ -1,0 +1,230 @@
+"""Camera geometry: the one source of truth for poses, intrinsics, projection and the key map.
+
+Conventions (used by the env, the engine, the model and the metrics alike):
+
+- World frame: right-handed, +z up, floor at z = 0. Yaw is measured about +z from the +x axis
+  (counter-clockwise seen from above); pitch is positive when looking up.
+- Camera frame: OpenCV (+x right, +y down, +z forward).
+- A pose is a camera-to-world 4x4 matrix (float64): ``p_world = pose @ p_camera``.
+- Pixel (u, v) covers ``[u, u+1) x [v, v+1)``; its centre is at ``(u + 0.5, v + 0.5)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+MOVE_KEYS = "WASD"
+LOOK_KEYS = "IJKL"
+# Key combos the discrete action spaces index into. Opposite keys cancel, so they are not listed.
+MOVE_COMBOS: tuple[str, ...] = ("", "W", "S", "A", "D", "WA", "WD", "SA", "SD")
+LOOK_COMBOS: tuple[str, ...] = ("", "J", "L", "I", "K", "IJ", "IL", "KJ", "KL")
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels for an image of ``height x width``."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_fov(cls, height: int, width: int, vfov_deg: float = 70.0) -> Intrinsics:
+        """Square pixels, principal point at the image centre, vertical field of view in degrees."""
+        if not 1.0 <= vfov_deg <= 170.0:
+            raise ValueError(f"vertical field of view must be in [1, 170] degrees, got {vfov_deg}")
+        if height < 1 or width < 1:
+            raise ValueError(f"image size must be positive, got {height}x{width}")
+        f = 0.5 * height / math.tan(math.radians(vfov_deg) / 2)
+        return cls(f, f, width / 2, height / 2, width, height)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Viewpoint:
+    """Where a walking camera stands and looks: position in metres, yaw and pitch in radians."""
+
+    x: float
+    y: float
+    z: float
+    yaw: float
+    pitch: float = 0.0
+
+    def pose(self) -> np.ndarray:
+        return pose_from_yaw_pitch(np.array([self.x, self.y, self.z]), self.yaw, self.pitch)
+
+    @classmethod
+    def from_pose(cls, pose: np.ndarray) -> Viewpoint:
+        """Inverse of :meth:`pose` for poses without roll."""
+        forward = pose[:3, 2]
+        yaw = math.atan2(forward[1], forward[0])
+        pitch = math.asin(float(np.clip(forward[2], -1.0, 1.0)))
+        x, y, z = (float(v) for v in pose[:3, 3])
+        return cls(x, y, z, yaw, pitch)
+
+
+def pose_from_yaw_pitch(position: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """Camera-to-world pose of a camera at ``position`` looking along (yaw, pitch), without roll."""
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    forward = np.array([cp * cy, cp * sy, sp])
+    right = np.array([sy, -cy, 0.0])
+    down = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, position
+    return pose
+
+
+def invert_pose(pose: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid transform (or a batch ``[..., 4, 4]`` of them)."""
+    rot = pose[..., :3, :3]
+    inv = np.zeros_like(pose)
+    inv[..., :3, :3] = np.swapaxes(rot, -1, -2)
+    inv[..., :3, 3] = -np.einsum("...ji,...j->...i", rot, pose[..., :3, 3])
+    inv[..., 3, 3] = 1.0
+    return inv
+
+
+def relative_pose(reference: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """``pose`` expressed in the camera frame of ``reference``: ``reference @ result == pose``."""
+    return invert_pose(reference) @ pose
+
+
+def chunk_relative(previous_last: np.ndarray, chunk_poses: np.ndarray) -> np.ndarray:
+    """Poses ``[K, 4, 4]`` of a chunk made relative to the last pose of the previous chunk."""
+    return invert_pose(previous_last)[None] @ chunk_poses
+
+
+def compose(reference: np.ndarray, relative: np.ndarray) -> np.ndarray:
+    """Absolute poses from poses relative to ``reference`` (inverse of :func:`chunk_relative`)."""
+    return reference @ relative
+
+
+def rotation_angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> float:
+    """Angle in degrees of the rotation taking ``rot_a`` to ``rot_b``."""
+    cos = (np.trace(rot_a.T @ rot_b) - 1.0) / 2.0
+    return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+
+
+def project(points_world: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points ``[N, 3]`` into the camera: pixel coordinates ``[N, 2]`` and depth ``[N]``.
+
+    Depth is the camera-frame z (metres). Points behind the camera get depth <= 0; callers mask them.
+    """
+    cam = (invert_pose(pose) @ np.c_[points_world, np.ones(len(points_world))].T).T[:, :3]
+    z = cam[:, 2]
+    safe = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    u = intr.fx * cam[:, 0] / safe + intr.cx
+    v = intr.fy * cam[:, 1] / safe + intr.cy
+    return np.stack([u, v], axis=1), z
+
+
+def pixel_rays(intr: Intrinsics) -> np.ndarray:
+    """Camera-frame rays ``[H, W, 3]`` through pixel centres, scaled so that z = 1."""
+    u = (np.arange(intr.width) + 0.5 - intr.cx) / intr.fx
+    v = (np.arange(intr.height) + 0.5 - intr.cy) / intr.fy
+    uu, vv = np.meshgrid(u, v)
+    return np.stack([uu, vv, np.ones_like(uu)], axis=-1)
+
+
+def unproject(depth: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """World points ``[H, W, 3]`` seen at each pixel centre, given metric z-depth ``[H, W]``."""
+    cam = pixel_rays(intr) * depth[..., None]
+    return cam @ pose[:3, :3].T + pose[:3, 3]
+
+
+def reproject(
+    rgb: np.ndarray, depth: np.ndarray, src_pose: np.ndarray, dst_pose: np.ndarray, intr: Intrinsics
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward-warp a source frame into a target camera with a z-buffer (nearest-pixel splat).
+
+    Returns warped colour ``[H, W, 3]`` (uint8), warped z-depth ``[H, W]`` (inf where empty) and a
+    validity mask ``[H, W]``. This numpy version is the reference; the model uses a batched torch one.
+    """
+    points = unproject(depth, src_pose, intr).reshape(-1, 3)
+    colours = rgb.reshape(-1, rgb.shape[-1])
+    ok = np.isfinite(depth.reshape(-1)) & (depth.reshape(-1) > 0)
+    uv, z = project(points[ok], dst_pose, intr)
+    colours = colours[ok]
+    u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+    inside = (z > 1e-3) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+    u, v, z, colours = u[inside], v[inside], z[inside], colours[inside]
+    order = np.argsort(-z)  # far first, so nearer points overwrite them
+    flat = v[order] * intr.width + u[order]
+    out_depth = np.full(intr.height * intr.width, np.inf)
+    out_rgb = np.zeros((intr.height * intr.width, rgb.shape[-1]), dtype=rgb.dtype)
+    out_depth[flat] = z[order]
+    out_rgb[flat] = colours[order]
+    valid = np.isfinite(out_depth)
+    shape = (intr.height, intr.width)
+    return out_rgb.reshape(*shape, -1), out_depth.reshape(shape), valid.reshape(shape)
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """Per-frame camera motion for held keys (design §4). Distances in metres, angles in degrees."""
+
+    move_step: float = 0.10
+    strafe_step: float = 0.10
+    yaw_step_deg: float = 3.0
+    pitch_step_deg: float = 3.0
+    max_pitch_deg: float = 60.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+def parse_keys(keys: str) -> str:
+    """Validate a held-key string such as ``"WJ"`` (case-insensitive); returns it upper-cased."""
+    upper = keys.upper()
+    bad = sorted(set(upper) - set(MOVE_KEYS + LOOK_KEYS))
+    if bad:
+        raise ValueError(
+            f"unknown key(s) {bad!r} in {keys!r}: move with W/A/S/D, look with I/J/K/L (combos allowed)"
+        )
+    return upper
+
+
+def key_deltas(keys: str, keymap: KeyMap = KeyMap()) -> tuple[float, float, float, float]:
+    """Per-frame (forward m, right m, yaw rad, pitch rad) for the held keys."""
+    k = parse_keys(keys)
+    forward = keymap.move_step * (("W" in k) - ("S" in k))
+    right = keymap.strafe_step * (("D" in k) - ("A" in k))
+    yaw = math.radians(keymap.yaw_step_deg) * (("J" in k) - ("L" in k))
+    pitch = math.radians(keymap.pitch_step_deg) * (("I" in k) - ("K" in k))
+    return forward, right, yaw, pitch
+
+
+def apply_deltas(
+    view: Viewpoint, forward: float, right: float, yaw: float, pitch: float, keymap: KeyMap = KeyMap()
+) -> Viewpoint:
+    """One frame of motion: rotate, then translate in the horizontal plane along the new heading."""
+    new_yaw = math.atan2(math.sin(view.yaw + yaw), math.cos(view.yaw + yaw))
+    limit = math.radians(keymap.max_pitch_deg)
+    new_pitch = float(np.clip(view.pitch + pitch, -limit, limit))
+    c, s = math.cos(new_yaw), math.sin(new_yaw)
+    dx = forward * c + right * s
+    dy = forward * s - right * c
+    return replace(view, x=view.x + dx, y=view.y + dy, yaw=new_yaw, pitch=new_pitch)
+
+
+def step_keys(view: Viewpoint, keys: str, keymap: KeyMap = KeyMap()) -> Viewpoint:
+    """The viewpoint after holding ``keys`` for one frame (no collisions; the engine adds those)."""
+    return apply_deltas(view, *key_deltas(keys, keymap), keymap=keymap)
+
+
+def key_trajectory(view: Viewpoint, keys: list[str], keymap: KeyMap = KeyMap()) -> list[Viewpoint]:
+    """Viewpoints after each frame of a held-key sequence (one entry per frame)."""
+    out = []
+    for k in keys:
+        view = step_keys(view, k, keymap)
+        out.append(view)
+    return out
