@@ -1,0 +1,185 @@
+"""The embedded default: start a simulator server for an env that was given ``server=None``.
+
+``launch(LaunchConfig(...))`` starts either a subprocess (``python -m world_model.serve --json ...``)
+listening on a private ``ipc://`` socket, or, with ``mode="thread"``, an in-process server thread over ``inproc://``
+(no process at all; handy in tests). ``close()`` stops it; a subprocess also stops by itself when this
+process dies (its parent-death watchdog), so no backend is ever orphaned.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from dreamx_env.client import ServerUnavailable, SimulatorClient
+from world_model.backends import DEFAULT_BACKEND
+
+
+@dataclass
+class LaunchConfig:
+    backend: str = DEFAULT_BACKEND
+    backend_kwargs: dict[str, Any] = field(default_factory=dict)
+    mode: str = "subprocess"  # "subprocess" (ipc://) or "thread" (inproc://, same process)
+    address: str | None = None  # default: a fresh ipc:// path or inproc:// name
+    startup_timeout_s: float = 120.0
+    server: dict[str, Any] = field(default_factory=dict)  # other ServerConfig fields (max_batch, ...)
+
+
+class EmbeddedServer:
+    """A running server owned by this process. ``address`` is where clients connect."""
+
+    def __init__(self, config: LaunchConfig) -> None:
+        if config.mode not in ("subprocess", "thread"):
+            raise ValueError(f"launch mode must be 'subprocess' or 'thread', got {config.mode!r}")
+        self.config = config
+        self.mode = config.mode
+        tag = f"dreamx-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if config.address:
+            self.address = config.address
+        elif config.mode == "thread":
+            self.address = f"inproc://{tag}"
+        else:
+            self.address = f"ipc://{os.path.join(tempfile.gettempdir(), tag + '.sock')}"
+        values = dict(
+            config.server,
+            backend=config.backend,
+            backend_kwargs=dict(config.backend_kwargs),
+            address=self.address,
+        )
+        self.process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._log_path: str | None = None
+        if config.mode == "subprocess":
+            self._start_process(values)
+        else:
+            self._start_thread(values)
+        self._finalizer = weakref.finalize(
+            self, _stop, self.process, self._thread_server(), self._thread, self.address, self._log_path
+        )
+        atexit.register(self.close)
+        self._wait_ready()
+
+    def _thread_server(self) -> Any:
+        return getattr(self, "_server", None)
+
+    def _start_process(self, values: dict[str, Any]) -> None:
+        values["parent_pid"] = os.getpid()
+        fd, self._log_path = tempfile.mkstemp(prefix="dreamx-serve-", suffix=".log")
+        with os.fdopen(fd, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "world_model.serve", "--json", json.dumps(values)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _start_thread(self, values: dict[str, Any]) -> None:
+        from world_model.serve.cli import server_config
+        from world_model.serve.server import SimulatorServer
+
+        self._server = SimulatorServer(server_config(values), context=zmq.Context.instance())
+        self._thread_error: BaseException | None = None
+
+        def serve() -> None:
+            try:
+                self._server.serve_forever()
+            except BaseException as exc:
+                self._thread_error = exc
+
+        self._thread = threading.Thread(target=serve, name="dreamx-embedded-server", daemon=True)
+        self._thread.start()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        with SimulatorClient(self.address) as client:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    log = self.log_tail()
+                    self.close()
+                    raise RuntimeError(
+                        f"the embedded {self.config.backend!r} server exited with code "
+                        f"{self.process.returncode} while starting; its log ends with:\n{log}"
+                    )
+                if self._thread is not None and not self._thread.is_alive():
+                    self.close()
+                    raise RuntimeError(
+                        f"the embedded {self.config.backend!r} server failed to start: {self._thread_error}"
+                    ) from self._thread_error
+                try:
+                    client.ping(timeout_s=0.5)
+                    return
+                except ServerUnavailable:
+                    if time.monotonic() > deadline:
+                        log = self.log_tail()
+                        self.close()
+                        raise RuntimeError(
+                            f"the embedded {self.config.backend!r} server did not answer within "
+                            f"{self.config.startup_timeout_s:.0f} s; log:\n{log}"
+                        ) from None
+
+    def log_tail(self, n: int = 4000) -> str:
+        if not self._log_path or not os.path.exists(self._log_path):
+            return ""
+        with open(self._log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(self._log_path) - n))
+            return f.read().decode(errors="replace")
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            atexit.unregister(self.close)
+            self._finalizer()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _stop(
+    process: subprocess.Popen | None,
+    server: Any,
+    thread: threading.Thread | None,
+    address: str,
+    log_path: str | None,
+) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    if server is not None:
+        server.stop()
+    if thread is not None:
+        thread.join(10)
+    if address.startswith("ipc://") and os.path.exists(address[len("ipc://") :]):
+        os.unlink(address[len("ipc://") :])
+    if log_path and os.path.exists(log_path):
+        os.unlink(log_path)
+
+
+def launch(config: LaunchConfig | None = None, **overrides: Any) -> EmbeddedServer:
+    """Start an embedded server; ``overrides`` are ``LaunchConfig`` fields."""
+    config = dataclasses.replace(config or LaunchConfig(), **overrides)
+    return EmbeddedServer(config)

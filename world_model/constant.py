@@ -1,0 +1,261 @@
+"""``ConstantWorldModel``: a trivial, deterministic, very cheap backend.
+
+It draws a flat world: a sky whose colour depends on the heading, a checkered floor whose colour depends on
+the position, and the scene's objects as upright billboards (with depth and semantic classes). The same
+pose always gives the same frame, so revisits are perfectly consistent; events change the world state
+(lights dim the picture, drops and spawns add objects, paint recolours, push moves). It exists to measure
+the protocol and batching overhead of the server and to test the env without a renderer.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from world_model.backend import BackendInfo, Frames, SceneInfo, UnknownSession, WorldModel
+from world_model.events import EventRecord
+from world_model.geometry import Intrinsics, Viewpoint
+from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
+
+
+@dataclass
+class ConstantConfig:
+    height: int = 64
+    width: int = 64
+    vfov_deg: float = 70.0
+    half_size_m: float = 4.0  # walkable square [-half, half]^2
+    camera_height_m: float = 1.2
+    n_objects: int = 6
+    n_goals: int = 3
+    dim_factor: float = 0.3  # brightness with the lights off
+
+
+@dataclass
+class _Session:
+    seed: int | None
+    pose: np.ndarray
+    objects: list[dict] = field(default_factory=list)
+    lights_on: bool = True
+    door_open: bool = False
+    first_frame: np.ndarray | None = None
+
+
+class ConstantWorldModel(WorldModel):
+    """Deterministic flat-shaded world; see the module docstring. Poses are clamped to the square bounds."""
+
+    def __init__(self, config: ConstantConfig | None = None) -> None:
+        self.config = config or ConstantConfig()
+        c = self.config
+        self.intr = Intrinsics.from_fov(c.height, c.width, c.vfov_deg)
+        self._sessions: dict[int, _Session] = {}
+        self._next_id = 1
+        rows = np.arange(c.height) + 0.5
+        self._rows = rows.astype(np.float32)
+
+    def info(self) -> BackendInfo:
+        c = self.config
+        return BackendInfo("constant", c.height, c.width, c.vfov_deg, extra={"half_size_m": c.half_size_m})
+
+    # -- sessions -------------------------------------------------------------------------------------------
+    def _scene(self, seed: int | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        c = self.config
+        rng = np.random.default_rng(seed if seed is not None else 0)
+        h = c.half_size_m * 0.6
+
+        def random_pose() -> np.ndarray:
+            x, y = rng.uniform(-h, h, size=2)
+            return Viewpoint(
+                float(x), float(y), c.camera_height_m, float(rng.uniform(-math.pi, math.pi))
+            ).pose()
+
+        start = random_pose()
+        goals = np.stack([random_pose() for _ in range(c.n_goals)])
+        colors = list(COLORS)
+        objects = []
+        for i in range(c.n_objects):
+            x, y = rng.uniform(-c.half_size_m, c.half_size_m, size=2)
+            objects.append(
+                {
+                    "id": i,
+                    "shape": OBJECT_SHAPES[int(rng.integers(0, 4))],
+                    "color": colors[int(rng.integers(0, len(colors)))],
+                    "position": [float(x), float(y), 0.0],
+                    "size": float(rng.uniform(0.3, 0.8)),
+                }
+            )
+        return start, goals, objects
+
+    def open(
+        self,
+        scene_seed: int | None = None,
+        *,
+        first_frame: np.ndarray | None = None,
+        start_pose: np.ndarray | None = None,
+    ) -> tuple[int, Frames, SceneInfo]:
+        start, goals, objects = self._scene(scene_seed)
+        pose = self._clamp(np.asarray(start_pose, np.float64) if start_pose is not None else start)
+        sid, self._next_id = self._next_id, self._next_id + 1
+        s = _Session(scene_seed, pose, objects)
+        if first_frame is not None:
+            s.first_frame = np.asarray(first_frame, np.uint8)
+        self._sessions[sid] = s
+        frames = self._render(s, pose[None])
+        if s.first_frame is not None:
+            frames.rgb[0] = s.first_frame
+        h = self.config.half_size_m
+        scene = SceneInfo(
+            scene_seed,
+            "constant",
+            start,
+            goals,
+            [{k: o[k] for k in ("id", "shape", "color", "position")} for o in objects],
+            (-h, -h, h, h),
+        )
+        return sid, frames, scene
+
+    def _get(self, session: int) -> _Session:
+        try:
+            return self._sessions[session]
+        except KeyError:
+            raise UnknownSession(session) from None
+
+    def fork(self, session: int) -> int:
+        sid, self._next_id = self._next_id, self._next_id + 1
+        self._sessions[sid] = copy.deepcopy(self._get(session))
+        return sid
+
+    def close(self, session: int) -> None:
+        self._get(session)
+        del self._sessions[session]
+
+    def pose(self, session: int) -> np.ndarray:
+        return self._get(session).pose.copy()
+
+    def shutdown(self) -> None:
+        self._sessions.clear()
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def generate(
+        self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
+    ) -> list[Frames]:
+        out = []
+        for sid, rel, evs in zip(sessions, relative_poses, events, strict=True):
+            s = self._get(sid)
+            for ev in evs:
+                self._apply_event(s, ev)
+            poses = s.pose[None] @ rel
+            for k in range(len(poses)):
+                poses[k] = self._clamp(poses[k])
+            s.pose = poses[-1].copy()
+            out.append(self._render(s, poses))
+        return out
+
+    def _clamp(self, pose: np.ndarray) -> np.ndarray:
+        h = self.config.half_size_m - 0.1
+        pose = pose.copy()
+        pose[:2, 3] = np.clip(pose[:2, 3], -h, h)
+        return pose
+
+    def _apply_event(self, s: _Session, ev: EventRecord) -> None:
+        p = ev.predicate
+        if p == "lights":
+            s.lights_on = ev.attributes.get("state") == "on"
+        elif p in ("open", "close"):
+            s.door_open = p == "open"
+        elif p in ("drop", "spawn"):
+            vp = Viewpoint.from_pose(s.pose)
+            d = ev.anchor if ev.anchor is not None else 1.5
+            s.objects.append(
+                {
+                    "id": len(s.objects),
+                    "shape": ev.entity,
+                    "color": ev.attributes.get("color", "red"),
+                    "size": 0.4,
+                    "position": [vp.x + d * math.cos(vp.yaw), vp.y + d * math.sin(vp.yaw), 0.0],
+                }
+            )
+        elif p in ("paint", "push"):
+            target = self._target(s, ev.entity)
+            if target is None:
+                return
+            if p == "paint":
+                target["color"] = ev.attributes["color"]
+            else:
+                dx, dy = target["position"][0] - s.pose[0, 3], target["position"][1] - s.pose[1, 3]
+                n = math.hypot(dx, dy) or 1.0
+                target["position"] = [
+                    target["position"][0] + 0.5 * dx / n,
+                    target["position"][1] + 0.5 * dy / n,
+                    0.0,
+                ]
+
+    def _target(self, s: _Session, entity: str) -> dict | None:
+        if "#" in entity:
+            idx = int(entity.split("#")[1])
+            return next((o for o in s.objects if o["id"] == idx), None)
+        words = entity.split()
+        cands = [
+            o
+            for o in s.objects
+            if all(w in ("nearest", "object") or w in (o["shape"], o["color"]) for w in words)
+        ]
+        if not cands:
+            return None
+        return min(
+            cands, key=lambda o: math.hypot(o["position"][0] - s.pose[0, 3], o["position"][1] - s.pose[1, 3])
+        )
+
+    def _render(self, s: _Session, poses: np.ndarray) -> Frames:
+        """Frames ``[N]`` for poses ``[N, 4, 4]``: sky and floor vectorised, objects as billboards."""
+        c, intr = self.config, self.intr
+        n, hgt, wid = len(poses), c.height, c.width
+        fwd = poses[:, :3, 2]
+        yaw = np.arctan2(fwd[:, 1], fwd[:, 0])
+        pitch = np.arcsin(np.clip(fwd[:, 2], -1, 1))
+        x, y = poses[:, 0, 3], poses[:, 1, 3]
+        horizon = intr.cy + intr.fy * np.tan(pitch)  # row of the horizon (looking up moves it down)
+        sky = 128 + 100 * np.stack([np.cos(yaw), np.cos(yaw - 2.094), np.cos(yaw + 2.094)], -1)
+        checker = (np.floor(x / 0.5) + np.floor(y / 0.5)) % 2
+        floor = np.stack(
+            [60 + 10 * (x + c.half_size_m), 70 + 10 * (y + c.half_size_m), 50 + 60 * checker], -1
+        )
+        light = 1.0 if s.lights_on else c.dim_factor
+        below = self._rows[None, :] > horizon[:, None]  # [N, H]
+        rgb = np.where(below[..., None], floor[:, None, :], sky[:, None, :]) * light  # [N, H, 3]
+        rgb = np.ascontiguousarray(np.broadcast_to(rgb.astype(np.uint8)[:, :, None, :], (n, hgt, wid, 3)))
+        dist = np.where(
+            below, c.camera_height_m * intr.fy / np.maximum(self._rows[None] - horizon[:, None], 1e-3), np.inf
+        ).astype(np.float32)
+        depth = np.ascontiguousarray(np.broadcast_to(dist[:, :, None], (n, hgt, wid)))
+        sem = np.ascontiguousarray(
+            np.broadcast_to(
+                np.where(below, CLASS_ID["floor"], CLASS_ID["sky"]).astype(np.uint8)[:, :, None],
+                (n, hgt, wid),
+            )
+        )
+        if s.objects:
+            self._draw_objects(s, poses, yaw, horizon, light, rgb, depth, sem)
+        return Frames(rgb, depth, sem, poses.copy())
+
+    def _draw_objects(self, s: _Session, poses, yaw, horizon, light, rgb, depth, sem) -> None:
+        c, intr = self.config, self.intr
+        pos = np.array([o["position"][:2] for o in s.objects])  # [M, 2]
+        size = np.array([o.get("size", 0.4) for o in s.objects])
+        rel = pos[None] - poses[:, None, :2, 3]  # [N, M, 2]
+        bearing = np.arctan2(rel[..., 1], rel[..., 0]) - yaw[:, None]
+        bearing = np.arctan2(np.sin(bearing), np.cos(bearing))
+        z = np.hypot(rel[..., 0], rel[..., 1]) * np.cos(bearing)
+        u = intr.cx - intr.fx * np.tan(np.clip(bearing, -1.5, 1.5))
+        half = 0.5 * size[None] * intr.fx / np.maximum(z, 1e-3)
+        visible = (z > 0.2) & (u + half >= 0) & (u - half < c.width)
+        for n, m in sorted(zip(*np.nonzero(visible), strict=True), key=lambda nm: -z[nm]):
+            o, zz = s.objects[m], z[n, m]
+            u0, u1 = int(max(u[n, m] - half[n, m], 0)), int(min(u[n, m] + half[n, m] + 1, c.width))
+            v0 = int(np.clip(horizon[n] + (c.camera_height_m - size[m]) * intr.fy / zz, 0, c.height))
+            v1 = int(np.clip(horizon[n] + c.camera_height_m * intr.fy / zz + 1, 0, c.height))
+            rgb[n, v0:v1, u0:u1] = (np.array(COLORS[o["color"]]) * 255 * light).astype(np.uint8)
+            depth[n, v0:v1, u0:u1] = zz
+            sem[n, v0:v1, u0:u1] = CLASS_ID[o["shape"]]

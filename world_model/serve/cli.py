@@ -1,0 +1,60 @@
+"""``dreamx-serve``: run the simulator server (Hydra entry point; configs in ``configs/server/``).
+
+    dreamx-serve                                   # default backend, tcp://127.0.0.1:5555
+    dreamx-serve backend=constant max_batch=32 address=ipc:///tmp/dreamx.sock
+    dreamx-serve backend=oracle backend_kwargs.height=128 backend_kwargs.width=128
+
+``python -m world_model.serve --json '{...}'`` starts the same server from a JSON ``ServerConfig`` without
+Hydra; the env's embedded launcher uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from typing import Any
+
+from world_model.backends import DEFAULT_BACKEND
+from world_model.serve.requests import Limits
+from world_model.serve.server import ServerConfig, SimulatorServer
+
+
+def server_config(values: dict[str, Any]) -> ServerConfig:
+    """A ``ServerConfig`` from plain values (a Hydra config or JSON), with clear errors for unknown keys."""
+    values = dict(values)
+    known = {f.name for f in dataclasses.fields(ServerConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown server option(s) {unknown}; options are {sorted(known)}")
+    if values.get("backend") is None:
+        values["backend"] = DEFAULT_BACKEND
+    values["backend_kwargs"] = dict(values.get("backend_kwargs") or {})
+    values["limits"] = Limits(**dict(values.get("limits") or {}))
+    return ServerConfig(**values)
+
+
+def run(config: ServerConfig) -> None:
+    """Serve until SIGTERM/SIGINT (or the parent process dies, when ``parent_pid`` is set)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = SimulatorServer(config)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: server.stop())
+    server.serve_forever()
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    @hydra.main(version_base=None, config_path="../../configs/server", config_name="default")
+    def _main(cfg: DictConfig) -> None:
+        run(server_config(OmegaConf.to_container(cfg, resolve=True)))
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()

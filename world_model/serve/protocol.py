@@ -1,0 +1,220 @@
+"""Wire protocol between simulator clients (DEALER) and the server (ROUTER): one codec for both sides.
+
+A message is a ZeroMQ multipart message::
+
+    frame 0   envelope, 12 bytes: b"DX", version (u8), type (u8), request id (u64, big-endian)
+    frame 1   msgpack header: {"meta": {...}, "arrays": [[name, dtype, shape], ...]}
+    frame 2+  one raw C-ordered buffer per array, in header order
+
+Nothing is ever pickled: the header holds only msgpack scalars, strings, lists and maps, and arrays travel
+as raw bytes whose dtype comes from a short allow-list. :func:`decode` checks every field and raises
+:class:`ProtocolError` (with a machine-readable ``code``) for anything malformed, so the server can answer
+with an ERROR message and keep serving.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAGIC = b"DX"
+_ENVELOPE = struct.Struct("!2sBBQ")
+ENVELOPE_SIZE = _ENVELOPE.size
+
+MAX_HEADER_BYTES = 1 << 20
+MAX_ARRAYS = 64
+MAX_ARRAY_BYTES = 1 << 30
+MAX_DIMS = 8
+ALLOWED_DTYPES: frozenset[str] = frozenset(
+    {
+        "uint8",
+        "int8",
+        "uint16",
+        "int16",
+        "int32",
+        "uint32",
+        "int64",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "bool",
+    }
+)
+
+
+class MsgType(IntEnum):
+    OPEN = 1  # open sessions: meta {"scenes": [scene spec, ...]}
+    RESET = 2  # re-open existing sessions in (new) scenes: meta {"sessions", "scenes"}
+    STEP = 3  # advance sessions by one chunk (or a horizon of chunks): arrays {"relative_poses"}
+    FORK = 4  # copy a session's full state: meta {"session", "count"}
+    CLOSE = 5  # free sessions: meta {"sessions"}
+    INFO = 6  # backend facts, key map, event vocabulary, limits, statistics
+    PING = 7  # liveness; the server also answers a repeated in-flight request with PING
+    REPLY = 8
+    ERROR = 9  # meta {"code", "message"}
+
+
+class ErrorCode:
+    """Values of ``meta["code"]`` in ERROR replies."""
+
+    PROTOCOL = "protocol"  # undecodable message
+    VERSION = "version"  # wrong protocol version
+    BAD_REQUEST = "bad_request"  # decodable, but fields are wrong
+    UNKNOWN_SESSION = "unknown_session"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    BACKEND = "backend"  # the backend raised
+    SHUTTING_DOWN = "shutting_down"
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be decoded. ``request_id`` is filled in when the envelope was readable."""
+
+    def __init__(self, message: str, code: str = ErrorCode.PROTOCOL, request_id: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+@dataclass
+class Message:
+    """One decoded message: type, request id, msgpack-able ``meta`` and named numpy ``arrays``."""
+
+    type: MsgType
+    request_id: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _to_plain(obj: Any) -> Any:
+    """msgpack ``default`` hook: numpy scalars and small arrays become Python values."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple | set | frozenset):
+        return list(obj)
+    raise TypeError(f"cannot send {type(obj).__name__} in a message header; use plain values or arrays")
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Frames for ``msg``. Array buffers are passed without copying when already C-contiguous."""
+    specs, buffers = [], []
+    for name, arr in msg.arrays.items():
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype.name not in ALLOWED_DTYPES:
+            raise ProtocolError(f"array {name!r} has dtype {arr.dtype}; allowed: {sorted(ALLOWED_DTYPES)}")
+        specs.append([name, arr.dtype.name, list(arr.shape)])
+        buffers.append(memoryview(arr).cast("B") if arr.size else b"")
+    header = msgpack.packb({"meta": msg.meta, "arrays": specs}, default=_to_plain, use_bin_type=True)
+    envelope = _ENVELOPE.pack(MAGIC, PROTOCOL_VERSION, int(msg.type), msg.request_id)
+    return [envelope, header, *buffers]
+
+
+def peek_request_id(frames: list[bytes]) -> int:
+    """Best-effort request id of a (possibly broken) message, for addressing an ERROR reply."""
+    if frames and len(frames[0]) == ENVELOPE_SIZE and bytes(frames[0][:2]) == MAGIC:
+        return _ENVELOPE.unpack(bytes(frames[0]))[3]
+    return 0
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack extension type {code} is not allowed in headers")
+
+
+def decode(frames: list[bytes]) -> Message:
+    """Parse and validate a multipart message; raise :class:`ProtocolError` on anything unexpected."""
+    if not frames or len(frames) < 2:
+        raise ProtocolError(f"expected at least 2 frames (envelope, header), got {len(frames)}")
+    env = bytes(frames[0])
+    if len(env) != ENVELOPE_SIZE:
+        raise ProtocolError(f"envelope must be {ENVELOPE_SIZE} bytes, got {len(env)}")
+    magic, version, mtype, request_id = _ENVELOPE.unpack(env)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}; this is not a DreamX protocol message")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version} is not supported; this side speaks version {PROTOCOL_VERSION}",
+            ErrorCode.VERSION,
+            request_id,
+        )
+    try:
+        msg_type = MsgType(mtype)
+    except ValueError:
+        raise ProtocolError(
+            f"unknown message type {mtype}; known: {[t.name for t in MsgType]}", request_id=request_id
+        ) from None
+    header_bytes = bytes(frames[1])
+    if len(header_bytes) > MAX_HEADER_BYTES:
+        raise ProtocolError(
+            f"header of {len(header_bytes)} bytes exceeds {MAX_HEADER_BYTES}", request_id=request_id
+        )
+    try:
+        header = msgpack.unpackb(header_bytes, raw=False, strict_map_key=True, ext_hook=_reject_ext)
+    except ProtocolError as exc:
+        exc.request_id = request_id
+        raise
+    except Exception as exc:  # msgpack raises a zoo of types for corrupt input
+        raise ProtocolError(f"header is not valid msgpack: {exc}", request_id=request_id) from None
+    if not isinstance(header, dict) or set(header) != {"meta", "arrays"}:
+        raise ProtocolError(
+            "header must be a map with exactly the keys 'meta' and 'arrays'", request_id=request_id
+        )
+    meta, specs = header["meta"], header["arrays"]
+    if not isinstance(meta, dict) or not isinstance(specs, list):
+        raise ProtocolError("header 'meta' must be a map and 'arrays' a list", request_id=request_id)
+    if len(specs) > MAX_ARRAYS or len(specs) != len(frames) - 2:
+        raise ProtocolError(
+            f"header lists {len(specs)} arrays but {len(frames) - 2} buffers follow (at most {MAX_ARRAYS})",
+            request_id=request_id,
+        )
+    arrays: dict[str, np.ndarray] = {}
+    for spec, buf in zip(specs, frames[2:], strict=True):
+        name, arr = _decode_array(spec, buf, request_id)
+        if name in arrays:
+            raise ProtocolError(f"array {name!r} appears twice", request_id=request_id)
+        arrays[name] = arr
+    return Message(msg_type, request_id, meta, arrays)
+
+
+def _decode_array(spec: Any, buf: Any, request_id: int) -> tuple[str, np.ndarray]:
+    buf = memoryview(buf)  # bytes or zmq.Frame; zero-copy either way
+    if not (
+        isinstance(spec, list)
+        and len(spec) == 3
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], str)
+        and isinstance(spec[2], list)
+    ):
+        raise ProtocolError(
+            f"array spec must be [name, dtype, shape], got {spec!r:.200}", request_id=request_id
+        )
+    name, dtype, shape = spec
+    if dtype not in ALLOWED_DTYPES:
+        raise ProtocolError(
+            f"array {name!r}: dtype {dtype!r} not allowed; allowed: {sorted(ALLOWED_DTYPES)}",
+            request_id=request_id,
+        )
+    if len(shape) > MAX_DIMS or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape
+    ):
+        raise ProtocolError(f"array {name!r}: bad shape {shape!r:.200}", request_id=request_id)
+    dt = np.dtype(dtype)
+    nbytes = math.prod(shape) * dt.itemsize
+    if nbytes > MAX_ARRAY_BYTES or nbytes != buf.nbytes:
+        raise ProtocolError(
+            f"array {name!r}: shape {shape} of {dtype} needs {nbytes} bytes, buffer has {buf.nbytes}",
+            request_id=request_id,
+        )
+    return name, np.frombuffer(buf, dtype=dt).reshape(shape)
+
+
+def error_message(request_id: int, code: str, message: str) -> Message:
+    return Message(MsgType.ERROR, request_id, {"code": code, "message": message})

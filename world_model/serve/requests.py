@@ -1,0 +1,205 @@
+"""Typed, validated server requests built from decoded messages.
+
+Everything a client sends is checked here, before it reaches the backend: types, ranges, shapes, finite
+rigid poses, event vocabulary. A bad field raises :class:`BadRequest` whose message names the field and
+says what is expected; the server turns it into an ERROR reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from world_model.events import EventRecord
+
+OUTPUTS: tuple[str, ...] = ("rgb", "depth", "semantic")
+MAX_SEED = 2**31 - 1
+
+
+class BadRequest(ValueError):
+    """A decodable message whose fields are wrong."""
+
+
+@dataclass
+class Limits:
+    max_sessions_per_request: int = 1024
+    max_frames_per_step: int = 64
+    max_horizon: int = 64
+    max_events_per_step: int = 16
+
+
+@dataclass
+class SceneSpec:
+    """Where a session starts: a scene seed, an optional start pose, an optional extra view to render
+    (a goal image) and an optional user-given first frame."""
+
+    scene_seed: int | None = None
+    start_pose: np.ndarray | None = None
+    view_pose: np.ndarray | None = None
+    first_frame: np.ndarray | None = None
+
+    def to_meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scene_seed": self.scene_seed}
+        if self.start_pose is not None:
+            out["start_pose"] = np.asarray(self.start_pose, np.float64).tolist()
+        if self.view_pose is not None:
+            out["view_pose"] = np.asarray(self.view_pose, np.float64).tolist()
+        if self.first_frame is not None:
+            out["first_frame"] = True
+        return out
+
+
+@dataclass
+class StepRequest:
+    sessions: list[int]
+    relative_poses: np.ndarray  # [B, T, K, 4, 4]
+    events: list[list[list[EventRecord]]]  # [B][T] -> records
+    outputs: tuple[str, ...] = ("rgb",)
+    frames: str = "last"  # "last" or "all" frames of each chunk
+    resets: dict[int, SceneSpec] = field(default_factory=dict)  # row -> new scene (instead of a step)
+
+    @property
+    def horizon(self) -> int:
+        return int(self.relative_poses.shape[1])
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BadRequest(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.100}")
+    return value
+
+
+def session_list(meta: dict[str, Any], key: str = "sessions", limit: int = 1024) -> list[int]:
+    sessions = meta.get(key)
+    if not isinstance(sessions, list) or not 1 <= len(sessions) <= limit:
+        raise BadRequest(f"{key!r} must be a list of 1 to {limit} session ids")
+    out = [_int(s, f"{key}[{i}]", 0, 2**63 - 1) for i, s in enumerate(sessions)]
+    if len(set(out)) != len(out):
+        raise BadRequest(f"{key!r} lists a session twice: {out}")
+    return out
+
+
+def check_poses(poses: Any, name: str) -> np.ndarray:
+    """Finite rigid camera poses ``[..., 4, 4]`` (orthonormal rotation, last row 0 0 0 1)."""
+    arr = np.asarray(poses, dtype=np.float64) if not isinstance(poses, np.ndarray) else poses
+    if arr.dtype != np.float64 or arr.shape[-2:] != (4, 4):
+        raise BadRequest(f"{name} must be float64 [..., 4, 4] poses, got {arr.dtype} {list(arr.shape)}")
+    if not np.isfinite(arr).all() or np.abs(arr[..., :3, 3]).max(initial=0) > 1e4:
+        raise BadRequest(f"{name} must be finite with translations below 1e4 m")
+    rot = arr[..., :3, :3]
+    eye = np.swapaxes(rot, -1, -2) @ rot
+    if (
+        np.abs(eye - np.eye(3)).max(initial=0) > 1e-4
+        or np.abs(arr[..., 3, :] - [0, 0, 0, 1]).max(initial=0) > 0
+        or (np.linalg.det(rot) <= 0).any()
+    ):
+        raise BadRequest(f"{name} must be rigid transforms (orthonormal rotation, last row [0, 0, 0, 1])")
+    return arr
+
+
+def scene_specs(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], limits: Limits, key: str = "scenes"
+) -> list[SceneSpec]:
+    specs = meta.get(key)
+    if not isinstance(specs, list) or not 1 <= len(specs) <= limits.max_sessions_per_request:
+        raise BadRequest(f"{key!r} must be a list of 1 to {limits.max_sessions_per_request} scene specs")
+    return [scene_spec(s, arrays, i, f"{key}[{i}]") for i, s in enumerate(specs)]
+
+
+def scene_spec(spec: Any, arrays: dict[str, np.ndarray], row: int, name: str) -> SceneSpec:
+    if not isinstance(spec, dict):
+        raise BadRequest(f"{name} must be a map with scene_seed[, start_pose, view_pose, first_frame]")
+    unknown = set(spec) - {"scene_seed", "start_pose", "view_pose", "first_frame"}
+    if unknown:
+        raise BadRequest(f"{name} has unknown keys {sorted(unknown)}")
+    seed = spec.get("scene_seed")
+    out = SceneSpec(None if seed is None else _int(seed, f"{name}.scene_seed", 0, MAX_SEED))
+    for k in ("start_pose", "view_pose"):
+        if spec.get(k) is not None:
+            try:
+                pose = np.asarray(spec[k], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise BadRequest(f"{name}.{k} must be a 4x4 list of numbers") from None
+            setattr(out, k, check_poses(pose.reshape(4, 4) if pose.size == 16 else pose, f"{name}.{k}"))
+    if spec.get("first_frame"):
+        frames = arrays.get("first_frames")
+        if (
+            frames is None
+            or frames.dtype != np.uint8
+            or frames.ndim != 4
+            or frames.shape[-1] != 3
+            or row >= len(frames)
+        ):
+            raise BadRequest(f"{name}.first_frame needs an array 'first_frames' uint8 [B, H, W, 3]")
+        out.first_frame = frames[row]
+    return out
+
+
+def event_records(raw: Any, name: str, limit: int) -> list[EventRecord]:
+    if not isinstance(raw, list) or len(raw) > limit:
+        raise BadRequest(f"{name} must be a list of at most {limit} event records")
+    out = []
+    for i, ev in enumerate(raw):
+        if not isinstance(ev, dict):
+            raise BadRequest(f"{name}[{i}] must be a map (predicate, entity, attributes, anchor)")
+        try:
+            out.append(EventRecord.from_dict(ev))
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"{name}[{i}]: {exc}") from None
+    return out
+
+
+def step_request(meta: dict[str, Any], arrays: dict[str, np.ndarray], limits: Limits) -> StepRequest:
+    sessions = session_list(meta, limit=limits.max_sessions_per_request)
+    b = len(sessions)
+    rel = arrays.get("relative_poses")
+    if rel is None or rel.ndim != 5 or rel.shape[0] != b:
+        raise BadRequest(
+            f"STEP needs an array 'relative_poses' float64 [B={b}, T, K, 4, 4], got "
+            f"{None if rel is None else list(rel.shape)}"
+        )
+    _, t, k = rel.shape[:3]
+    if not 1 <= t <= limits.max_horizon or not 1 <= k <= limits.max_frames_per_step:
+        raise BadRequest(
+            f"relative_poses needs 1 <= T <= {limits.max_horizon} and 1 <= K <= "
+            f"{limits.max_frames_per_step}, got T={t}, K={k}"
+        )
+    check_poses(rel, "relative_poses")
+    raw_events = meta.get("events", [[[]] * t] * b)
+    if (
+        not isinstance(raw_events, list)
+        or len(raw_events) != b
+        or not all(isinstance(e, list) and len(e) == t for e in raw_events)
+    ):
+        raise BadRequest(f"'events' must be a [B={b}][T={t}] list of event-record lists")
+    events = [
+        [event_records(raw_events[i][j], f"events[{i}][{j}]", limits.max_events_per_step) for j in range(t)]
+        for i in range(b)
+    ]
+    outputs = meta.get("outputs", ["rgb"])
+    if not isinstance(outputs, list) or not outputs or not set(outputs) <= set(OUTPUTS):
+        raise BadRequest(f"'outputs' must be a non-empty subset of {list(OUTPUTS)}, got {outputs!r:.100}")
+    frames = meta.get("frames", "last")
+    if frames not in ("last", "all"):
+        raise BadRequest(f"'frames' must be 'last' or 'all', got {frames!r:.50}")
+    resets: dict[int, SceneSpec] = {}
+    raw_resets = meta.get("resets", [])
+    if not isinstance(raw_resets, list):
+        raise BadRequest("'resets' must be a list of [row, scene spec] pairs")
+    for item in raw_resets:
+        if not isinstance(item, list) or len(item) != 2:
+            raise BadRequest("'resets' must be a list of [row, scene spec] pairs")
+        row = _int(item[0], "resets row", 0, b - 1)
+        resets[row] = scene_spec(item[1], arrays, row, f"resets[{row}]")
+    if resets and t != 1:
+        raise BadRequest("'resets' can only be combined with a horizon of T=1")
+    return StepRequest(sessions, rel, events, tuple(outputs), frames, resets)
+
+
+def output_list(meta: dict[str, Any]) -> tuple[str, ...]:
+    outputs = meta.get("outputs", list(OUTPUTS))
+    if not isinstance(outputs, list) or not outputs or not set(outputs) <= set(OUTPUTS):
+        raise BadRequest(f"'outputs' must be a non-empty subset of {list(OUTPUTS)}, got {outputs!r:.100}")
+    return tuple(outputs)

@@ -1,0 +1,106 @@
+"""The server's session table: which client identity owns which session handles, idle time-outs, the
+session cap, and each client's reply cache (what makes retries idempotent)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from world_model.serve.protocol import ErrorCode
+
+
+class SessionError(Exception):
+    """A request names a session it may not use, or asks for more sessions than the server allows."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class ClientState:
+    last_seen: float
+    sessions: set[int] = field(default_factory=set)
+    last_step: float = 0.0  # last OPEN/RESET/STEP: "active" clients are waited for when batching
+    inflight: set[int] = field(default_factory=set)  # request ids being worked on
+    cache: OrderedDict[int, list] = field(default_factory=OrderedDict)  # request id -> encoded reply
+
+
+class SessionTable:
+    """Bookkeeping on the server's I/O thread; the backend worker maps handles to backend sessions."""
+
+    def __init__(self, max_sessions: int, idle_timeout_s: float, reply_cache_per_client: int) -> None:
+        self.max_sessions = max_sessions
+        self.idle_timeout_s = idle_timeout_s
+        self.reply_cache_per_client = reply_cache_per_client
+        self.clients: dict[bytes, ClientState] = {}
+        self.n_sessions = 0
+        self._next_handle = 1
+        self._expired: OrderedDict[int, None] = OrderedDict()
+
+    def seen(self, identity: bytes) -> ClientState:
+        now = time.monotonic()
+        client = self.clients.setdefault(identity, ClientState(now))
+        client.last_seen = now
+        return client
+
+    def check_owned(self, client: ClientState, handles: list[int]) -> None:
+        for h in handles:
+            if h not in client.sessions:
+                why = (
+                    f"it was closed after {self.idle_timeout_s:g} s without messages from its client"
+                    if h in self._expired
+                    else "it is not open for this client"
+                )
+                raise SessionError(
+                    ErrorCode.UNKNOWN_SESSION, f"session {h} is unknown: {why}; open a new one"
+                )
+
+    def allocate(self, client: ClientState, n: int) -> list[int]:
+        if self.n_sessions + n > self.max_sessions:
+            raise SessionError(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"cannot open {n} session(s): {self.n_sessions} of at most {self.max_sessions} are open; "
+                "close some or raise the server's max_sessions",
+            )
+        handles = list(range(self._next_handle, self._next_handle + n))
+        self._next_handle += n
+        self.n_sessions += n
+        client.sessions.update(handles)
+        return handles
+
+    def release(self, identity: bytes, handles: list[int]) -> None:
+        client = self.clients.get(identity)
+        for h in handles:
+            if client is not None and h in client.sessions:
+                client.sessions.discard(h)
+                self.n_sessions -= 1
+
+    def remember(self, identity: bytes, request_id: int, frames: list) -> None:
+        client = self.clients.get(identity)
+        if client is not None:
+            client.inflight.discard(request_id)
+            client.cache[request_id] = frames
+            while len(client.cache) > self.reply_cache_per_client:
+                client.cache.popitem(last=False)
+
+    def active(self, window_s: float) -> set[bytes]:
+        now = time.monotonic()
+        return {i for i, c in self.clients.items() if c.sessions and now - c.last_step <= window_s}
+
+    def expire_idle(self) -> list[int]:
+        """Release the sessions of clients silent for ``idle_timeout_s``; returns the handles to close."""
+        now, closed = time.monotonic(), []
+        for identity, client in list(self.clients.items()):
+            idle = now - client.last_seen
+            if client.sessions and idle > self.idle_timeout_s and not client.inflight:
+                handles = sorted(client.sessions)
+                self.release(identity, handles)
+                self._expired.update(dict.fromkeys(handles))
+                closed.extend(handles)
+            if not client.sessions and not client.inflight and idle > max(self.idle_timeout_s, 60.0):
+                del self.clients[identity]
+        while len(self._expired) > 100_000:
+            self._expired.popitem(last=False)
+        return closed

@@ -1,0 +1,251 @@
+"""The backend worker: the one thread that calls the ``WorldModel``, and the replies it builds.
+
+The server's I/O thread validates requests and decides batches; this thread owns the mapping from the
+server's session handles to backend session ids, runs jobs in FIFO order, and stacks frames into reply
+arrays. Running the backend off the I/O thread lets the server answer PINGs and retries while a slow
+batch is generated, and overlaps receiving the next batch with generating this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from world_model.backend import Frames, UnknownSession, WorldModel
+from world_model.serve.batching import PendingStep
+from world_model.serve.protocol import ErrorCode, Message, MsgType, error_message
+from world_model.serve.requests import SceneSpec
+
+log = logging.getLogger("world_model.serve")
+
+
+@dataclass
+class Job:
+    """``fn`` runs on the worker thread; ``then(result, error)`` runs on the I/O thread afterwards."""
+
+    fn: Callable[[], Any]
+    then: Callable[[Any, BaseException | None], None]
+
+
+class BackendWorker:
+    """Runs jobs on one thread; writes a byte to ``wake_fd`` after each so the I/O thread can poll it."""
+
+    def __init__(self, factory: Callable[[], WorldModel], max_batch: int, wake_fd: int) -> None:
+        self._factory = factory
+        self.backend: WorldModel | None = None
+        self.backend_info: Any = None
+        self.ready = threading.Event()
+        self.start_error: BaseException | None = None
+        self.max_batch = max_batch
+        self._ids: dict[int, int] = {}  # server handle -> backend session id (worker thread only)
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self.done: queue.Queue[tuple[Job, Any, BaseException | None]] = queue.Queue()
+        self._wake_fd = wake_fd
+        self._thread = threading.Thread(target=self._run, name="dreamx-backend", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        # The backend is built here because GL contexts (MuJoCo rendering) belong to the creating thread.
+        try:
+            self.backend = self._factory()
+            self.backend_info = self.backend.info()
+        except BaseException as exc:
+            self.start_error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        while (job := self._jobs.get()) is not None:
+            try:
+                result, error = job.fn(), None
+            except Exception as exc:  # reported to the client; the worker keeps going
+                result, error = None, exc
+            self.done.put((job, result, error))
+            os.write(self._wake_fd, b"x")
+        try:
+            for handle in list(self._ids):
+                self._close_one(handle)
+            self.backend.shutdown()
+        except Exception:
+            log.exception("backend shutdown failed")
+
+    # -- jobs (worker thread) -------------------------------------------------------------------------------
+    def _backend_id(self, handle: int) -> int:
+        try:
+            return self._ids[handle]
+        except KeyError:
+            raise UnknownSession(handle) from None
+
+    def _open_one(self, handle: int, spec: SceneSpec) -> tuple[Frames, dict, np.ndarray | None]:
+        sid, frames, scene = self.backend.open(
+            spec.scene_seed, first_frame=spec.first_frame, start_pose=spec.start_pose
+        )
+        view = None
+        if spec.view_pose is not None:
+            vid, vframes, _ = self.backend.open(spec.scene_seed, start_pose=spec.view_pose)
+            self.backend.close(vid)
+            view = vframes.rgb[-1]
+        self._ids[handle] = sid
+        return frames, scene.to_dict(), view
+
+    def _close_one(self, handle: int) -> None:
+        sid = self._ids.pop(handle, None)
+        if sid is not None:
+            self.backend.close(sid)
+
+    def open_sessions(
+        self, handles: list[int], specs: list[SceneSpec], outputs: tuple[str, ...], request_id: int
+    ) -> Message:
+        """OPEN (fresh handles) and RESET (existing handles): one first frame per session."""
+        got = []
+        try:
+            for h, spec in zip(handles, specs, strict=True):
+                self._close_one(h)
+                got.append(self._open_one(h, spec))
+        except Exception:
+            for h in handles:  # all or nothing
+                self._close_one(h)
+            raise
+        arrays = _frame_arrays([g[0] for g in got], outputs, "last")
+        arrays = {k: v[:, 0] for k, v in arrays.items()}
+        arrays["poses"] = np.stack([g[0].poses[-1] for g in got])
+        views = [g[2] for g in got]
+        if any(v is not None for v in views):
+            arrays["view_rgb"] = _stack_views(views, got[0][0].rgb.shape[1:])
+        return Message(
+            MsgType.REPLY, request_id, {"sessions": handles, "scenes": [g[1] for g in got]}, arrays
+        )
+
+    def fork(self, handle: int, new_handles: list[int], request_id: int) -> Message:
+        sid = self._backend_id(handle)
+        for h in new_handles:
+            self._ids[h] = self.backend.fork(sid)
+        return Message(MsgType.REPLY, request_id, {"sessions": new_handles})
+
+    def close_sessions(self, handles: list[int], request_id: int) -> Message:
+        for h in handles:
+            self._close_one(h)
+        return Message(MsgType.REPLY, request_id, {"closed": handles})
+
+    def step_batch(self, batch: list[PendingStep]) -> tuple[list[tuple[bytes, Message]], list[int]]:
+        """Advance every session of every request in ``batch``: one ``generate`` call per horizon step (per
+        ``max_batch`` sessions), then resets. Returns one reply per request and the generate batch sizes.
+        A request naming a session that is gone gets its own ERROR and does not spoil the batch."""
+        replies, sizes = [], []
+        live = []
+        for p in batch:
+            missing = [
+                h
+                for r, h in enumerate(p.request.sessions)
+                if r not in p.request.resets and h not in self._ids
+            ]
+            if missing:
+                replies.append(
+                    (
+                        p.identity,
+                        error_message(
+                            p.request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open"
+                        ),
+                    )
+                )
+            else:
+                live.append(p)
+        batch = live
+        if not batch:
+            return replies, sizes
+        rows = [
+            (i, r, h)
+            for i, p in enumerate(batch)
+            for r, h in enumerate(p.request.sessions)
+            if r not in p.request.resets
+        ]
+        horizon = batch[0].request.horizon
+        results: dict[tuple[int, int], list[Frames]] = {(i, r): [] for i, r, _ in rows}
+        ids = {(i, r): self._backend_id(h) for i, r, h in rows}
+        for t in range(horizon):
+            for start in range(0, len(rows), self.max_batch):
+                part = rows[start : start + self.max_batch]
+                rel = np.stack([batch[i].request.relative_poses[r, t] for i, r, _ in part])
+                events = [batch[i].request.events[r][t] for i, r, _ in part]
+                frames = self.backend.generate([ids[i, r] for i, r, _ in part], rel, events)
+                sizes.append(len(part))
+                for (i, r, _), f in zip(part, frames, strict=True):
+                    results[i, r].append(f)
+        for i, p in enumerate(batch):
+            try:
+                replies.append(
+                    (
+                        p.identity,
+                        self._step_reply(p, [results.get((i, r)) for r in range(len(p.request.sessions))]),
+                    )
+                )
+            except Exception as exc:
+                log.warning("reset in STEP failed: %s", exc)
+                replies.append(
+                    (p.identity, error_message(p.request_id, ErrorCode.BACKEND, f"reset failed: {exc}"))
+                )
+        return replies, sizes
+
+    def _step_reply(self, p: PendingStep, per_row: list[list[Frames] | None]) -> Message:
+        req, meta = p.request, {}
+        k = req.relative_poses.shape[2]
+        scenes, views = [], [None] * len(per_row)
+        for r, spec in sorted(req.resets.items()):
+            self._close_one(req.sessions[r])
+            first, scene, views[r] = self._open_one(req.sessions[r], spec)
+            # a reset row reports its first frame, repeated to the chunk length
+            per_row[r] = [
+                Frames(
+                    np.repeat(first.rgb[-1:], k, 0),
+                    np.repeat(first.depth[-1:], k, 0),
+                    np.repeat(first.semantic[-1:], k, 0),
+                    np.repeat(first.poses[-1:], k, 0),
+                )
+            ]
+            scenes.append([r, scene])
+        if scenes:
+            meta["scenes"] = scenes
+        arrays = {}
+        per_t = [
+            _frame_arrays([row[t] for row in per_row], req.outputs, req.frames) for t in range(req.horizon)
+        ]
+        for key in per_t[0]:
+            arrays[key] = np.stack([a[key] for a in per_t], axis=1)  # [B, T, F, ...]
+        arrays["poses"] = np.stack(
+            [np.stack([row[t].poses for row in per_row]) for t in range(req.horizon)], 1
+        )
+        if any(v is not None for v in views):
+            arrays["view_rgb"] = _stack_views(views, per_row[0][0].rgb.shape[1:])
+        return Message(MsgType.REPLY, p.request_id, meta, arrays)
+
+
+def _frame_arrays(frames: list[Frames], outputs: tuple[str, ...], which: str) -> dict[str, np.ndarray]:
+    """Stack sessions' frames into ``[B, F, ...]`` arrays (F = 1 for "last", K for "all")."""
+    sl = slice(-1, None) if which == "last" else slice(None)
+    out = {}
+    if "rgb" in outputs:
+        out["rgb"] = np.stack([np.asarray(f.rgb[sl], np.uint8) for f in frames])
+    if "depth" in outputs:
+        out["depth"] = np.stack([np.asarray(f.depth[sl], np.float32) for f in frames])
+    if "semantic" in outputs:
+        out["semantic"] = np.stack([np.asarray(f.semantic[sl], np.uint8) for f in frames])
+    return out
+
+
+def _stack_views(views: list[np.ndarray | None], shape: tuple[int, ...]) -> np.ndarray:
+    return np.stack([np.zeros(shape, np.uint8) if v is None else np.asarray(v, np.uint8) for v in views])
