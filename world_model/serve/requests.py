@@ -32,12 +32,14 @@ class Limits:
 
 @dataclass
 class SceneSpec:
-    """Where a session starts: a scene seed, an optional start pose, an optional extra view to render
-    (a goal image) and an optional user-given first frame."""
+    """Where a session starts: a scene seed, an optional start pose, an optional extra view to render (a
+    goal image: at ``view_pose``, or at the scene's goal pose ``view_goal % G``) and an optional user-given
+    first frame."""
 
     scene_seed: int | None = None
     start_pose: np.ndarray | None = None
     view_pose: np.ndarray | None = None
+    view_goal: int | None = None
     first_frame: np.ndarray | None = None
 
     def to_meta(self) -> dict[str, Any]:
@@ -46,6 +48,8 @@ class SceneSpec:
             out["start_pose"] = np.asarray(self.start_pose, np.float64).tolist()
         if self.view_pose is not None:
             out["view_pose"] = np.asarray(self.view_pose, np.float64).tolist()
+        if self.view_goal is not None:
+            out["view_goal"] = int(self.view_goal)
         if self.first_frame is not None:
             out["first_frame"] = True
         return out
@@ -111,11 +115,13 @@ def scene_specs(
 def scene_spec(spec: Any, arrays: dict[str, np.ndarray], row: int, name: str) -> SceneSpec:
     if not isinstance(spec, dict):
         raise BadRequest(f"{name} must be a map with scene_seed[, start_pose, view_pose, first_frame]")
-    unknown = set(spec) - {"scene_seed", "start_pose", "view_pose", "first_frame"}
+    unknown = set(spec) - {"scene_seed", "start_pose", "view_pose", "view_goal", "first_frame"}
     if unknown:
         raise BadRequest(f"{name} has unknown keys {sorted(unknown)}")
     seed = spec.get("scene_seed")
     out = SceneSpec(None if seed is None else _int(seed, f"{name}.scene_seed", 0, MAX_SEED))
+    if spec.get("view_goal") is not None:
+        out.view_goal = _int(spec["view_goal"], f"{name}.view_goal", 0, MAX_SEED)
     for k in ("start_pose", "view_pose"):
         if spec.get(k) is not None:
             try:

@@ -95,9 +95,14 @@ class BackendWorker:
         sid, frames, scene = self.backend.open(
             spec.scene_seed, first_frame=spec.first_frame, start_pose=spec.start_pose
         )
-        view = None
-        if spec.view_pose is not None:
-            vid, vframes, _ = self.backend.open(spec.scene_seed, start_pose=spec.view_pose)
+        view, view_pose = None, spec.view_pose
+        if spec.view_goal is not None:
+            if len(scene.goal_poses) == 0:
+                self.backend.close(sid)
+                raise ValueError(f"scene {spec.scene_seed} has no goal poses to render a goal view from")
+            view_pose = scene.goal_poses[spec.view_goal % len(scene.goal_poses)]
+        if view_pose is not None:
+            vid, vframes, _ = self.backend.open(spec.scene_seed, start_pose=view_pose)
             self.backend.close(vid)
             view = vframes.rgb[-1]
         self._ids[handle] = sid

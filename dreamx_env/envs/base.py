@@ -1,0 +1,246 @@
+"""``DreamXEnv`` (one camera) and ``DreamXVectorEnv`` (B cameras, one server call per step) over the
+batched core. Task envs (Explore, GoalView, FindObject) subclass both and set ``task_cls``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from dreamx_env.envs.core import DreamXCore, EnvConfig
+from dreamx_env.envs.task import Task
+from world_model.events import EventRecord
+
+RENDER_MODES = ["rgb_array", "human"]
+
+
+def _build_core(task_cls: type[Task], task_config_cls: Any, num_envs: int, kwargs: dict) -> DreamXCore:
+    task_fields = {f.name for f in dataclasses.fields(task_config_cls)} if task_config_cls else set()
+    task_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in task_fields}
+    cfg, weights = EnvConfig.build(task_cls, **kwargs)
+    if cfg.render_mode not in (None, *RENDER_MODES):
+        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {cfg.render_mode!r}")
+    task = task_cls(task_config_cls(**task_kwargs) if task_config_cls else None, *cfg.resolution)
+    return DreamXCore(cfg, weights, task, num_envs)
+
+
+class _Window:
+    """A pygame window for ``render_mode="human"`` (frames scaled up, side by side for vector envs)."""
+
+    def __init__(self, scale: int = 4) -> None:
+        import pygame
+
+        self.pg, self.scale, self.screen = pygame, scale, None
+        pygame.init()
+
+    def show(self, frames: list[np.ndarray]) -> None:
+        tiles = np.concatenate(frames, axis=1).repeat(self.scale, 0).repeat(self.scale, 1)
+        if self.screen is None:
+            self.screen = self.pg.display.set_mode((tiles.shape[1], tiles.shape[0]))
+            self.pg.display.set_caption("DreamX")
+        self.pg.event.pump()
+        self.pg.surfarray.blit_array(self.screen, tiles.swapaxes(0, 1))
+        self.pg.display.flip()
+
+    def close(self) -> None:
+        self.pg.display.quit()
+
+
+class DreamXEnv(gym.Env):
+    """Base single env; see the task envs for the user manual."""
+
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 15}
+    task_cls: type[Task] = Task
+    task_config_cls: Any = None
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.core = _build_core(self.task_cls, self.task_config_cls, 1, dict(kwargs, render_mode=render_mode))
+        self.render_mode = render_mode
+        self.action_space = self.core.mapper.space
+        self.observation_space = self.core.observation_space
+        self._window: _Window | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.core.rngs[0] = self.np_random  # scene seeds and task choices follow the env's seeded RNG
+        self.core.reset([0], [None])
+        if self.render_mode == "human":
+            self.render()
+        return self.core.observation(0), self.core.info(0, {})
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if self.core.sessions is None:
+            raise RuntimeError("call reset() before step()")
+        a = self.core.mapper.check(action)
+        rewards, terminated, infos = self.core.step(a[None], {})
+        if self.render_mode == "human":
+            self.render()
+        return (
+            self.core.observation(0),
+            float(rewards[0]),
+            bool(terminated[0]),
+            False,
+            self.core.info(0, infos[0]),
+        )
+
+    def command(self, text: str | EventRecord | list) -> list[EventRecord]:
+        """Queue events for the next step, e.g. ``env.unwrapped.command("turn the lights off")``.
+        Raises ``ValueError`` listing the vocabulary when the prompt cannot be read."""
+        return self.core.command(text, [0])
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None or self.core.frames[0] is None:
+            return None
+        frame = self.core.frames[0].rgb.copy()
+        if self.render_mode == "rgb_array":
+            return frame
+        self._window = self._window or _Window()
+        self._window.show([frame])
+        return None
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        self.core.close()
+
+
+class DreamXVectorEnv(VectorEnv):
+    """Base native vector env: ``num_envs`` sessions stepped with one server call per step."""
+
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 15, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    task_cls: type[Task] = Task
+    task_config_cls: Any = None
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        **kwargs: Any,
+    ) -> None:
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode}")
+        self.metadata = dict(self.metadata, autoreset_mode=self.autoreset_mode)
+        self.core = _build_core(
+            self.task_cls, self.task_config_cls, num_envs, dict(kwargs, render_mode=render_mode)
+        )
+        self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
+        self.single_action_space = self.core.mapper.space
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.single_observation_space = self.core.observation_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._autoreset = np.zeros(num_envs, bool)
+        self._steps = np.zeros(num_envs, np.int64)
+        self._window: _Window | None = None
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        super().reset(seed=seed if isinstance(seed, int) else None)
+        if seed is None or isinstance(seed, int):
+            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            assert len(seeds) == self.num_envs, f"reset needs {self.num_envs} seeds, got {len(seeds)}"
+        self.core.reset(list(range(self.num_envs)), seeds)
+        self._autoreset[:] = False
+        self._steps[:] = 0
+        infos = [self.core.info(i, {}) for i in range(self.num_envs)]
+        return self._observations(), _batch_infos(infos)
+
+    def step(self, actions: Any):
+        if self.core.sessions is None:
+            raise RuntimeError("call reset() before step()")
+        a = self.core.mapper.check(actions, self.action_space)
+        resets = {int(i): None for i in np.flatnonzero(self._autoreset)}
+        rewards, terminated, infos = self.core.step(a, resets)
+        self._steps += 1
+        self._steps[list(resets)] = 0
+        truncated = np.zeros(self.num_envs, bool)
+        if self.max_episode_steps is not None:
+            truncated = (self._steps >= self.max_episode_steps) & ~terminated
+        infos = [self.core.info(i, info) for i, info in enumerate(infos)]
+        done = terminated | truncated
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._autoreset = done
+            return self._observations(), rewards, terminated, truncated, _batch_infos(infos)
+        final = {}
+        rows = [int(i) for i in np.flatnonzero(done)]
+        if rows:  # SAME_STEP: the finished episodes restart now (one extra, batched server call)
+            final_obs = np.empty(self.num_envs, object)
+            final_info = np.empty(self.num_envs, object)
+            for i in rows:
+                final_obs[i], final_info[i] = self.core.observation(i), infos[i]
+            self.core.reset(rows, [None] * len(rows))
+            self._steps[rows] = 0
+            for i in rows:
+                infos[i] = self.core.info(i, {"reset": True})
+            final = {
+                "final_obs": final_obs,
+                "_final_obs": done.copy(),
+                "final_info": final_info,
+                "_final_info": done.copy(),
+            }
+        return self._observations(), rewards, terminated, truncated, dict(_batch_infos(infos), **final)
+
+    def _observations(self) -> Any:
+        obs = [self.core.observation(i) for i in range(self.num_envs)]
+        if isinstance(obs[0], dict):
+            return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+        return np.stack(obs)
+
+    def command(self, text: str | EventRecord | list, env_index: int | None = None) -> list[EventRecord]:
+        """Queue events for the next step of one env (or of all when ``env_index`` is None)."""
+        rows = list(range(self.num_envs)) if env_index is None else [env_index]
+        return self.core.command(text, rows)
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None or self.core.frames[0] is None:
+            return None
+        frames = tuple(f.rgb.copy() for f in self.core.frames)
+        if self.render_mode == "rgb_array":
+            return frames
+        self._window = self._window or _Window()
+        self._window.show(list(frames))
+        return None
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        self.core.close()
+
+
+def _batch_infos(infos: list[dict]) -> dict[str, Any]:
+    """Gymnasium vector info: one array per key over envs, plus a ``_key`` mask of the envs that have it."""
+    out: dict[str, Any] = {}
+    keys = dict.fromkeys(k for info in infos for k in info)
+    for key in keys:
+        mask = np.array([key in info for info in infos])
+        values = [info.get(key) for info in infos]
+        sample = next(v for v in values if v is not None)
+        if isinstance(sample, np.ndarray):
+            arr = np.zeros((len(infos), *sample.shape), sample.dtype)
+            for i, v in enumerate(values):
+                if v is not None:
+                    arr[i] = v
+        elif isinstance(sample, (bool, np.bool_, int, float, np.number)) and not isinstance(sample, list):
+            dtype = (
+                bool
+                if isinstance(sample, (bool, np.bool_))
+                else float
+                if isinstance(sample, float)
+                else np.int64
+            )
+            arr = np.array([v if v is not None else 0 for v in values], dtype=dtype)
+        else:
+            arr = np.empty(len(infos), object)
+            for i, v in enumerate(values):
+                arr[i] = v
+        out[key], out["_" + key] = arr, mask
+    return out

@@ -1,0 +1,269 @@
+"""The batched core shared by ``DreamXEnv`` and ``DreamXVectorEnv``: one simulator connection, B sessions,
+and exactly one server call per batched step (resets of finished episodes ride along in the same STEP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient, StepResult
+from dreamx_env.envs.actions import EVENT_RECORDS, ActionMapper, chunk_poses, level_pose
+from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, new_episode, score_step
+from dreamx_env.launcher import EmbeddedServer, LaunchConfig
+from dreamx_env.rewards import CoverageConfig, RevisitConfig
+from world_model.backends import DEFAULT_BACKEND
+from world_model.events import EventRecord, parse_prompt
+from world_model.geometry import KeyMap, invert_pose
+from world_model.semantics import SEMANTIC_CLASSES
+from world_model.serve.protocol import MsgType
+from world_model.serve.requests import SceneSpec
+
+# Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
+TRAIN_SEEDS: tuple[int, int] = (0, 100_000)
+OBS_KEYS: tuple[str, ...] = ("rgb", "depth", "semantic")
+
+
+@dataclass
+class EnvConfig:
+    """Keyword arguments shared by every DreamX env (see the env docstrings for the user manual)."""
+
+    backend: str = DEFAULT_BACKEND
+    server: Any = None  # None: embedded subprocess; "thread": in-process; "tcp://..."/"ipc://...": remote
+    scene_seed: int | None = None  # fixed scene, or None: a new training scene per episode
+    scene_seed_range: tuple[int, int] = TRAIN_SEEDS
+    resolution: tuple[int, int] = (64, 64)
+    vfov_deg: float = 70.0
+    frames_per_step: int = 4
+    action_set: str = "multi"
+    event_actions: bool = True
+    obs_keys: tuple[str, ...] = ("rgb",)
+    render_mode: str | None = None
+    reward: RewardConfig | None = None  # None: the task's defaults
+    keymap: KeyMap = field(default_factory=KeyMap)
+    revisit: RevisitConfig = field(default_factory=RevisitConfig)
+    coverage: CoverageConfig = field(default_factory=CoverageConfig)
+    info_frames: bool = False  # put all K frames of each chunk in info["frames"]
+    depth_max_m: float = 20.0
+    timeout_s: float = 5.0
+    server_options: dict[str, Any] = field(default_factory=dict)  # embedded ServerConfig fields
+
+    @classmethod
+    def build(cls, task: type[Task], **kwargs: Any) -> tuple[EnvConfig, RewardConfig]:
+        """From user keyword arguments (dicts for nested configs), validated, plus the reward weights."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown keyword argument(s) {unknown}; DreamX envs accept {sorted(known)}")
+        cfg = cls(**kwargs)
+        if isinstance(cfg.resolution, int):
+            cfg.resolution = (cfg.resolution, cfg.resolution)
+        cfg.resolution = tuple(int(r) for r in cfg.resolution)
+        cfg.obs_keys = (cfg.obs_keys,) if isinstance(cfg.obs_keys, str) else tuple(cfg.obs_keys)
+        if "rgb" not in cfg.obs_keys or not set(cfg.obs_keys) <= set(OBS_KEYS):
+            raise ValueError(f"obs_keys must include 'rgb' and be a subset of {OBS_KEYS}, got {cfg.obs_keys}")
+        for name, sub in (("keymap", KeyMap), ("revisit", RevisitConfig), ("coverage", CoverageConfig)):
+            if isinstance(getattr(cfg, name), dict):
+                setattr(cfg, name, sub(**getattr(cfg, name)))
+        lo, hi = cfg.scene_seed_range
+        if not 0 <= lo < hi <= 2**31 - 1:
+            raise ValueError(
+                f"scene_seed_range must satisfy 0 <= lo < hi < 2**31, got {cfg.scene_seed_range}"
+            )
+        if cfg.frames_per_step < 1:
+            raise ValueError(f"frames_per_step must be >= 1, got {cfg.frames_per_step}")
+        weights = task.default_reward
+        if isinstance(cfg.reward, dict):
+            weights = dataclasses.replace(weights, **cfg.reward)
+        elif cfg.reward is not None:
+            weights = cfg.reward
+        return cfg, weights
+
+
+class DreamXCore:
+    """B sessions of one task on one simulator server."""
+
+    def __init__(self, config: EnvConfig, weights: RewardConfig, task: Task, num_envs: int) -> None:
+        self.config, self.weights, self.task, self.num_envs = config, weights, task, num_envs
+        self.mapper = ActionMapper(config.action_set, config.keymap, config.event_actions)
+        self.embedded: EmbeddedServer | None = None
+        self.sessions: list[int] | None = None
+        h, w = config.resolution
+        if config.server is None or config.server in ("subprocess", "thread", "inproc"):
+            mode = "subprocess" if config.server in (None, "subprocess") else "thread"
+            kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg}
+            self.embedded = EmbeddedServer(
+                LaunchConfig(config.backend, kwargs, mode, server=config.server_options)
+            )
+            address = self.embedded.address
+        else:
+            address = getattr(config.server, "address", config.server)
+        self.client = SimulatorClient(address, ClientConfig(timeout_s=config.timeout_s))
+        info = self.client.info()["backend"]
+        if (info["height"], info["width"]) != (h, w):
+            self.close()
+            raise ValueError(
+                f"the server at {address} renders {info['height']}x{info['width']} but "
+                f"resolution={config.resolution} was asked; match them or start another server"
+            )
+        self.backend_name = info["name"]
+        self.outputs = tuple(k for k in OBS_KEYS if k in set(config.obs_keys) | set(task.needs) | {"rgb"})
+        obs = {"rgb": spaces.Box(0, 255, (h, w, 3), np.uint8)}
+        if "depth" in config.obs_keys:
+            obs["depth"] = spaces.Box(0.0, config.depth_max_m, (h, w), np.float32)
+        if "semantic" in config.obs_keys:
+            obs["semantic"] = spaces.Box(0, len(SEMANTIC_CLASSES) - 1, (h, w), np.uint8)
+        obs.update(task.observation_spaces())
+        self.observation_space = obs["rgb"] if len(obs) == 1 else spaces.Dict(obs)
+        self.states: list[EpisodeState | None] = [None] * num_envs
+        self.frames: list[Frame | None] = [None] * num_envs
+        self.rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self.queued: list[list[EventRecord]] = [[] for _ in range(num_envs)]
+        self.server_ms = 0.0
+
+    # -- episodes -------------------------------------------------------------------------------------------
+    def scene_spec(self, i: int, seed: int | None) -> SceneSpec:
+        if seed is not None:
+            self.rngs[i] = np.random.default_rng(seed)
+        rng = self.rngs[i]
+        lo, hi = self.config.scene_seed_range
+        scene_seed = (
+            self.config.scene_seed if self.config.scene_seed is not None else int(rng.integers(lo, hi))
+        )
+        return SceneSpec(scene_seed, **self.task.scene_request(rng))
+
+    def reset(self, rows: list[int], seeds: list[int | None]) -> None:
+        specs = [self.scene_spec(i, s) for i, s in zip(rows, seeds, strict=True)]
+        t0 = time.perf_counter()
+        if self.sessions is None:
+            assert rows == list(range(self.num_envs)), "the first reset opens every env"
+            res = self.client.open(specs, self.outputs)
+            self.sessions = res.sessions
+        else:
+            res = self.client.reset([self.sessions[i] for i in rows], specs, self.outputs)
+        self.server_ms = (time.perf_counter() - t0) * 1000
+        views = res.frames.get("view_rgb")
+        for j, i in enumerate(rows):
+            frame = Frame(
+                res.frames["rgb"][j],
+                res.frames["poses"][j][None],
+                res.frames.get("depth", [None] * len(rows))[j],
+                res.frames.get("semantic", [None] * len(rows))[j],
+            )
+            self._begin(i, res.scenes[j], frame, None if views is None else views[j])
+
+    def _begin(self, i: int, scene: Any, frame: Frame, view: np.ndarray | None) -> None:
+        self.frames[i] = frame
+        self.queued[i] = []
+        cfg = self.config
+        self.states[i] = new_episode(self.task, scene, frame, view, self.rngs[i], cfg.revisit, cfg.coverage)
+
+    def command(self, text: str | EventRecord | list, rows: list[int]) -> list[EventRecord]:
+        """Queue events (a prompt such as "turn the lights off") for the next step of ``rows``."""
+        records = (
+            parse_prompt(text) if isinstance(text, str) else list(text if isinstance(text, list) else [text])
+        )
+        for i in rows:
+            self.queued[i].extend(records)
+        return records
+
+    def relative_chunk(
+        self, poses: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk poses relative to ``poses [B,4,4]`` for checked ``actions``: (rel [B,K,4,4], abs, event ids)."""
+        deltas, event_ids = self.mapper.decode(actions)
+        start = level_pose(poses)
+        absolute = chunk_poses(start, deltas, self.config.frames_per_step, self.config.keymap)
+        return invert_pose(start)[:, None] @ absolute, absolute, event_ids
+
+    def step(
+        self, actions: np.ndarray, resets: dict[int, int | None]
+    ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """One server call: rows in ``resets`` start a new episode (seed or None), the others step.
+        Returns rewards [B], terminated [B] and per-row info dicts."""
+        b = self.num_envs
+        last = np.stack([f.poses[-1] for f in self.frames])
+        rel, _, event_ids = self.relative_chunk(last, actions)
+        events = [[list(EVENT_RECORDS[e]) + self.queued[i]] for i, e in enumerate(event_ids)]
+        specs = {i: self.scene_spec(i, s) for i, s in resets.items()}
+        t0 = time.perf_counter()
+        res = self.client.step(
+            self.sessions,
+            rel[:, None],
+            events,
+            self.outputs,
+            "all" if self.config.info_frames else "last",
+            specs,
+        )
+        self.server_ms = (time.perf_counter() - t0) * 1000
+        rewards, terminated, infos = np.zeros(b), np.zeros(b, bool), []
+        for i in range(b):
+            frame = self._frame(res, i, events[i][0])
+            if i in resets:
+                self._begin(
+                    i, res.scenes[i], frame, res.frames["view_rgb"][i] if "view_rgb" in res.frames else None
+                )
+                infos.append({"reset": True})
+                continue
+            self.queued[i] = []
+            self.frames[i] = frame
+            rewards[i], terminated[i], info = score_step(self.task, self.states[i], frame, self.weights)
+            info["reset"] = False
+            if self.config.info_frames:
+                info["frames"] = res.frames["rgb"][i, 0]
+            infos.append(info)
+        return rewards, terminated, infos
+
+    @staticmethod
+    def _frame(res: StepResult, i: int, events: list[EventRecord]) -> Frame:
+        f = res.frames
+        return Frame(
+            f["rgb"][i, 0, -1],
+            f["poses"][i, 0],
+            f["depth"][i, 0, -1] if "depth" in f else None,
+            f["semantic"][i, 0, -1] if "semantic" in f else None,
+            [str(e) for e in events],
+        )
+
+    # -- observations and info ------------------------------------------------------------------------------
+    def observation(self, i: int) -> Any:
+        frame, keys = self.frames[i], self.config.obs_keys
+        if not isinstance(self.observation_space, spaces.Dict):
+            return frame.rgb.copy()
+        obs: dict[str, np.ndarray] = {"rgb": frame.rgb.copy()}
+        if "depth" in keys:
+            obs["depth"] = np.minimum(
+                np.nan_to_num(frame.depth, posinf=self.config.depth_max_m), self.config.depth_max_m
+            ).astype(np.float32)
+        if "semantic" in keys:
+            obs["semantic"] = frame.semantic.copy()
+        obs.update(self.task.observe(self.states[i].task))
+        return obs
+
+    def info(self, i: int, extra: dict) -> dict[str, Any]:
+        st, frame = self.states[i], self.frames[i]
+        return {
+            "pose": frame.poses[-1].copy(),
+            "events": list(frame.events),
+            "episode_step": st.step,
+            "scene_seed": st.scene.seed,
+            "server_ms": self.server_ms,
+            **extra,
+        }
+
+    def close(self) -> None:
+        # An embedded server frees everything when it stops; a shared one is asked to free our sessions,
+        # briefly (it may be the reason we are closing).
+        if self.sessions is not None and self.embedded is None and not self.client.closed:
+            try:
+                self.client.request(MsgType.CLOSE, {"sessions": self.sessions}, timeout_s=1.0)
+            except (ServerUnavailable, RuntimeError):
+                pass
+        self.sessions = None
+        self.client.close()
+        if self.embedded is not None:
+            self.embedded.close()
