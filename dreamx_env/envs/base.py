@@ -35,7 +35,7 @@ class _Window:
         import pygame
 
         self.pg, self.scale, self.screen = pygame, scale, None
-        pygame.init()
+        pygame.display.init()  # display only: no audio device needed
 
     def show(self, frames: list[np.ndarray]) -> None:
         tiles = np.concatenate(frames, axis=1).repeat(self.scale, 0).repeat(self.scale, 1)

@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient, StepResult
 from dreamx_env.envs.actions import EVENT_RECORDS, ActionMapper, chunk_poses, level_pose
-from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, new_episode, score_step
+from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing, new_episode, score_step
 from dreamx_env.launcher import EmbeddedServer, LaunchConfig
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
 from world_model.backends import DEFAULT_BACKEND
@@ -123,7 +123,8 @@ class DreamXCore:
         self.frames: list[Frame | None] = [None] * num_envs
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
         self.queued: list[list[EventRecord]] = [[] for _ in range(num_envs)]
-        self.server_ms = 0.0
+        self.server_ms = self.step_ms = 0.0
+        self.requests: list[dict[str, Any]] = [{} for _ in range(num_envs)]
 
     # -- episodes -------------------------------------------------------------------------------------------
     def scene_spec(self, i: int, seed: int | None) -> SceneSpec:
@@ -134,7 +135,8 @@ class DreamXCore:
         scene_seed = (
             self.config.scene_seed if self.config.scene_seed is not None else int(rng.integers(lo, hi))
         )
-        return SceneSpec(scene_seed, **self.task.scene_request(rng))
+        self.requests[i] = self.task.scene_request(rng)
+        return SceneSpec(scene_seed, **self.requests[i])
 
     def reset(self, rows: list[int], seeds: list[int | None]) -> None:
         specs = [self.scene_spec(i, s) for i, s in zip(rows, seeds, strict=True)]
@@ -145,7 +147,7 @@ class DreamXCore:
             self.sessions = res.sessions
         else:
             res = self.client.reset([self.sessions[i] for i in rows], specs, self.outputs)
-        self.server_ms = (time.perf_counter() - t0) * 1000
+        self.server_ms = self.step_ms = (time.perf_counter() - t0) * 1000
         views = res.frames.get("view_rgb")
         for j, i in enumerate(rows):
             frame = Frame(
@@ -160,7 +162,9 @@ class DreamXCore:
         self.frames[i] = frame
         self.queued[i] = []
         cfg = self.config
-        self.states[i] = new_episode(self.task, scene, frame, view, self.rngs[i], cfg.revisit, cfg.coverage)
+        self.states[i] = new_episode(
+            self.task, scene, frame, view, self.requests[i], self.rngs[i], cfg.revisit, cfg.coverage
+        )
 
     def command(self, text: str | EventRecord | list, rows: list[int]) -> list[EventRecord]:
         """Queue events (a prompt such as "turn the lights off") for the next step of ``rows``."""
@@ -174,7 +178,7 @@ class DreamXCore:
     def relative_chunk(
         self, poses: np.ndarray, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Chunk poses relative to ``poses [B,4,4]`` for checked ``actions``: (rel [B,K,4,4], abs, event ids)."""
+        """Chunk poses relative to ``poses [B,4,4]`` for checked actions: (rel [B,K,4,4], abs, event ids)."""
         deltas, event_ids = self.mapper.decode(actions)
         start = level_pose(poses)
         absolute = chunk_poses(start, deltas, self.config.frames_per_step, self.config.keymap)
@@ -185,7 +189,7 @@ class DreamXCore:
     ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """One server call: rows in ``resets`` start a new episode (seed or None), the others step.
         Returns rewards [B], terminated [B] and per-row info dicts."""
-        b = self.num_envs
+        t_start, b = time.perf_counter(), self.num_envs
         last = np.stack([f.poses[-1] for f in self.frames])
         rel, _, event_ids = self.relative_chunk(last, actions)
         events = [[list(EVENT_RECORDS[e]) + self.queued[i]] for i, e in enumerate(event_ids)]
@@ -216,6 +220,7 @@ class DreamXCore:
             if self.config.info_frames:
                 info["frames"] = res.frames["rgb"][i, 0]
             infos.append(info)
+        self.step_ms = (time.perf_counter() - t_start) * 1000
         return rewards, terminated, infos
 
     @staticmethod
@@ -251,7 +256,7 @@ class DreamXCore:
             "events": list(frame.events),
             "episode_step": st.step,
             "scene_seed": st.scene.seed,
-            "server_ms": self.server_ms,
+            "timing": Timing(self.server_ms, self.step_ms),
             **extra,
         }
 

@@ -65,7 +65,7 @@ class ExploreEnv(DreamXEnv):
 
     ``pose`` (4x4 camera-to-world), ``events`` applied, ``episode_step``, ``scene_seed``, ``coverage``,
     ``new_views``, ``is_revisit``, ``revisit_psnr``, ``revisit_similarity``, ``revisit_count``,
-    ``revisit_mean_psnr``, ``server_ms`` (round trip of the step), and ``frames`` (all K) when
+    ``revisit_mean_psnr``, ``timing`` (``Timing``: server_ms round trip, step_ms), ``frames`` (all K) when
     ``info_frames=True``.
 
     ## Arguments

@@ -41,6 +41,21 @@ class Frame:
     events: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, eq=False)
+class Timing:
+    """Wall-clock timings of a step in milliseconds. Timings are measurements, not state: any two compare
+    equal, so determinism checks (``gymnasium.utils.env_checker``) look at everything else in ``info``."""
+
+    server_ms: float = 0.0  # round trip of the server call
+    step_ms: float = 0.0  # the whole env step
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timing)
+
+    def __hash__(self) -> int:
+        return 0
+
+
 @dataclass
 class EpisodeState:
     scene: SceneInfo
@@ -74,8 +89,10 @@ class Task:
         return {}
 
     def begin(
-        self, scene: SceneInfo, frame: Frame, view_rgb: np.ndarray | None, rng: np.random.Generator
+        self, scene: SceneInfo, frame: Frame, view: np.ndarray | None, request: dict, rng: np.random.Generator
     ) -> Any:
+        """Task state for a new episode; ``request`` is what :meth:`scene_request` asked for and ``view``
+        the extra view it rendered (if any)."""
         return None
 
     def progress(self, state: Any, frame: Frame) -> tuple[float, bool, dict[str, float]]:
@@ -91,6 +108,7 @@ def new_episode(
     scene: SceneInfo,
     frame: Frame,
     view_rgb: np.ndarray | None,
+    request: dict[str, Any],
     rng: np.random.Generator,
     revisit: RevisitConfig,
     coverage: CoverageConfig,
@@ -98,7 +116,7 @@ def new_episode(
     st = EpisodeState(scene, RevisitTracker(revisit), CoverageTracker(coverage))
     st.coverage.observe(frame.poses[-1:])
     st.revisit.observe(0, frame.poses[-1], frame.rgb)
-    st.task = task.begin(scene, frame, view_rgb, rng)
+    st.task = task.begin(scene, frame, view_rgb, request, rng)
     return st
 
 
@@ -118,10 +136,10 @@ def score_step(task: Task, st: EpisodeState, frame: Frame, weights: RewardConfig
         "new_views": new,
         "coverage": len(st.coverage.visited),
         "is_revisit": rv is not None,
-        "revisit_psnr": rv.psnr_db if rv else float("nan"),
-        "revisit_similarity": rv.similarity if rv else float("nan"),
+        "revisit_psnr": rv.psnr_db if rv else 0.0,  # 0 when this step is not a revisit
+        "revisit_similarity": rv.similarity if rv else 0.0,
         "revisit_count": st.revisit.count,
-        "revisit_mean_psnr": st.revisit.mean_psnr,
+        "revisit_mean_psnr": st.revisit.mean_psnr if st.revisit.count else 0.0,
         "success": success,
         **task_info,
     }
