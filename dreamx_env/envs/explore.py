@@ -26,10 +26,13 @@ class ExploreEnv(DreamXEnv):
 
     ``action_set="multi"`` (default): ``MultiDiscrete([9, 9, 9])`` = (move combo, look combo, event):
 
-    | index | move (``MOVE_COMBOS``) | look (``LOOK_COMBOS``) | event (``EVENT_MENU``)        |
-    |-------|------------------------|------------------------|-------------------------------|
-    | 0     | none                   | none                   | none                          |
-    | 1-8   | W S A D WA WD SA SD    | J L I K IJ IL KJ KL    | lights off/on, drop a red ball, drop a blue box, open/close the door, push, paint green |
+    | index | move (``MOVE_COMBOS``) | look (``LOOK_COMBOS``) | event (``EVENT_MENU``) |
+    |-------|------------------------|------------------------|------------------------|
+    | 0     | none                   | none                   | none                   |
+    | 1-8   | W S A D WA WD SA SD    | J L I K IJ IL KJ KL    | see below              |
+
+    Events 1-8: lights off, lights on, drop a red ball, drop a blue box, open the door, close the door,
+    push the nearest object, paint the nearest object green.
 
     Per frame: W/S ±0.10 m along the heading, A/D ∓/±0.10 m sideways, J/L ±3° yaw, I/K ±3° pitch
     (clamped to ±60°); see ``keymap``. ``action_set="discrete"``: ``Discrete(19)`` over 11 key combos
@@ -72,7 +75,7 @@ class ExploreEnv(DreamXEnv):
 
     ``gymnasium.make("DreamX/Explore-v0", backend="oracle", server=None, scene_seed=None, resolution=64,
     frames_per_step=4, action_set="multi", obs_keys=("rgb",), render_mode=None, reward=None)``.
-    ``backend``: ``"learned"`` | ``"oracle"`` | ``"constant"`` (default ``world_model.backends.DEFAULT_BACKEND``).
+    ``backend``: ``"learned"`` | ``"oracle"`` | ``"constant"`` (default: ``backends.DEFAULT_BACKEND``).
     ``server``: ``None`` starts an embedded server subprocess (stopped by ``close()``), ``"thread"`` an
     in-process one, or the address of a running ``dreamx-serve`` (``"tcp://127.0.0.1:5555"``).
     ``timeout_s`` (5): a dead server raises ``ServerUnavailable`` naming its address within this time.
