@@ -1,0 +1,85 @@
+"""Imagined rollouts for planners (CEM, MPPI): fork an env's state and run a batch of action sequences.
+
+    from dreamx_env.planning import imagine
+    plans = np.stack([env.action_space.sample() for _ in range(64 * 8)]).reshape(64, 8, -1)
+    out = imagine(env, plans)            # out.returns [64], out.rewards [64, 8]
+    env.step(plans[out.returns.argmax(), 0])
+
+The real episode is untouched: the server forks the session N times (its world state, memory and
+pose), all N sequences run in one STEP request of horizon T (T generate calls of batch N on the server),
+the forks are closed, and rewards are scored on copies of the episode's reward state. Three server calls
+in all, whatever N and T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium.vector.utils import batch_space
+
+from dreamx_env.envs.actions import EVENT_RECORDS
+from dreamx_env.envs.task import Frame, score_step
+from world_model.serve.protocol import MsgType
+
+
+@dataclass
+class Imagination:
+    rewards: np.ndarray  # [N, T]; 0 after an imagined episode ends
+    returns: np.ndarray  # [N] discounted sums of rewards
+    terminated: np.ndarray  # [N, T]; True from the step an imagined episode ends
+    final_poses: np.ndarray  # [N, 4, 4] camera poses reached
+    frames: np.ndarray | None = None  # [N, T, H, W, 3] last frame of each step, when asked
+
+
+def imagine(
+    env: Any, action_sequences: Any, env_index: int = 0, return_frames: bool = False, gamma: float = 1.0
+) -> Imagination:
+    """Roll ``action_sequences [N, T, *action_shape]`` out from the current state of ``env`` (a DreamX
+    env or vector env; ``env_index`` picks the sub-env) without changing it. Queued ``command()`` events
+    apply at the first imagined step of every sequence (and stay queued for the real step)."""
+    core = env.unwrapped.core
+    if core.sessions is None:
+        raise RuntimeError("call reset() before imagine()")
+    single = core.mapper.space
+    actions = np.asarray(action_sequences)
+    n, t = actions.shape[:2] if actions.ndim >= 2 else (0, 0)
+    if n < 1 or t < 1:
+        raise ValueError(
+            f"action_sequences must be [N, T, ...] elements of {single}, got shape {actions.shape}"
+        )
+    flat = core.mapper.check(actions.reshape(n * t, *single.shape), batch_space(single, n * t))
+    flat = flat.reshape(n, t, *single.shape)
+    pose = np.repeat(core.frames[env_index].poses[-1:], n, axis=0)
+    rel, events = [], [[] for _ in range(n)]
+    for step in range(t):
+        r, absolute, event_ids = core.relative_chunk(pose, flat[:, step])
+        pose = absolute[:, -1]  # relative chunks do not depend on where collisions stop the camera
+        rel.append(r)
+        for i, e in enumerate(event_ids):
+            events[i].append(list(EVENT_RECORDS[e]) + (core.queued[env_index] if step == 0 else []))
+    forks = core.client.fork(core.sessions[env_index], n)
+    try:
+        res = core.client.step(forks, np.stack(rel, axis=1), events, core.outputs, "last")
+    finally:
+        core.client.request(MsgType.CLOSE, {"sessions": forks})
+    f = res.frames
+    rewards, terminated = np.zeros((n, t)), np.zeros((n, t), bool)
+    for i in range(n):
+        state = core.states[env_index].clone()
+        for s in range(t):
+            if s and terminated[i, s - 1]:
+                terminated[i, s] = True
+                continue
+            frame = Frame(
+                f["rgb"][i, s, -1],
+                f["poses"][i, s],
+                f["depth"][i, s, -1] if "depth" in f else None,
+                f["semantic"][i, s, -1] if "semantic" in f else None,
+                [str(e) for e in events[i][s]],
+            )
+            rewards[i, s], terminated[i, s], _ = score_step(core.task, state, frame, core.weights)
+    returns = (rewards * gamma ** np.arange(t)).sum(axis=1)
+    frames = np.ascontiguousarray(f["rgb"][:, :, -1]) if return_frames else None
+    return Imagination(rewards, returns, terminated, f["poses"][:, -1, -1].copy(), frames)

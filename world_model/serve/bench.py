@@ -1,0 +1,128 @@
+"""``dreamx-bench-serve``: env-steps/s through the whole path (vector env -> client -> server -> backend).
+
+    dreamx-bench-serve                                   # constant and oracle, 1 / 8 / 32 envs, 64x64
+    dreamx-bench-serve --backends constant --envs 1 8 32 128 --seconds 5 --json bench.json
+
+For each backend and number of envs it starts an embedded server subprocess (ipc://), steps a native
+``DreamX/Explore-v0`` vector env with random move/look keys (no events), and reports env-steps/s and
+milliseconds per vector step; ``--raw`` adds the same through the bare client (protocol and batching
+without the env's reward and observation work). The constant backend measures overhead; the oracle is
+the MuJoCo ground truth. Benchmarks, not tests: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+
+def bench_env(backend: str, num_envs: int, seconds: float, resolution: int, frames: int) -> dict[str, Any]:
+    from dreamx_env.envs.explore import ExploreVectorEnv
+
+    env = ExploreVectorEnv(
+        num_envs=num_envs,
+        backend=backend,
+        resolution=resolution,
+        frames_per_step=frames,
+        server_options={"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)},
+    )
+    try:
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        actions = rng.integers(0, 9, size=(64, num_envs, 3))
+        actions[..., 2] = 0  # no events: they grow the world state, which is not what is measured here
+        for i in range(3):
+            env.step(actions[i])
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            env.step(actions[steps % 64])
+            steps += 1
+        dt = time.perf_counter() - start
+    finally:
+        env.close()
+    return {
+        "path": "env",
+        "backend": backend,
+        "num_envs": num_envs,
+        "vector_steps": steps,
+        "env_steps_per_s": steps * num_envs / dt,
+        "ms_per_vector_step": 1000 * dt / steps,
+    }
+
+
+def bench_raw(backend: str, num_envs: int, seconds: float, resolution: int, frames: int) -> dict[str, Any]:
+    from dreamx_env.client import SimulatorClient
+    from dreamx_env.launcher import launch
+    from world_model.serve.requests import SceneSpec
+
+    server = {"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)}
+    with launch(
+        backend=backend, backend_kwargs={"height": resolution, "width": resolution}, server=server
+    ) as srv:
+        client = SimulatorClient(srv.address)
+        sessions = client.open([SceneSpec(i) for i in range(num_envs)]).sessions
+        rel = np.tile(np.eye(4), (num_envs, 1, frames, 1, 1))
+        rel[:, 0, :, :3, :3] = np.array([[0.9986, 0, 0.0523], [0, 1, 0], [-0.0523, 0, 0.9986]])  # 3° turns
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            client.step(sessions, rel)
+            steps += 1
+        dt = time.perf_counter() - start
+        client.close()
+    return {
+        "path": "raw",
+        "backend": backend,
+        "num_envs": num_envs,
+        "vector_steps": steps,
+        "env_steps_per_s": steps * num_envs / dt,
+        "ms_per_vector_step": 1000 * dt / steps,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--backends", nargs="+", default=["constant", "oracle"])
+    p.add_argument("--envs", nargs="+", type=int, default=[1, 8, 32])
+    p.add_argument("--seconds", type=float, default=3.0, help="measurement time per configuration")
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--frames-per-step", type=int, default=4)
+    p.add_argument("--raw", action="store_true", help="also measure the bare client (no env)")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    results = []
+    print(f"{'path':5} {'backend':9} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
+    for backend in args.backends:
+        for n in args.envs:
+            runs = [bench_env] + ([bench_raw] if args.raw else [])
+            for run in runs:
+                try:
+                    r = run(backend, n, args.seconds, args.resolution, args.frames_per_step)
+                except Exception as exc:  # e.g. a backend that is not installed here
+                    print(f"{run.__name__[6:]:5} {backend:9} {n:>5}  failed: {exc}")
+                    continue
+                results.append(r)
+                print(
+                    f"{r['path']:5} {backend:9} {n:>5} {r['env_steps_per_s']:>12.0f} {r['ms_per_vector_step']:>9.2f}"
+                )
+    meta = {
+        "resolution": args.resolution,
+        "frames_per_step": args.frames_per_step,
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
