@@ -102,7 +102,7 @@ def _split(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
 
 
 def make_sb3_env(env_id: str, num_envs: int = 1, **kwargs: Any) -> DreamXVecEnv:
-    """``gymnasium.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", ...)`` wrapped for SB3."""
+    """``gymnasium.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")`` wrapped for SB3."""
     import dreamx_env  # noqa: F401  (registers the ids)
 
     venv = gym.make_vec(

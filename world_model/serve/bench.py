@@ -109,9 +109,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{run.__name__[6:]:5} {backend:9} {n:>5}  failed: {exc}")
                     continue
                 results.append(r)
-                print(
-                    f"{r['path']:5} {backend:9} {n:>5} {r['env_steps_per_s']:>12.0f} {r['ms_per_vector_step']:>9.2f}"
-                )
+                rate, ms = r["env_steps_per_s"], r["ms_per_vector_step"]
+                print(f"{r['path']:5} {backend:9} {n:>5} {rate:>12.0f} {ms:>9.2f}")
     meta = {
         "resolution": args.resolution,
         "frames_per_step": args.frames_per_step,

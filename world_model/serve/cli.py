@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -49,7 +50,9 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
-    @hydra.main(version_base=None, config_path="../../configs/server", config_name="default")
+    configs = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "server"))
+
+    @hydra.main(version_base=None, config_path=configs, config_name="default")
     def _main(cfg: DictConfig) -> None:
         run(server_config(OmegaConf.to_container(cfg, resolve=True)))
 

@@ -152,7 +152,7 @@ class SimulatorServer:
                 batch = self.batcher.take(self.table.active(cfg.active_window_ms / 1000))
                 if batch is not None:
                     self._generate(batch)
-                if time.monotonic() - last_sweep > 1.0:
+                if time.monotonic() - last_sweep > min(1.0, cfg.idle_timeout_s / 4):
                     last_sweep = time.monotonic()
                     self._expire_idle()
         finally:
