@@ -164,6 +164,8 @@ class SimulatorServer:
             sock.close(linger=0)
             os.close(wake_r)
             os.close(wake_w)
+            if cfg.address.startswith("ipc://") and os.path.exists(cfg.address[len("ipc://") :]):
+                os.unlink(cfg.address[len("ipc://") :])  # also when the launcher died without cleaning up
             log.info("server on %s stopped", cfg.address)
 
     def _watch_parent(self) -> None:

@@ -1,0 +1,215 @@
+"""The server: batching, ownership, idempotent retries, hostile input, limits, bind policy."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from dreamx_env.client import ServerError, SimulatorClient
+from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
+from world_model.serve.requests import SceneSpec
+from world_model.serve.server import ServerConfig, SimulatorServer, check_bind_address
+
+
+def still_poses(b: int, k: int = 4) -> np.ndarray:
+    return np.tile(np.eye(4), (b, 1, k, 1, 1))
+
+
+def forward_poses(b: int, k: int = 4, step: float = 0.1) -> np.ndarray:
+    rel = still_poses(b, k)
+    rel[:, 0, :, 2, 3] = step * np.arange(1, k + 1)  # camera +z is forward
+    return rel
+
+
+def raw_socket(address: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    return sock
+
+
+def raw_reply(sock: zmq.Socket, timeout_ms: int = 3000) -> Message:
+    assert sock.poll(timeout_ms), "the server did not answer"
+    return decode(sock.recv_multipart())
+
+
+def test_two_clients_are_batched_into_one_generate_call(serve):
+    address, backend, server = serve(max_wait_ms=500.0, active_window_ms=5000.0)
+    clients = [SimulatorClient(address) for _ in range(2)]
+    sessions = [c.open([SceneSpec(i)]).sessions for i, c in enumerate(clients)]
+    backend.batches.clear()
+    barrier = threading.Barrier(2)
+    results = [None, None]
+
+    def step(i):
+        barrier.wait()
+        results[i] = clients[i].step(sessions[i], forward_poses(1))
+
+    threads = [threading.Thread(target=step, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert backend.batches == [2], "both clients' steps must share one generate call"
+    assert all(r.frames["rgb"].shape == (1, 1, 1, 64, 64, 3) for r in results)
+    assert clients[0].info()["stats"]["batch_sizes"] == {"2": 1}
+
+
+def test_a_lone_client_is_not_made_to_wait(serve):
+    address, backend, _ = serve(max_wait_ms=2000.0)
+    client = SimulatorClient(address)
+    sessions = client.open([SceneSpec(0), SceneSpec(1)]).sessions
+    start = time.perf_counter()
+    for _ in range(5):
+        client.step(sessions, forward_poses(2))
+    assert time.perf_counter() - start < 1.0  # all active clients were waiting: no max_wait delay
+    assert backend.batches[-5:] == [2] * 5
+
+
+def test_garbage_and_wrong_versions_get_errors_while_others_are_served(serve):
+    address, _, _ = serve()
+    good = SimulatorClient(address)
+    session = good.open([SceneSpec(3)]).sessions
+    hostile = raw_socket(address)
+    bad_inputs = [
+        [b"\x00\xff garbage"],
+        [b"DX" + bytes([99, 3]) + (7).to_bytes(8, "big"), b"\x80"],  # protocol version 99
+        [bytes(encode(Message(MsgType.STEP, 8, {"sessions": "all"}))[0]), b"\xc1"],
+        [bytes(f) for f in encode(Message(MsgType.REPLY, 9, {}))],  # a reply type sent to the server
+        [bytes(f) for f in encode(Message(MsgType.STEP, 10, {"sessions": [10**6]}, {}))],
+    ]
+    expected = [
+        ErrorCode.PROTOCOL,
+        ErrorCode.VERSION,
+        ErrorCode.PROTOCOL,
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.BAD_REQUEST,
+    ]
+    replies = []
+    for frames, code in zip(bad_inputs, expected, strict=True):
+        hostile.send_multipart(frames)
+        replies.append(raw_reply(hostile))
+        assert replies[-1].type == MsgType.ERROR and replies[-1].meta["code"] == code, replies[-1].meta
+        assert good.step(session, forward_poses(1)).frames["rgb"].shape[0] == 1  # still served
+    assert "version 99 is not supported" in replies[1].meta["message"] and replies[1].request_id == 7
+    hostile.close()
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda r: r.__setitem__((0, 0, 0, 0, 0), 2.0), "rigid"),
+        (lambda r: r.__setitem__((0, 0, 0, 0, 3), np.nan), "finite"),
+        (lambda r: r.__setitem__((0, 0, 0, 3, 0), 1.0), "rigid"),
+    ],
+)
+def test_bad_poses_are_refused(serve, mutate, match):
+    address, _, _ = serve()
+    client = SimulatorClient(address)
+    session = client.open([SceneSpec(0)]).sessions
+    rel = still_poses(1)
+    mutate(rel)
+    with pytest.raises(ServerError, match=match) as err:
+        client.step(session, rel)
+    assert err.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_sessions_belong_to_their_client(serve):
+    address, _, _ = serve()
+    owner, other = SimulatorClient(address), SimulatorClient(address)
+    session = owner.open([SceneSpec(0)]).sessions
+    for call in (
+        lambda: other.step(session, still_poses(1)),
+        lambda: other.fork(session[0]),
+        lambda: other.close_sessions(session),
+    ):
+        with pytest.raises(ServerError, match="not open for this client") as err:
+            call()
+        assert err.value.code == ErrorCode.UNKNOWN_SESSION
+    owner.step(session, still_poses(1))
+
+
+def test_session_cap_and_unknown_events(serve):
+    address, _, _ = serve(max_sessions=3)
+    client = SimulatorClient(address)
+    sessions = client.open([SceneSpec(0), SceneSpec(1)]).sessions
+    with pytest.raises(ServerError) as err:
+        client.open([SceneSpec(2), SceneSpec(3)])
+    assert err.value.code == ErrorCode.TOO_MANY_SESSIONS
+    meta = {"sessions": sessions[:1], "events": [[[{"predicate": "explode", "entity": "room"}]]]}
+    with pytest.raises(ServerError, match="unknown event predicate 'explode'"):
+        client.request(MsgType.STEP, meta, {"relative_poses": still_poses(1)})
+    client.close_sessions(sessions)
+    client.open([SceneSpec(2), SceneSpec(3), SceneSpec(4)])
+
+
+def test_retry_with_the_same_request_id_is_answered_from_cache(serve):
+    address, backend, _ = serve()
+    client = SimulatorClient(address)
+    session = client.open([SceneSpec(0)]).sessions
+    sock = client._sock  # speak raw protocol on the client's own identity
+    frames = encode(
+        Message(MsgType.STEP, 424242, {"sessions": session}, {"relative_poses": forward_poses(1)})
+    )
+    backend.batches.clear()
+    sock.send_multipart(frames)
+    first = raw_reply(sock)
+    sock.send_multipart(frames)
+    second = raw_reply(sock)
+    assert backend.batches == [1], "a retried request must not step the world twice"
+    assert first.type == second.type == MsgType.REPLY
+    assert np.array_equal(first.arrays["poses"], second.arrays["poses"])
+
+
+def test_fork_copies_state_without_touching_the_original(serve):
+    address, backend, _ = serve()
+    client = SimulatorClient(address)
+    session = client.open([SceneSpec(5)]).sessions
+    before = backend.pose(1).copy()
+    forks = client.fork(session[0], 3)
+    assert len(set(forks)) == 3 and session[0] not in forks
+    moved = client.step(forks, forward_poses(3, step=0.2))
+    assert np.allclose(moved.frames["poses"][:, 0, -1], moved.frames["poses"][0, 0, -1])
+    assert np.allclose(backend.pose(1), before)
+    again = client.step(session, still_poses(1))
+    assert np.allclose(again.frames["poses"][0, 0, -1], before)
+
+
+def test_idle_sessions_are_closed_with_a_clear_error(serve):
+    address, _, server = serve(idle_timeout_s=0.4)
+    client = SimulatorClient(address)
+    session = client.open([SceneSpec(0)]).sessions
+    time.sleep(1.0)
+    with pytest.raises(ServerError, match="closed after 0.4 s without messages"):
+        client.step(session, still_poses(1))
+    assert server.table.n_sessions == 0
+
+
+def test_info_reports_backend_keymap_and_vocabulary(serve):
+    address, _, _ = serve()
+    info = SimulatorClient(address).info()
+    assert info["backend"]["name"] == "constant" and (
+        info["backend"]["height"],
+        info["backend"]["width"],
+    ) == (64, 64)
+    assert info["keymap"]["yaw_step_deg"] == 3.0 and "lights off" in info["event_menu"]
+    assert "predicates" in info["event_vocabulary"]
+
+
+def test_bind_policy_refuses_public_interfaces_without_curve():
+    for ok in (
+        "tcp://127.0.0.1:5555",
+        "tcp://localhost:1",
+        "ipc:///tmp/x.sock",
+        "inproc://x",
+        "tcp://[::1]:9",
+    ):
+        check_bind_address(ok, curve=False)
+    for bad in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.1.2.3:80"):
+        with pytest.raises(ValueError, match="CURVE"):
+            SimulatorServer(ServerConfig(address=bad, backend="constant"))
+    check_bind_address("tcp://0.0.0.0:5555", curve=True)
+    with pytest.raises(ValueError, match="unsupported address"):
+        check_bind_address("udp://127.0.0.1:1", curve=False)
