@@ -91,7 +91,7 @@ class SimulatorClient:
         request_id = next(self._ids)
         frames = encode(Message(type, request_id, meta or {}, arrays or {}))
         start = last_life = last_send = time.monotonic()
-        self._sock.send_multipart(frames, copy=False)
+        sent = self._try_send(frames)
         while True:
             now = time.monotonic()
             if now - last_life > timeout:
@@ -104,7 +104,8 @@ class SimulatorClient:
                     f"simulator server at {self.address} is alive but did not finish a "
                     f"{type.name} request within {cfg.request_timeout_s:.0f} s"
                 )
-            wait = min(last_send + cfg.retry_interval_s, last_life + timeout) - now
+            retry_after = cfg.retry_interval_s if sent else 0.05
+            wait = min(last_send + retry_after, last_life + timeout) - now
             if self._sock.poll(max(1, int(wait * 1000)), zmq.POLLIN):
                 try:
                     reply = decode(self._sock.recv_multipart(copy=False))
@@ -120,9 +121,17 @@ class SimulatorClient:
                         str(reply.meta.get("code")), str(reply.meta.get("message")), self.address
                     )
                 continue  # PING: still working on it
-            if time.monotonic() - last_send >= cfg.retry_interval_s:
-                self._sock.send_multipart(frames, copy=False)  # same request id: idempotent on the server
+            if time.monotonic() - last_send >= retry_after:
+                sent = self._try_send(frames)  # same request id: idempotent on the server
                 last_send = time.monotonic()
+
+    def _try_send(self, frames: list) -> bool:
+        """Send without blocking: with no peer at all (an inproc server gone) a DEALER would block forever."""
+        try:
+            self._sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
 
     # -- typed calls ----------------------------------------------------------------------------------------
     def ping(self, timeout_s: float | None = None) -> dict[str, Any]:

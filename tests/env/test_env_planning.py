@@ -1,0 +1,39 @@
+"""Planner API: imagined rollouts in one batch leave the real episode untouched."""
+
+import numpy as np
+import pytest
+
+from dreamx_env.planning import imagine
+
+
+def test_imagination_leaves_the_episode_untouched(make):
+    env, twin = make("DreamX/GoalView-v0"), make("DreamX/GoalView-v0")
+    env.reset(seed=8)
+    twin.reset(seed=8)
+    rng = np.random.default_rng(0)
+    plans = np.stack([env.action_space.sample() for _ in range(12 * 5)]).reshape(12, 5, 3)
+    plans[..., 2] = rng.integers(0, 9, (12, 5))  # events too: imagined lights-off must not leak
+    calls = []
+    original = env.unwrapped.core.client.request
+    env.unwrapped.core.client.request = lambda t, *a, **k: calls.append(t.name) or original(t, *a, **k)
+    out = imagine(env, plans, return_frames=True)
+    assert calls == ["FORK", "STEP", "CLOSE"]
+    assert out.rewards.shape == (12, 5) and out.frames.shape == (12, 5, 64, 64, 3)
+    assert len({f.tobytes() for f in out.frames[:, -1]}) > 1  # different plans, different futures
+    for t in range(5):
+        action = plans[3, t]
+        a, b = env.step(action), twin.step(action)
+        assert np.array_equal(a[0]["rgb"], b[0]["rgb"]) and a[1] == pytest.approx(b[1])
+        assert a[1] == pytest.approx(out.rewards[3, t])  # the imagination of a deterministic world is exact
+        assert np.allclose(a[4]["pose"], out.final_poses[3]) or t < 4
+    info = env.unwrapped.core.client.info()
+    assert info["stats"]["sessions"] == 1  # the forks were freed; only the episode's session is open
+
+
+def test_imagine_on_a_vector_env_and_bad_input(make):
+    envs = make("DreamX/Explore-v0", vector=2)
+    envs.reset(seed=1)
+    out = imagine(envs, np.zeros((4, 3, 3), np.int64), env_index=1)
+    assert out.returns.shape == (4,) and np.allclose(out.returns, out.returns[0])
+    with pytest.raises(ValueError, match="MultiDiscrete|Box"):
+        imagine(envs, np.full((2, 2, 3), 9))

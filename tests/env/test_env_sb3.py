@@ -1,0 +1,62 @@
+"""SB3: the VecEnv adapter's episode bookkeeping, and PPO running on it."""
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
+
+from dreamx_env.sb3 import DreamXVecEnv, make_sb3_env
+
+
+@pytest.fixture
+def sb3_env():
+    envs = []
+
+    def _make(env_id, **kwargs):
+        kwargs.setdefault("backend", "constant")
+        kwargs.setdefault("server", "thread")
+        env = make_sb3_env(env_id, **kwargs)
+        envs.append(env)
+        return env
+
+    yield _make
+    for env in envs:
+        env.close()
+
+
+def test_adapter_reports_terminal_observation_and_time_limit(sb3_env):
+    env = sb3_env("DreamX/Explore-v0", num_envs=2, max_episode_steps=3)
+    assert isinstance(env, VecEnv)
+    env.seed(5)
+    obs = env.reset()
+    assert obs.shape == (2, 64, 64, 3)
+    calls = []
+    original = env.venv.core.client.request
+    env.venv.core.client.request = lambda t, *a, **k: calls.append(t.name) or original(t, *a, **k)
+    for step in range(1, 4):
+        obs, rewards, dones, infos = env.step(np.array([[1, 1, 0], [2, 2, 0]]))
+        assert rewards.dtype == np.float32 and len(infos) == 2
+    assert dones.all()
+    for info in infos:
+        assert info["TimeLimit.truncated"] is True
+        assert info["terminal_observation"].shape == (64, 64, 3)
+        assert not np.array_equal(info["terminal_observation"], obs[0])
+    assert calls == ["STEP", "STEP", "STEP", "RESET"]  # episodes ending add one batched reset
+    assert env.env_method("command", "lights off", indices=[1])[0][0].predicate == "lights"
+
+
+def test_adapter_refuses_a_next_step_vector_env(make):
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        DreamXVecEnv(make("DreamX/Explore-v0", vector=2, backend="constant"))
+
+
+@pytest.mark.parametrize(
+    "env_id, policy", [("DreamX/Explore-v0", "CnnPolicy"), ("DreamX/FindObject-v0", "MultiInputPolicy")]
+)
+def test_ppo_smoke(sb3_env, env_id, policy):
+    env = sb3_env(env_id, num_envs=2, max_episode_steps=20)
+    model = PPO(policy, env, n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(256)
+    assert model.num_timesteps >= 256
+    action, _ = model.predict(env.reset(), deterministic=True)
+    assert action.shape == (2, 3)
