@@ -33,7 +33,7 @@ def test_adapter_reports_terminal_observation_and_time_limit(sb3_env):
     calls = []
     original = env.venv.core.client.request
     env.venv.core.client.request = lambda t, *a, **k: calls.append(t.name) or original(t, *a, **k)
-    for step in range(1, 4):
+    for _ in range(3):
         obs, rewards, dones, infos = env.step(np.array([[1, 1, 0], [2, 2, 0]]))
         assert rewards.dtype == np.float32 and len(infos) == 2
     assert dones.all()
