@@ -53,12 +53,11 @@ class RevisitTracker:
     """Remembers (pose, thumbnail) per step of one episode and scores returns to earlier poses."""
 
     def __init__(self, config: RevisitConfig) -> None:
-        self.config = c = config
-        self._pos = np.zeros((c.max_history, 3))
-        self._ang = np.zeros((c.max_history, 2))  # yaw, pitch (rad)
-        self._step = np.zeros(c.max_history, np.int64)
-        self._thumb = np.zeros((c.max_history, c.thumb_size, c.thumb_size, 3), np.uint8)
-        self._n = 0
+        self.config = config
+        # Visits live in a ring of max_history slots and a grid of max_dist_m cells, so a lookup only
+        # looks at the 3x3 cells around the camera (a few entries), whatever the episode length.
+        self._visits: dict[int, tuple] = {}  # slot -> (x, y, z, yaw, pitch, step, thumbnail, cell)
+        self._grid: dict[tuple[int, int], list[int]] = {}
         self._next = 0
         self.count = 0
         self.psnr_sum = 0.0
@@ -67,36 +66,41 @@ class RevisitTracker:
     def observe(self, step: int, pose: np.ndarray, rgb: np.ndarray) -> Revisit | None:
         """Score ``rgb`` seen at ``pose`` against the nearest earlier visit (if any), then remember it."""
         c = self.config
-        fwd = pose[:3, 2]
-        yaw, pitch = math.atan2(fwd[1], fwd[0]), math.asin(max(-1.0, min(1.0, fwd[2])))
-        pos = pose[:3, 3]
+        (fx, fy, fz), (x, y, z) = pose[:3, 2].tolist(), pose[:3, 3].tolist()
+        yaw, pitch = math.atan2(fy, fx), math.asin(max(-1.0, min(1.0, fz)))
         thumb = thumbnail(rgb, c.thumb_size)
+        cell = (math.floor(x / c.max_dist_m), math.floor(y / c.max_dist_m))
+        max_yaw, max_pitch = math.radians(c.max_yaw_deg), math.radians(c.max_pitch_deg)
+        best, best_score = None, math.inf
+        for gx in (cell[0] - 1, cell[0], cell[0] + 1):
+            for gy in (cell[1] - 1, cell[1], cell[1] + 1):
+                for slot in self._grid.get((gx, gy), ()):
+                    vx, vy, vz, vyaw, vpitch, vstep = self._visits[slot][:6]
+                    dist = math.sqrt((vx - x) ** 2 + (vy - y) ** 2 + (vz - z) ** 2)
+                    dyaw = abs((vyaw - yaw + math.pi) % (2 * math.pi) - math.pi)
+                    if (
+                        dist <= c.max_dist_m
+                        and dyaw <= max_yaw
+                        and abs(vpitch - pitch) <= max_pitch
+                        and step - vstep >= c.min_gap_steps
+                    ):
+                        score = dist / c.max_dist_m + dyaw / max_yaw
+                        if score < best_score:
+                            best, best_score = (slot, dist, dyaw), score
         found = None
-        if self._n:
-            n = self._n
-            dist = np.linalg.norm(self._pos[:n] - pos, axis=1)
-            dyaw = np.abs((self._ang[:n, 0] - yaw + math.pi) % (2 * math.pi) - math.pi)
-            dpitch = np.abs(self._ang[:n, 1] - pitch)
-            ok = (
-                (dist <= c.max_dist_m)
-                & (dyaw <= math.radians(c.max_yaw_deg))
-                & (dpitch <= math.radians(c.max_pitch_deg))
-                & (step - self._step[:n] >= c.min_gap_steps)
-            )
-            if ok.any():
-                idx = np.flatnonzero(ok)
-                best = idx[np.argmin(dist[idx] / c.max_dist_m + dyaw[idx] / math.radians(c.max_yaw_deg))]
-                p = psnr(self._thumb[best], thumb)
-                sim = float(np.clip((p - c.psnr_floor_db) / (c.psnr_ceiling_db - c.psnr_floor_db), 0.0, 1.0))
-                found = Revisit(
-                    sim, p, int(step - self._step[best]), float(dist[best]), math.degrees(dyaw[best])
-                )
-                self.count += 1
-                self.psnr_sum += p
-        i = self._next
-        self._pos[i], self._ang[i], self._step[i], self._thumb[i] = pos, (yaw, pitch), step, thumb
-        self._next = (i + 1) % c.max_history
-        self._n = min(self._n + 1, c.max_history)
+        if best is not None:
+            slot, dist, dyaw = best
+            p = psnr(self._visits[slot][6], thumb)
+            sim = min(1.0, max(0.0, (p - c.psnr_floor_db) / (c.psnr_ceiling_db - c.psnr_floor_db)))
+            found = Revisit(sim, p, int(step - self._visits[slot][5]), dist, math.degrees(dyaw))
+            self.count += 1
+            self.psnr_sum += p
+        slot = self._next
+        if slot in self._visits:  # forget the oldest visit
+            self._grid[self._visits[slot][7]].remove(slot)
+        self._visits[slot] = (x, y, z, yaw, pitch, step, thumb, cell)
+        self._grid.setdefault(cell, []).append(slot)
+        self._next = (slot + 1) % c.max_history
         self.last = found
         return found
 
@@ -121,9 +125,10 @@ class CoverageTracker:
     def observe(self, poses: np.ndarray) -> int:
         """Add the views of a chunk's poses ``[K, 4, 4]``; returns how many were new."""
         c = self.config
-        cells = np.floor(poses[:, :2, 3] / c.cell_m).astype(np.int64)
-        yaw = np.arctan2(poses[:, 1, 2], poses[:, 0, 2])
-        bins = np.floor((yaw + math.pi) / (2 * math.pi) * c.yaw_bins).astype(np.int64) % c.yaw_bins
         before = len(self.visited)
-        self.visited.update(zip(cells[:, 0].tolist(), cells[:, 1].tolist(), bins.tolist(), strict=True))
+        for fwd_x, fwd_y, x, y in poses[:, :2, 2:4].transpose(0, 2, 1).reshape(-1, 4).tolist():
+            sector = (
+                math.floor((math.atan2(fwd_y, fwd_x) + math.pi) / (2 * math.pi) * c.yaw_bins) % c.yaw_bins
+            )
+            self.visited.add((math.floor(x / c.cell_m), math.floor(y / c.cell_m), sector))
         return len(self.visited) - before

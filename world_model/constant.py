@@ -32,6 +32,7 @@ class ConstantConfig:
     n_goals: int = 3
     dim_factor: float = 0.3  # brightness with the lights off
     max_objects: int = 24  # drops and spawns beyond this remove the oldest object
+    draw_objects: bool = True  # False: sky and floor only, the cheapest frames (overhead benchmarks)
 
 
 @dataclass
@@ -155,7 +156,7 @@ class ConstantWorldModel(WorldModel):
         for i, s in enumerate(states):
             s.pose = poses[i, -1].copy()
             f = slice(i * k, (i + 1) * k)
-            if s.objects:
+            if s.objects and self.config.draw_objects:
                 self._draw_objects(s, poses[i], yaw[f], horizon[f], light[i * k], rgb[f], depth[f], sem[f])
             out.append(Frames(rgb[f], depth[f], sem[f], poses[i]))
         return out
@@ -163,7 +164,7 @@ class ConstantWorldModel(WorldModel):
     def _render(self, s: _Session, poses: np.ndarray) -> Frames:
         light = np.full(len(poses), 1.0 if s.lights_on else self.config.dim_factor)
         rgb, depth, sem, yaw, horizon = self._background(poses, light)
-        if s.objects:
+        if s.objects and self.config.draw_objects:
             self._draw_objects(s, poses, yaw, horizon, light[0], rgb, depth, sem)
         return Frames(rgb, depth, sem, poses.copy())
 

@@ -51,6 +51,7 @@ class EnvConfig:
     depth_max_m: float = 20.0
     timeout_s: float = 5.0
     server_options: dict[str, Any] = field(default_factory=dict)  # embedded ServerConfig fields
+    backend_options: dict[str, Any] = field(default_factory=dict)  # embedded backend config fields
 
     @classmethod
     def build(cls, task: type[Task], **kwargs: Any) -> tuple[EnvConfig, RewardConfig]:
@@ -95,7 +96,7 @@ class DreamXCore:
         h, w = config.resolution
         if config.server is None or config.server in ("subprocess", "thread", "inproc"):
             mode = "subprocess" if config.server in (None, "subprocess") else "thread"
-            kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg}
+            kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg, **config.backend_options}
             self.embedded = EmbeddedServer(
                 LaunchConfig(config.backend, kwargs, mode, server=config.server_options)
             )

@@ -1,13 +1,14 @@
 """``dreamx-bench-serve``: env-steps/s through the whole path (vector env -> client -> server -> backend).
 
-    dreamx-bench-serve                                   # constant and oracle, 1 / 8 / 32 envs, 64x64
+    dreamx-bench-serve                                   # constant, constant-flat, oracle; 1 / 8 / 32 envs
     dreamx-bench-serve --backends constant --envs 1 8 32 128 --seconds 5 --json bench.json
 
 For each backend and number of envs it starts an embedded server subprocess (ipc://), steps a native
 ``DreamX/Explore-v0`` vector env with random move/look keys (no events), and reports env-steps/s and
 milliseconds per vector step; ``--raw`` adds the same through the bare client (protocol and batching
-without the env's reward and observation work). The constant backend measures overhead; the oracle is
-the MuJoCo ground truth. Benchmarks, not tests: numbers depend on the machine.
+without the env's reward and observation work). The constant backend measures overhead
+(``constant-flat``, without objects, is the pure protocol + batching + env cost); the oracle is the
+MuJoCo ground truth. Benchmarks, not tests: the numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -22,13 +23,23 @@ from typing import Any
 import numpy as np
 
 
+def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]:
+    """``"constant-flat"`` is the constant backend without objects: the cheapest possible frames."""
+    kwargs: dict[str, Any] = {"height": resolution, "width": resolution}
+    if backend == "constant-flat":
+        return "constant", dict(kwargs, draw_objects=False)
+    return backend, kwargs
+
+
 def bench_env(backend: str, num_envs: int, seconds: float, resolution: int, frames: int) -> dict[str, Any]:
     from dreamx_env.envs.explore import ExploreVectorEnv
 
+    name, kwargs = backend_options(backend, resolution)
     env = ExploreVectorEnv(
         num_envs=num_envs,
-        backend=backend,
+        backend=name,
         resolution=resolution,
+        backend_options={k: v for k, v in kwargs.items() if k not in ("height", "width")},
         frames_per_step=frames,
         server_options={"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)},
     )
@@ -61,14 +72,15 @@ def bench_raw(backend: str, num_envs: int, seconds: float, resolution: int, fram
     from dreamx_env.launcher import launch
     from world_model.serve.requests import SceneSpec
 
+    name, kwargs = backend_options(backend, resolution)
     server = {"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)}
-    with launch(
-        backend=backend, backend_kwargs={"height": resolution, "width": resolution}, server=server
-    ) as srv:
+    with launch(backend=name, backend_kwargs=kwargs, server=server) as srv:
         client = SimulatorClient(srv.address)
         sessions = client.open([SceneSpec(i) for i in range(num_envs)]).sessions
         rel = np.tile(np.eye(4), (num_envs, 1, frames, 1, 1))
-        rel[:, 0, :, :3, :3] = np.array([[0.9986, 0, 0.0523], [0, 1, 0], [-0.0523, 0, 0.9986]])  # 3° turns
+        for k in range(frames):  # turning 3 degrees per frame
+            c, s = np.cos(np.radians(3 * (k + 1))), np.sin(np.radians(3 * (k + 1)))
+            rel[:, 0, k, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             client.step(sessions, rel)
@@ -89,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--backends", nargs="+", default=["constant", "oracle"])
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["constant", "constant-flat", "oracle"],
+        help="oracle | learned | constant | constant-flat (no objects: the cheapest frames)",
+    )
     p.add_argument("--envs", nargs="+", type=int, default=[1, 8, 32])
     p.add_argument("--seconds", type=float, default=3.0, help="measurement time per configuration")
     p.add_argument("--resolution", type=int, default=64)
@@ -98,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     results = []
-    print(f"{'path':5} {'backend':9} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
+    print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
     for backend in args.backends:
         for n in args.envs:
             runs = [bench_env] + ([bench_raw] if args.raw else [])
@@ -106,11 +123,11 @@ def main(argv: list[str] | None = None) -> None:
                 try:
                     r = run(backend, n, args.seconds, args.resolution, args.frames_per_step)
                 except Exception as exc:  # e.g. a backend that is not installed here
-                    print(f"{run.__name__[6:]:5} {backend:9} {n:>5}  failed: {exc}")
+                    print(f"{run.__name__[6:]:5} {backend:13} {n:>5}  failed: {exc}")
                     continue
                 results.append(r)
                 rate, ms = r["env_steps_per_s"], r["ms_per_vector_step"]
-                print(f"{r['path']:5} {backend:9} {n:>5} {rate:>12.0f} {ms:>9.2f}")
+                print(f"{r['path']:5} {backend:13} {n:>5} {rate:>12.0f} {ms:>9.2f}")
     meta = {
         "resolution": args.resolution,
         "frames_per_step": args.frames_per_step,

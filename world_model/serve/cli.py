@@ -10,6 +10,7 @@ Hydra; the env's embedded launcher uses it.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
@@ -36,9 +37,23 @@ def server_config(values: dict[str, Any]) -> ServerConfig:
     return ServerConfig(**values)
 
 
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed frame buffers instead of returning them to the OS after every batch: each
+    batch allocates megabytes of frames, and fresh pages cost a page fault each (slow in VMs; this made
+    the constant backend's frame fill 7x slower). Only done in a dedicated server process."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+    libc.mallopt(m_trim_threshold, 512 << 20)
+
+
 def run(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT (or the parent process dies, when ``parent_pid`` is set)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    keep_freed_memory()
     server = SimulatorServer(config)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
