@@ -104,3 +104,18 @@ def test_backend_registry():
     sid, frames, scene = backend.open(7)
     assert frames.rgb.shape == (1, 32, 48, 3) and scene.seed == 7
     assert np.array_equal(backend.open(7)[1].rgb, frames.rgb)  # same seed, same world
+
+
+def test_dreamx_serve_cli_serves_with_hydra_overrides(tmp_path):
+    address = f"ipc://{tmp_path}/cli.sock"
+    cmd = [sys.executable, "-m", "world_model.serve", "backend=constant", f"address={address}", "max_batch=7"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = SimulatorClient(address, ClientConfig(timeout_s=30))
+        info = client.info()
+        assert info["backend"]["name"] == "constant" and info["server"]["max_batch"] == 7
+        client.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+    assert os.listdir(tmp_path) == []  # no Hydra output folders, and the socket was removed
