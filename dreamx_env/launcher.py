@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 
 from dreamx_env.client import ServerUnavailable, SimulatorClient
-from world_model.backends import DEFAULT_BACKEND
+from world_model.backends import DEFAULT_BACKEND, check_backend
 
 
 @dataclass
@@ -44,6 +44,7 @@ class EmbeddedServer:
     def __init__(self, config: LaunchConfig) -> None:
         if config.mode not in ("subprocess", "thread"):
             raise ValueError(f"launch mode must be 'subprocess' or 'thread', got {config.mode!r}")
+        check_backend(config.backend)  # fail here, clearly, rather than in a child process
         self.config = config
         self.mode = config.mode
         tag = f"dreamx-{os.getpid()}-{uuid.uuid4().hex[:8]}"

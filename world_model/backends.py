@@ -20,12 +20,17 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
 BACKENDS: tuple[str, ...] = ("oracle", "learned", "constant")
 
 
-def make_backend(name: str, **kwargs: Any) -> WorldModel:
-    """Build a backend by name; ``kwargs`` are fields of its config dataclass (``height=64, width=64``)."""
+def check_backend(name: str) -> None:
+    """Raise the error :func:`make_backend` would raise for ``name``, without building anything."""
     if name == "learned":
         raise NotImplementedError("the learned world model has not been shipped yet; use backend='oracle'")
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def make_backend(name: str, **kwargs: Any) -> WorldModel:
+    """Build a backend by name; ``kwargs`` are fields of its config dataclass (``height=64, width=64``)."""
+    check_backend(name)
     module_name, cls_name, cfg_name = _REGISTRY[name]
     module = importlib.import_module(module_name)
     cls, cfg_cls = getattr(module, cls_name), getattr(module, cfg_name)

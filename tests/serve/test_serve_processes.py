@@ -94,6 +94,11 @@ def test_a_server_that_cannot_start_reports_why():
         launch(backend="constant", backend_kwargs={"colour": "red"}, startup_timeout_s=20)
 
 
+def test_learned_backend_is_refused_before_anything_starts():
+    with pytest.raises(NotImplementedError, match="use backend='oracle'"):
+        ExploreEnv(backend="learned")
+
+
 def test_backend_registry():
     assert DEFAULT_BACKEND in ("oracle", "learned")
     with pytest.raises(NotImplementedError, match="has not been shipped yet; use backend='oracle'"):
