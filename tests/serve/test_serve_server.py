@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import zmq
 
-from dreamx_env.client import ServerError, SimulatorClient
+from dreamx_env.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient
+from world_model.constant import ConstantWorldModel
 from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
 from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer, check_bind_address
@@ -213,3 +214,32 @@ def test_bind_policy_refuses_public_interfaces_without_curve():
     check_bind_address("tcp://0.0.0.0:5555", curve=True)
     with pytest.raises(ValueError, match="unsupported address"):
         check_bind_address("udp://127.0.0.1:1", curve=False)
+
+
+def test_curve_encrypted_server(serve):
+    import socket
+
+    public, secret = zmq.curve_keypair()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    cfg = ServerConfig(
+        address=address,
+        backend="constant",
+        curve_secret_key=secret.decode(),
+        curve_public_key=public.decode(),
+    )
+    server = SimulatorServer(cfg, backend=ConstantWorldModel())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert server.ready.wait(10)
+        good = SimulatorClient(address, ClientConfig(server_public_key=public.decode()))
+        assert good.ping()["sessions"] == []
+        plain = SimulatorClient(address, ClientConfig(timeout_s=0.5))  # no key: the handshake never completes
+        with pytest.raises(ServerUnavailable, match="no answer"):
+            plain.ping()
+    finally:
+        server.stop()
+        thread.join(5)
