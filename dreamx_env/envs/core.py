@@ -104,7 +104,11 @@ class DreamXCore:
         else:
             address = getattr(config.server, "address", config.server)
         self.client = SimulatorClient(address, ClientConfig(timeout_s=config.timeout_s))
-        info = self.client.info()["backend"]
+        try:
+            info = self.client.info()["backend"]
+        except Exception:
+            self.close()
+            raise
         if (info["height"], info["width"]) != (h, w):
             self.close()
             raise ValueError(
