@@ -24,7 +24,9 @@ def _build_core(task_cls: type[Task], task_config_cls: Any, num_envs: int, kwarg
     cfg, weights = EnvConfig.build(task_cls, **kwargs)
     if cfg.render_mode not in (None, *RENDER_MODES):
         raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {cfg.render_mode!r}")
-    task = task_cls(task_config_cls(**task_kwargs) if task_config_cls else None, *cfg.resolution)
+    task = task_cls(
+        task_config_cls(**task_kwargs) if task_config_cls else None, *cfg.resolution, cfg.vfov_deg
+    )
     return DreamXCore(cfg, weights, task, num_envs)
 
 

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from dreamx_env.envs.base import DreamXEnv, DreamXVectorEnv
 from dreamx_env.envs.task import Frame, RewardConfig, Task
 from world_model.backend import SceneInfo
+from world_model.geometry import Intrinsics, unproject
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
@@ -23,31 +24,39 @@ class FindObjectConfig:
     target: str | None = None  # e.g. "red ball"; None: any object of the scene
 
 
-def target_mask(frame: Frame, shape: str, color: str, rivals: tuple[str, ...]) -> np.ndarray:
-    """Pixels of the target: its semantic class, and, when the scene holds same-shaped objects of other
-    colours (``rivals``), the palette colour nearest to the pixel's hue (brightness-normalised, so that
-    the lights being off does not change the answer)."""
-    mask = frame.semantic == CLASS_ID[shape]
+def target_mask(frame: Frame, targets: list[dict], rivals: list[dict], intr: Intrinsics) -> np.ndarray:
+    """Pixels showing one of ``targets`` (objects of the wanted shape and colour): pixels of their
+    semantic class that do not belong to a same-shaped ``rival`` of another colour. With object positions
+    and depth, a pixel goes to the object whose centre is nearest (on the floor plane) to the 3D point it
+    shows; without them, to the one whose palette colour is nearest the pixel's brightness-normalised
+    colour (a weaker test under shading)."""
+    mask = frame.semantic == CLASS_ID[targets[0]["shape"]]
     if not rivals or not mask.any():
         return mask
-    names = (color, *rivals)
-    palette = np.array([COLORS[n] for n in names], np.float32)
-    palette /= palette.max(axis=1, keepdims=True)
-    pix = frame.rgb[mask].astype(np.float32) + 1.0
-    pix /= pix.max(axis=1, keepdims=True)
-    nearest = np.argmin(((pix[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
+    candidates = [*targets, *rivals]
+    if frame.depth is not None and all("position" in o for o in candidates):
+        depth = np.where(np.isfinite(frame.depth), frame.depth, 0.0)
+        points = unproject(depth, frame.poses[-1], intr)[mask][:, :2]
+        centres = np.array([o["position"][:2] for o in candidates], np.float64)
+        owner = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    else:
+        palette = np.array([COLORS[o["color"]] for o in candidates], np.float32)
+        palette /= palette.max(axis=1, keepdims=True)
+        pix = frame.rgb[mask].astype(np.float32) + 1.0
+        pix /= pix.max(axis=1, keepdims=True)
+        owner = np.argmin(((pix[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
     out = np.zeros_like(mask)
-    out[mask] = nearest == 0
+    out[mask] = owner < len(targets)
     return out
 
 
 class FindObjectTask(Task):
     name = "find_object"
-    needs = ("rgb", "semantic")
+    needs = ("rgb", "semantic", "depth")
     default_reward = RewardConfig(progress=5.0, success=10.0, step=-0.01)
 
-    def __init__(self, config: FindObjectConfig, height: int, width: int) -> None:
-        super().__init__(config, height, width)
+    def __init__(self, config: FindObjectConfig, height: int, width: int, vfov_deg: float = 70.0) -> None:
+        super().__init__(config, height, width, vfov_deg)
         v, u = np.mgrid[0:height, 0:width] + 0.5
         sigma = 0.25 * min(height, width)
         w = np.exp(-(((v - height / 2) ** 2 + (u - width / 2) ** 2) / (2 * sigma**2)))
@@ -78,13 +87,18 @@ class FindObjectTask(Task):
         pool = matching or objects or [{"shape": "ball", "color": "red"}]
         choice = pool[int(rng.integers(0, len(pool)))]
         shape, color = choice["shape"], choice["color"]
-        rivals = tuple(sorted({o["color"] for o in objects if o["shape"] == shape} - {color}))
-        st = {"shape": shape, "color": color, "rivals": rivals, "fallback": fallback}
+        st = {
+            "shape": shape,
+            "color": color,
+            "targets": [o for o in objects if (o["shape"], o["color"]) == (shape, color)] or [choice],
+            "rivals": [o for o in objects if o["shape"] == shape and o["color"] != color],
+            "fallback": fallback,
+        }
         st["score"], _ = self._score(st, frame)
         return st
 
     def _score(self, st: dict, frame: Frame) -> tuple[float, float]:
-        mask = target_mask(frame, st["shape"], st["color"], st["rivals"])
+        mask = target_mask(frame, st["targets"], st["rivals"], self.intrinsics)
         return float((self._weights * mask).sum()), float(mask[self._center].mean())
 
     def progress(self, st: dict, frame: Frame) -> tuple[float, bool, dict[str, Any]]:
@@ -108,9 +122,11 @@ class FindObjectEnv(DreamXEnv):
     ## Description
 
     Somewhere in a generated world stands an object of a given shape and colour ("the red ball"). Turn
-    and walk until it fills the centre of the view. Success is judged on the backend's semantic frame
-    (the target's class) and the pixels' colour, so it works the same on the learned model and the
-    ground truth. Shared arguments, action sets and events: see
+    and walk until it fills the centre of the view. Success is judged on the backend's own frames, so
+    it works the same on the learned model and the ground truth: pixels of the target's semantic class,
+    told apart from same-shaped objects of other colours by the 3D point each pixel shows (depth) and
+    the objects' positions in the scene info (by colour when positions are unknown; positions are those
+    at the episode start, so a pushed object is judged where it stood). Shared arguments, action sets and events: see
     :class:`~dreamx_env.envs.explore.ExploreEnv`.
 
     ## Action Space

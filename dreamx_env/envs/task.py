@@ -18,6 +18,7 @@ from gymnasium import spaces
 
 from dreamx_env.rewards import CoverageConfig, CoverageTracker, RevisitConfig, RevisitTracker
 from world_model.backend import SceneInfo
+from world_model.geometry import Intrinsics
 
 
 @dataclass
@@ -77,8 +78,9 @@ class Task:
     needs: tuple[str, ...] = ("rgb",)  # server outputs the task reads
     default_reward = RewardConfig()
 
-    def __init__(self, config: Any, height: int, width: int) -> None:
+    def __init__(self, config: Any, height: int, width: int, vfov_deg: float = 70.0) -> None:
         self.config, self.height, self.width = config, height, width
+        self.intrinsics = Intrinsics.from_fov(height, width, vfov_deg)
 
     def observation_spaces(self) -> dict[str, spaces.Space]:
         """Extra observation entries (beyond rgb/depth/semantic)."""
