@@ -10,6 +10,24 @@ Nothing is ever pickled: the header holds only msgpack scalars, strings, lists a
 as raw bytes whose dtype comes from a short allow-list. :func:`decode` checks every field and raises
 :class:`ProtocolError` (with a machine-readable ``code``) for anything malformed, so the server can answer
 with an ERROR message and keep serving.
+
+Requests and their REPLY (B sessions, T chunks, K frames per chunk, F = 1 or K frames returned)::
+
+    OPEN   meta scenes=[spec], outputs=[rgb|depth|semantic]  -> meta sessions, scenes (SceneInfo dicts);
+           arrays first_frames [B,H,W,3] (optional)              arrays rgb [B,H,W,3], depth, semantic,
+                                                                 poses [B,4,4], view_rgb [B,H,W,3]
+    RESET  meta sessions, scenes, outputs                     -> as OPEN, same session ids
+    STEP   meta sessions, events [B][T][record], outputs,     -> arrays rgb [B,T,F,H,W,3], depth, semantic,
+           frames=last|all, resets=[[row, spec]];                poses [B,T,K,4,4], view_rgb;
+           arrays relative_poses [B,T,K,4,4] float64             meta scenes=[[row, SceneInfo dict]]
+    FORK   meta session, count                                -> meta sessions
+    CLOSE  meta sessions                                      -> meta closed
+    INFO   -                                                  -> meta protocol_version, backend, keymap,
+                                                                 event_menu, event_vocabulary, limits, stats
+    PING   -                                                  -> meta time, sessions
+
+A scene spec is ``{scene_seed, start_pose?, view_pose? | view_goal?, first_frame?}`` (``requests.SceneSpec``);
+an event record is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``).
 """
 
 from __future__ import annotations
