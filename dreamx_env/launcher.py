@@ -4,6 +4,9 @@
 listening on a private ``ipc://`` socket, or, with ``mode="thread"``, an in-process server thread over ``inproc://``
 (no process at all; handy in tests). ``close()`` stops it; a subprocess also stops by itself when this
 process dies (its parent-death watchdog), so no backend is ever orphaned.
+
+Prefer the subprocess when training: a thread server runs the backend in your process, and MuJoCo's
+Mesa GL loaded there before triton makes ``import triton`` crash (torch optimizers import it).
 """
 
 from __future__ import annotations

@@ -126,8 +126,8 @@ class FindObjectEnv(DreamXEnv):
     it works the same on the learned model and the ground truth: pixels of the target's semantic class,
     told apart from same-shaped objects of other colours by the 3D point each pixel shows (depth) and
     the objects' positions in the scene info (by colour when positions are unknown; positions are those
-    at the episode start, so a pushed object is judged where it stood). Shared arguments, action sets and events: see
-    :class:`~dreamx_env.envs.explore.ExploreEnv`.
+    at the episode start, so a pushed object is judged where it stood). Shared arguments, action sets
+    and events: see :class:`~dreamx_env.envs.explore.ExploreEnv`.
 
     ## Action Space
 
