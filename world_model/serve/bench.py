@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                 try:
                     r = run(backend, n, args.seconds, args.resolution, args.frames_per_step)
                 except Exception as exc:  # e.g. a backend that is not installed here
-                    print(f"{run.__name__[6:]:5} {backend:13} {n:>5}  failed: {exc}")
+                    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                    print(f"{run.__name__[6:]:5} {backend:13} {n:>5}  failed: {reason}")
                     continue
                 results.append(r)
                 rate, ms = r["env_steps_per_s"], r["ms_per_vector_step"]
