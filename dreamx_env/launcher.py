@@ -66,13 +66,13 @@ class EmbeddedServer:
         self.process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._log_path: str | None = None
+        self._log_fd: int | None = None
         if config.mode == "subprocess":
             self._start_process(values)
         else:
             self._start_thread(values)
         self._finalizer = weakref.finalize(
-            self, _stop, self.process, self._thread_server(), self._thread, self.address, self._log_path
+            self, _stop, self.process, self._thread_server(), self._thread, self.address, self._log_fd
         )
         atexit.register(self.close)
         self._wait_ready()
@@ -82,14 +82,16 @@ class EmbeddedServer:
 
     def _start_process(self, values: dict[str, Any]) -> None:
         values["parent_pid"] = os.getpid()
-        fd, self._log_path = tempfile.mkstemp(prefix="dreamx-serve-", suffix=".log")
-        with os.fdopen(fd, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "world_model.serve", "--json", json.dumps(values)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        # The server's output goes to a file that is unlinked at once: readable here through the open
+        # descriptor (for error messages), and gone with the last descriptor however either side exits.
+        self._log_fd, path = tempfile.mkstemp(prefix="dreamx-serve-", suffix=".log")
+        os.unlink(path)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "world_model.serve", "--json", json.dumps(values)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fd,
+            stderr=subprocess.STDOUT,
+        )
 
     def _start_thread(self, values: dict[str, Any]) -> None:
         from world_model.serve.cli import server_config
@@ -136,11 +138,11 @@ class EmbeddedServer:
                         ) from None
 
     def log_tail(self, n: int = 4000) -> str:
-        if not self._log_path or not os.path.exists(self._log_path):
+        """The last ``n`` bytes the server subprocess printed."""
+        if self._log_fd is None or self._closed:
             return ""
-        with open(self._log_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(self._log_path) - n))
-            return f.read().decode(errors="replace")
+        size = os.fstat(self._log_fd).st_size
+        return os.pread(self._log_fd, n, max(0, size - n)).decode(errors="replace")
 
     @property
     def pid(self) -> int | None:
@@ -164,7 +166,7 @@ def _stop(
     server: Any,
     thread: threading.Thread | None,
     address: str,
-    log_path: str | None,
+    log_fd: int | None,
 ) -> None:
     if process is not None and process.poll() is None:
         process.terminate()
@@ -179,8 +181,8 @@ def _stop(
         thread.join(10)
     if address.startswith("ipc://") and os.path.exists(address[len("ipc://") :]):
         os.unlink(address[len("ipc://") :])
-    if log_path and os.path.exists(log_path):
-        os.unlink(log_path)
+    if log_fd is not None:
+        os.close(log_fd)
 
 
 def launch(config: LaunchConfig | None = None, **overrides: Any) -> EmbeddedServer:
