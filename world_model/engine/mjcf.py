@@ -71,10 +71,13 @@ def scene_to_mjcf(spec: SceneSpec, height: int = 64, width: int = 64, vfov_deg: 
     if spec.has_ceiling:
         out.append(f'  <geom name="ceiling" type="box" pos="{_f(sx / 2, sy / 2, spec.wall_height + 0.05)}" '
                    f'size="{_f(sx / 2 + 0.3, sy / 2 + 0.3, 0.05)}" rgba="0.85 0.85 0.82 1"/>')
+    # Lamps are directional, aimed from where they hang at the room's centre: MuJoCo 4's classic renderer
+    # hands point and spot lights a zero attenuation and cutoff, which leaves them dark.
     for i, (x, y, z) in enumerate(spec.lights):
-        out.append(f'  <light name="lamp:{i}" pos="{_f(x, y, z)}" dir="0 0 -1" type="point" '
-                   f'diffuse="0.5 0.5 0.47" ambient="0.08 0.08 0.08" specular="0.1 0.1 0.1" '
-                   f'attenuation="1 0.1 0.02" castshadow="{"true" if i == 0 else "false"}"/>')
+        aim = (sx / 2 - x, sy / 2 - y, -z)
+        out.append(f'  <light name="lamp:{i}" pos="{_f(x, y, z)}" dir="{_f(*aim)}" type="directional" '
+                   f'diffuse="0.42 0.42 0.40" ambient="0.1 0.1 0.1" specular="0.1 0.1 0.1" '
+                   f'castshadow="{"true" if i == 0 and not spec.has_ceiling else "false"}"/>')  # a ceiling would shade all
     if spec.sun:
         out.append(f'  <light name="sun" pos="{_f(sx / 2, sy / 2, 10)}" dir="-0.3 -0.2 -1" type="directional" '
                    'diffuse="0.6 0.6 0.55" ambient="0.25 0.25 0.25" castshadow="false"/>')

@@ -14,9 +14,13 @@ from world_model.engine import mujoco  # sets MUJOCO_GL before the import
 class SceneRenderer:
     """Renders any ``MjData`` of models that share this model's structure (forks of one scene)."""
 
-    def __init__(self, model: mujoco.MjModel, height: int = 64, width: int = 64) -> None:
+    def __init__(self, model: mujoco.MjModel, height: int = 64, width: int = 64,
+                 gl: mujoco.GLContext | None = None) -> None:
+        """``gl``: a GL context to share (renderers of many scenes in one thread); by default one of its own."""
         self.height, self.width = height, width
-        self._gl = mujoco.GLContext(max(width, model.vis.global_.offwidth), max(height, model.vis.global_.offheight))
+        self._owns_gl = gl is None
+        self._gl = gl or mujoco.GLContext(max(width, model.vis.global_.offwidth),
+                                          max(height, model.vis.global_.offheight))
         self._gl.make_current()
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
@@ -70,8 +74,17 @@ class SceneRenderer:
         return rgb, depth, lookup[np.minimum(segid, self._scene.ngeom)]
 
     def close(self) -> None:
-        if self._context is not None:
+        """Free the GL resources, in this renderer's own context: GL objects freed while another context is
+        current would delete that context's buffers instead (a garbage-collected renderer did just that)."""
+        if getattr(self, "_context", None) is not None:
             self._gl.make_current()
             self._context.free()
             self._context = None
-            self._gl.free()
+            if self._owns_gl:
+                self._gl.free()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # at interpreter exit EGL may already be gone; nothing is left to free then
+            pass

@@ -53,15 +53,24 @@ class Observation:
     pose: np.ndarray
 
 
+def compile_scene(spec: SceneSpec, render: RenderConfig = RenderConfig()) -> mujoco.MjModel:
+    """The MuJoCo model of ``spec`` with an offscreen buffer for ``render``'s image size."""
+    return mujoco.MjModel.from_xml_string(scene_to_mjcf(spec, render.height, render.width, render.vfov_deg))
+
+
 class GroundTruthWorld:
     """The ground-truth world of one scene. ``fork()`` copies the full state (physics, lights, paint)."""
 
     def __init__(self, seed: int, render: RenderConfig = RenderConfig(), keymap: KeyMap = KeyMap(),
-                 spec: SceneSpec | None = None, renderer: SceneRenderer | None = None) -> None:
+                 spec: SceneSpec | None = None, renderer: SceneRenderer | None = None,
+                 model: mujoco.MjModel | None = None) -> None:
+        """The world of ``seed`` (or of ``spec``). ``model`` is a compiled model of that spec to copy, and
+        ``renderer`` one made for it: passing both skips compilation (worlds of a cached scene)."""
         self.spec = spec or make_scene(seed)
         self.render_cfg, self.keymap = render, keymap
-        self.model = mujoco.MjModel.from_xml_string(scene_to_mjcf(self.spec, render.height, render.width,
-                                                                  render.vfov_deg))
+        if model is None:
+            model = compile_scene(self.spec, render)
+        self.model = copy.copy(model)
         self.data = mujoco.MjData(self.model)
         self.renderer = renderer or SceneRenderer(self.model, render.height, render.width)
         self._index_model()
