@@ -47,6 +47,8 @@ class SceneRenderer:
         """RGB ``[H,W,3] uint8``, z-depth ``[H,W] float32`` in metres (inf where nothing is hit) and
         the geom id per pixel ``[H,W] int32`` (-1 for nothing), or None without segmentation."""
         self._gl.make_current()
+        # Renderers of other scenes may share the GL context and leave their framebuffer bound.
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         mujoco.mjv_updateScene(model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL,
                                self._scene)
         mujoco.mjr_render(self._rect, self._scene, self._context)
