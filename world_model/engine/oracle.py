@@ -57,8 +57,14 @@ class OracleWorldModel(WorldModel):
     def info(self) -> BackendInfo:
         c = self.config
         outputs = ("rgb", "depth", "semantic") if c.segmentation else ("rgb", "depth")
-        return BackendInfo("oracle", c.height, c.width, c.vfov_deg, outputs=outputs,
-                           extra={"engine": f"mujoco {mujoco.__version__}"})
+        return BackendInfo(
+            "oracle",
+            c.height,
+            c.width,
+            c.vfov_deg,
+            outputs=outputs,
+            extra={"engine": f"mujoco {mujoco.__version__}"},
+        )
 
     # -- scenes ---------------------------------------------------------------------------------------------
     def _scene(self, seed: int) -> _Scene:
@@ -66,7 +72,9 @@ class OracleWorldModel(WorldModel):
         if scene is None:
             spec = make_scene(seed)
             model = compile_scene(spec, self.render)
-            scene = _Scene(spec, model, SceneRenderer(model, self.config.height, self.config.width, gl=self._gl))
+            scene = _Scene(
+                spec, model, SceneRenderer(model, self.config.height, self.config.width, gl=self._gl)
+            )
             self._scenes[seed] = scene
             self._evict()
         self._scenes.move_to_end(seed)
@@ -85,25 +93,37 @@ class OracleWorldModel(WorldModel):
 
     # -- sessions -------------------------------------------------------------------------------------------
     def open(
-        self, scene_seed: int | None = None, *, first_frame: np.ndarray | None = None,
+        self,
+        scene_seed: int | None = None,
+        *,
+        first_frame: np.ndarray | None = None,
         start_pose: np.ndarray | None = None,
     ) -> tuple[int, Frames, SceneInfo]:
         if first_frame is not None:
-            raise ValueError("the oracle renders its own scenes and cannot start from an image; pass a "
-                             "scene_seed, or use backend='learned' to start from a first frame")
+            raise ValueError(
+                "the oracle renders its own scenes and cannot start from an image; pass a "
+                "scene_seed, or use backend='learned' to start from a first frame"
+            )
         seed = DEFAULT_SEED if scene_seed is None else int(scene_seed)
         scene = self._scene(seed)
         spec = scene.spec
-        world = GroundTruthWorld(seed, self.render, KeyMap(), spec=spec, renderer=scene.renderer,
-                                 model=scene.model)
+        world = GroundTruthWorld(
+            seed, self.render, KeyMap(), spec=spec, renderer=scene.renderer, model=scene.model
+        )
         if start_pose is not None:
             world.view = Viewpoint.from_pose(np.asarray(start_pose, np.float64))
             world.move_to(world.view)
         sid = self._add(world)
         obs = world.observe()
         frames = Frames(obs.rgb[None], obs.depth[None], obs.semantic[None], obs.pose[None])
-        info = SceneInfo(seed, spec.family, spec.start.pose(), np.stack([g.pose() for g in spec.goals]),
-                         world.objects(), spec.bounds)
+        info = SceneInfo(
+            seed,
+            spec.family,
+            spec.start.pose(),
+            np.stack([g.pose() for g in spec.goals]),
+            world.objects(),
+            spec.bounds,
+        )
         return sid, frames, info
 
     def _get(self, session: int) -> GroundTruthWorld:
@@ -147,6 +167,12 @@ class OracleWorldModel(WorldModel):
             world.apply_events(evs)
             start = world.pose
             obs = [world.step_to(Viewpoint.from_pose(start @ target)) for target in rel]
-            out.append(Frames(np.stack([o.rgb for o in obs]), np.stack([o.depth for o in obs]),
-                              np.stack([o.semantic for o in obs]), np.stack([o.pose for o in obs])))
+            out.append(
+                Frames(
+                    np.stack([o.rgb for o in obs]),
+                    np.stack([o.depth for o in obs]),
+                    np.stack([o.semantic for o in obs]),
+                    np.stack([o.pose for o in obs]),
+                )
+            )
         return out

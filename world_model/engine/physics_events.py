@@ -64,7 +64,7 @@ def resolve_target(world: GroundTruthWorld, entity: str) -> int:
     names = world.object_names
     if "#" in entity:
         if entity not in names or not world.object_active[names.index(entity)]:
-            present = [n for n, a in zip(names, world.object_active) if a]
+            present = [n for n, a in zip(names, world.object_active, strict=True) if a]
             raise ValueError(f"no object {entity!r} in this scene; objects: {', '.join(present)}")
         return names.index(entity)
     words = entity.split()[1:]
@@ -74,8 +74,11 @@ def resolve_target(world: GroundTruthWorld, entity: str) -> int:
     heading = np.array([math.cos(world.view.yaw), math.sin(world.view.yaw)])
     best, best_score = -1, math.inf
     for k, body in enumerate(world.object_bodies):
-        if not world.object_active[k] or (shape and world.object_shapes[k] != shape) or \
-                (color and world.object_colors[k] != color):
+        if (
+            not world.object_active[k]
+            or (shape and world.object_shapes[k] != shape)
+            or (color and world.object_colors[k] != color)
+        ):
             continue
         offset = world.data.xpos[body, :2] - here
         dist = float(np.linalg.norm(offset))
@@ -90,8 +93,11 @@ def resolve_target(world: GroundTruthWorld, entity: str) -> int:
 
 def _release(world: GroundTruthWorld, ev: EventRecord) -> None:
     m, d = world.model, world.data
-    spares = [k for k, s in enumerate(world.object_shapes) if world.object_names[k].startswith("spare:")
-              and s == ev.entity]
+    spares = [
+        k
+        for k, s in enumerate(world.object_shapes)
+        if world.object_names[k].startswith("spare:") and s == ev.entity
+    ]
     free = [k for k in spares if not world.object_active[k]]
     k = free[0] if free else min(spares, key=lambda j: world._spare_order.get(j, 0))
     world._spare_counter += 1
@@ -107,8 +113,8 @@ def _release(world: GroundTruthWorld, ev: EventRecord) -> None:
     z = DROP_HEIGHT if ev.predicate == "drop" else float(rest) + 0.002
     joint = m.body_jntadr[body]
     qadr, vadr = m.jnt_qposadr[joint], m.jnt_dofadr[joint]
-    d.qpos[qadr:qadr + 7] = (x, y, z, 1, 0, 0, 0)
-    d.qvel[vadr:vadr + 6] = 0.0
+    d.qpos[qadr : qadr + 7] = (x, y, z, 1, 0, 0, 0)
+    d.qvel[vadr : vadr + 6] = 0.0
     m.body_gravcomp[body] = 0.0
     geoms = np.flatnonzero(m.geom_bodyid == body)
     m.geom_contype[geoms] = 1
@@ -117,4 +123,3 @@ def _release(world: GroundTruthWorld, ev: EventRecord) -> None:
     world.object_active[k] = True
     _set_color(world, k, ev.attributes.get("color", "red"))
     mujoco.mj_forward(m, d)
-

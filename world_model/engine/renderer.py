@@ -14,13 +14,15 @@ from world_model.engine import mujoco  # sets MUJOCO_GL before the import
 class SceneRenderer:
     """Renders any ``MjData`` of models that share this model's structure (forks of one scene)."""
 
-    def __init__(self, model: mujoco.MjModel, height: int = 64, width: int = 64,
-                 gl: mujoco.GLContext | None = None) -> None:
-        """``gl``: a GL context to share (renderers of many scenes in one thread); by default one of its own."""
+    def __init__(
+        self, model: mujoco.MjModel, height: int = 64, width: int = 64, gl: mujoco.GLContext | None = None
+    ) -> None:
+        """``gl``: a GL context to share (renderers of many scenes in one thread); default: its own."""
         self.height, self.width = height, width
         self._owns_gl = gl is None
-        self._gl = gl or mujoco.GLContext(max(width, model.vis.global_.offwidth),
-                                          max(height, model.vis.global_.offheight))
+        self._gl = gl or mujoco.GLContext(
+            max(width, model.vis.global_.offwidth), max(height, model.vis.global_.offheight)
+        )
         self._gl.make_current()
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
@@ -42,15 +44,17 @@ class SceneRenderer:
         self._zbuf = np.empty((height, width), np.float32)
         self._seg = np.empty((height, width, 3), np.uint8)
 
-    def render(self, model: mujoco.MjModel, data: mujoco.MjData, segmentation: bool = True
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def render(
+        self, model: mujoco.MjModel, data: mujoco.MjData, segmentation: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """RGB ``[H,W,3] uint8``, z-depth ``[H,W] float32`` in metres (inf where nothing is hit) and
         the geom id per pixel ``[H,W] int32`` (-1 for nothing), or None without segmentation."""
         self._gl.make_current()
         # Renderers of other scenes may share the GL context and leave their framebuffer bound.
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
-        mujoco.mjv_updateScene(model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL,
-                               self._scene)
+        mujoco.mjv_updateScene(
+            model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+        )
         mujoco.mjr_render(self._rect, self._scene, self._context)
         mujoco.mjr_readPixels(self._rgb, self._zbuf, self._rect, self._context)
         rgb = np.flipud(self._rgb).copy()

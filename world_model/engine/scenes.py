@@ -115,7 +115,10 @@ def _walls(sx: float, sy: float, h: float, door_wall: int, door_at: float) -> li
     t = WALL_THICKNESS / 2
     walls: list[Obstacle] = []
     specs = [  # (axis the wall runs along, fixed coordinate, length)
-        ("x", -t, sx), ("x", sy + t, sx), ("y", -t, sy), ("y", sx + t, sy)
+        ("x", -t, sx),
+        ("x", sy + t, sx),
+        ("y", -t, sy),
+        ("y", sx + t, sy),
     ]
     for i, (axis, fixed, length) in enumerate(specs):
         pieces = [(-2 * t, length + 2 * t, 0.0, h)]
@@ -155,8 +158,14 @@ def _object_size(rng: np.random.Generator, shape: str) -> tuple[float, ...]:
     return (float(rng.uniform(0.35, 0.6)), float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.35, 0.55)))
 
 
-def _place(rng: np.random.Generator, sx: float, sy: float, radius: float,
-           taken: list[tuple[float, float, float]], margin: float = 0.3) -> tuple[float, float] | None:
+def _place(
+    rng: np.random.Generator,
+    sx: float,
+    sy: float,
+    radius: float,
+    taken: list[tuple[float, float, float]],
+    margin: float = 0.3,
+) -> tuple[float, float] | None:
     for _ in range(200):
         x = rng.uniform(radius + margin, sx - radius - margin)
         y = rng.uniform(radius + margin, sy - radius - margin)
@@ -181,8 +190,13 @@ def make_scene(seed: int, family: str | None = None) -> SceneSpec:
     obstacles = _walls(sx, sy, max(height, DOOR_HEIGHT + 0.2) if indoor else height, door_wall, door_at)
     hinge, door_yaw = _door(sx, sy, door_wall, door_at)
 
-    start = Viewpoint(float(rng.uniform(1.0, sx - 1.0)), float(rng.uniform(1.0, sy - 1.0)), EYE_HEIGHT,
-                      float(rng.uniform(-math.pi, math.pi)), 0.0)
+    start = Viewpoint(
+        float(rng.uniform(1.0, sx - 1.0)),
+        float(rng.uniform(1.0, sy - 1.0)),
+        EYE_HEIGHT,
+        float(rng.uniform(-math.pi, math.pi)),
+        0.0,
+    )
     taken = [(start.x, start.y, 0.8)]
     objects = []
     for i in range(int(rng.integers(6, 16))):
@@ -194,15 +208,21 @@ def make_scene(seed: int, family: str | None = None) -> SceneSpec:
         if spot is None:
             continue
         taken.append((*spot, probe.footprint))
-        objects.append(ObjectSpec(f"{shape}#{i}", shape, color, spot, float(rng.uniform(-math.pi, math.pi)), size))
+        objects.append(
+            ObjectSpec(f"{shape}#{i}", shape, color, spot, float(rng.uniform(-math.pi, math.pi)), size)
+        )
 
     top = 2.3 if indoor else 3.0
-    lights = tuple((float(rng.uniform(0.5, sx - 0.5)), float(rng.uniform(0.5, sy - 0.5)), top)
-                   for _ in range(int(rng.integers(2, 5))))
+    lights = tuple(
+        (float(rng.uniform(0.5, sx - 0.5)), float(rng.uniform(0.5, sy - 0.5)), top)
+        for _ in range(int(rng.integers(2, 5)))
+    )
     palette = Palette(
         floor=(_color(rng, 0.25, 0.75), _color(rng, 0.2, 0.7)),
         wall=(_color(rng, 0.45, 0.9), _color(rng, 0.3, 0.8)),
-        sky=((0.35, 0.55, 0.85), _color(rng, 0.75, 1.0)) if not indoor else ((0.2, 0.2, 0.2), (0.3, 0.3, 0.3)),
+        sky=((0.35, 0.55, 0.85), _color(rng, 0.75, 1.0))
+        if not indoor
+        else ((0.2, 0.2, 0.2), (0.3, 0.3, 0.3)),
         floor_builtin=("checker", "checker", "gradient")[int(rng.integers(3))],
         wall_builtin=("checker", "gradient", "flat")[int(rng.integers(3))],
         door=_color(rng, 0.25, 0.6),
@@ -212,5 +232,20 @@ def make_scene(seed: int, family: str | None = None) -> SceneSpec:
         spot = _place(rng, sx, sy, 0.3, taken, margin=0.4) or (start.x, start.y)
         goals.append(Viewpoint(spot[0], spot[1], EYE_HEIGHT, float(rng.uniform(-math.pi, math.pi)), 0.0))
     open_sign = -1 if door_wall in (0, 3) else 1
-    return SceneSpec(seed, family, (sx, sy), height, indoor, tuple(obstacles), hinge, door_yaw, open_sign,
-                     tuple(objects), lights, not indoor, palette, start, tuple(goals))
+    return SceneSpec(
+        seed,
+        family,
+        (sx, sy),
+        height,
+        indoor,
+        tuple(obstacles),
+        hinge,
+        door_yaw,
+        open_sign,
+        tuple(objects),
+        lights,
+        not indoor,
+        palette,
+        start,
+        tuple(goals),
+    )

@@ -61,9 +61,15 @@ def compile_scene(spec: SceneSpec, render: RenderConfig = RenderConfig()) -> muj
 class GroundTruthWorld:
     """The ground-truth world of one scene. ``fork()`` copies the full state (physics, lights, paint)."""
 
-    def __init__(self, seed: int, render: RenderConfig = RenderConfig(), keymap: KeyMap = KeyMap(),
-                 spec: SceneSpec | None = None, renderer: SceneRenderer | None = None,
-                 model: mujoco.MjModel | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        render: RenderConfig = RenderConfig(),  # noqa: B008  (frozen dataclasses)
+        keymap: KeyMap = KeyMap(),  # noqa: B008
+        spec: SceneSpec | None = None,
+        renderer: SceneRenderer | None = None,
+        model: mujoco.MjModel | None = None,
+    ) -> None:
         """The world of ``seed`` (or of ``spec``). ``model`` is a compiled model of that spec to copy, and
         ``renderer`` one made for it: passing both skips compilation (worlds of a cached scene)."""
         self.spec = spec or make_scene(seed)
@@ -92,8 +98,12 @@ class GroundTruthWorld:
         self.eye_mocap = m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "eye_body")]
         self.door_qpos = m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "door_hinge")]
         self.door_dof = m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "door_hinge")]
-        self.object_names = [o.name for o in self.spec.objects] + [f"spare:{s}:{i}" for i, (s, _) in enumerate(SPARES)]
-        self.object_bodies = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n) for n in self.object_names])
+        self.object_names = [o.name for o in self.spec.objects] + [
+            f"spare:{s}:{i}" for i, (s, _) in enumerate(SPARES)
+        ]
+        self.object_bodies = np.array(
+            [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n) for n in self.object_names]
+        )
         self.object_shapes = [o.shape for o in self.spec.objects] + [s for s, _ in SPARES]
         self.object_colors = [o.color for o in self.spec.objects] + ["" for _ in SPARES]
         self.object_radius = np.array([o.footprint for o in self.spec.objects] + [sz[0] for _, sz in SPARES])
@@ -173,7 +183,9 @@ class GroundTruthWorld:
         if self.settled and not self._pushes and door_idle:
             return
         for _ in range(self.sub_steps):
-            d.qfrc_applied[self.door_dof] = 60.0 * (self.door_target - d.qpos[self.door_qpos]) - 8.0 * d.qvel[self.door_dof]
+            d.qfrc_applied[self.door_dof] = (
+                60.0 * (self.door_target - d.qpos[self.door_qpos]) - 8.0 * d.qvel[self.door_dof]
+            )
             d.xfrc_applied[:] = 0.0
             for body, (force, left) in list(self._pushes.items()):
                 d.xfrc_applied[body, :3] = force
@@ -235,9 +247,17 @@ class GroundTruthWorld:
 
     def objects(self) -> list[dict]:
         """Active objects: id (instance id), name, shape, colour, position (x, y, z)."""
-        return [{"id": i + 1, "name": self.object_names[i], "shape": self.object_shapes[i],
-                 "color": self.object_colors[i], "position": self.data.xpos[b].round(4).tolist()}
-                for i, b in enumerate(self.object_bodies) if self.object_active[i]]
+        return [
+            {
+                "id": i + 1,
+                "name": self.object_names[i],
+                "shape": self.object_shapes[i],
+                "color": self.object_colors[i],
+                "position": self.data.xpos[b].round(4).tolist(),
+            }
+            for i, b in enumerate(self.object_bodies)
+            if self.object_active[i]
+        ]
 
     def door_angle_deg(self) -> float:
         return math.degrees(abs(float(self.data.qpos[self.door_qpos])))

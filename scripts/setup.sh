@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything DreamX-Env needs into the current Python (or $PYTHON): Debian's Mesa for offscreen
+# MuJoCo rendering, the CPU build of torch (pinned, so pip never pulls a multi-GB CUDA build), and this
+# repository in editable mode with its test tools. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+# 1. Offscreen OpenGL for MuJoCo (EGL on Mesa's llvmpipe; OSMesa as a fallback).
+GL_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libopengl0 libosmesa6"
+missing=$(dpkg-query -W -f='${Status} ${Package}\n' $GL_PACKAGES 2>&1 | grep -v "^install ok installed" || true)
+if [ -n "$missing" ]; then
+  echo "setup: installing Mesa for offscreen rendering: $GL_PACKAGES"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $GL_PACKAGES >/dev/null
+fi
+
+# 2. torch, CPU build, before anything that depends on it.
+if ! $PY -c "import torch" 2>/dev/null; then
+  echo "setup: installing torch==2.13.0 (CPU build)"
+  $PY -m pip install -q torch==2.13.0
+fi
+
+# 3. This repository (editable) and its dependencies; skipped when this checkout is already installed.
+here=$(pwd -P)
+installed=$($PY -c "import world_model, os; print(os.path.dirname(os.path.dirname(os.path.realpath(world_model.__file__))))" 2>/dev/null || true)
+if [ "$installed" != "$here" ] || ! $PY -c "import pytest, ruff, dreamx_env" 2>/dev/null; then
+  echo "setup: installing dreamx-env from $here"
+  $PY -m pip install -q -e ".[dev]"
+fi
