@@ -149,9 +149,11 @@ def reproject(
     Returns warped colour ``[H, W, 3]`` (uint8), warped z-depth ``[H, W]`` (inf where empty) and a
     validity mask ``[H, W]``. This numpy version is the reference; the model uses a batched torch one.
     """
-    points = unproject(depth, src_pose, intr).reshape(-1, 3)
+    valid_depth = np.isfinite(depth) & (depth > 0)
+    # sky (inf) would unproject to inf * 0 = nan with a RuntimeWarning: those pixels are dropped anyway
+    points = unproject(np.where(valid_depth, depth, 1.0), src_pose, intr).reshape(-1, 3)
     colours = rgb.reshape(-1, rgb.shape[-1])
-    ok = np.isfinite(depth.reshape(-1)) & (depth.reshape(-1) > 0)
+    ok = valid_depth.reshape(-1)
     uv, z = project(points[ok], dst_pose, intr)
     colours = colours[ok]
     u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
