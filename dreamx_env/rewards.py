@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from world_model.metrics import psnr
+
 
 @dataclass
 class RevisitConfig:
@@ -42,11 +44,6 @@ class Revisit:
 def thumbnail(rgb: np.ndarray, size: int) -> np.ndarray:
     """Area-averaged ``size x size x 3`` uint8 copy of an ``H x W x 3`` uint8 frame."""
     return cv2.resize(np.ascontiguousarray(rgb), (size, size), interpolation=cv2.INTER_AREA)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return 99.0 if mse < 1e-10 else 10.0 * math.log10(255.0**2 / mse)
 
 
 class RevisitTracker:
