@@ -114,7 +114,7 @@ class WorldModel(ABC):
         """The session's current camera pose."""
         raise NotImplementedError("pose(session) -> [4, 4]")
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - optional hook: backends without resources keep it
         """Release every session and resource."""
 
 
