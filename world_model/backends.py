@@ -16,14 +16,13 @@ DEFAULT_BACKEND = "oracle"
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "oracle": ("world_model.engine.oracle", "OracleWorldModel", "OracleConfig"),
     "constant": ("world_model.constant", "ConstantWorldModel", "ConstantConfig"),
+    "learned": ("world_model.model.learned", "LearnedWorldModel", "LearnedConfig"),
 }
 BACKENDS: tuple[str, ...] = ("oracle", "learned", "constant")
 
 
 def check_backend(name: str) -> None:
     """Raise the error :func:`make_backend` would raise for ``name``, without building anything."""
-    if name == "learned":
-        raise NotImplementedError("the learned world model has not been shipped yet; use backend='oracle'")
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
 

@@ -1,0 +1,93 @@
+"""Network inputs from memory, target camera and world state: one code path for training and inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from world_model.geometry import Intrinsics
+from world_model.model.memory import MemoryEntry
+from world_model.model.network import IN_CHANNELS, inverse_depth
+from world_model.model.reproject import splat
+from world_model.model.world_state import WorldState
+
+
+def warp_memories(
+    memories: list[list[MemoryEntry]], target_poses: np.ndarray, intr: Intrinsics
+) -> torch.Tensor:
+    """Channels 0-6 of the input (see ``network``): every target's memories splatted into its camera."""
+    entries = [e for mem in memories for e in mem]
+    groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem])
+    feats = torch.stack(
+        [
+            torch.cat([e.rgb, torch.full_like(e.depth, 1.0 if e.lights else -1.0)[None], e.door[None]])
+            for e in entries
+        ]
+    )
+    depth = torch.stack([e.depth for e in entries])
+    src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64)
+    dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64)
+    warped, zbuf, mask = splat(feats, depth, src, dst, groups, len(memories), intr)
+    m = mask[:, None].float()
+    return torch.cat([warped[:, 0:3], inverse_depth(zbuf)[:, None] * m, m, warped[:, 3:5]], dim=1)
+
+
+def assemble(
+    warped: torch.Tensor, hints: np.ndarray, estimate: torch.Tensor | None = None, depth_known: bool = True
+) -> torch.Tensor:
+    """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels and the current
+    estimate (default: the warp itself, i.e. the first sampling step)."""
+    b, _, h, w = warped.shape
+    x = torch.zeros(b, IN_CHANNELS, h, w)
+    x[:, 0:7] = warped
+    x[:, 7] = 1.0 if depth_known else 0.0
+    x[:, 8:11] = warped[:, 0:3] if estimate is None else estimate
+    x[:, 11] = 0.0 if estimate is None else 1.0
+    x[:, 12:18] = torch.from_numpy(hints)
+    return x
+
+
+def first_frame_inputs(rgb: torch.Tensor) -> torch.Tensor:
+    """Input for encoding given frames ``rgb [B,3,H,W]`` in [-1, 1]: colour known, depth and semantics to
+    predict (the same network, with the depth-known flag off)."""
+    b, _, h, w = rgb.shape
+    warped = torch.zeros(b, 7, h, w)
+    warped[:, 0:3] = rgb
+    warped[:, 4] = 1.0
+    warped[:, 5] = 1.0
+    return assemble(warped, np.zeros((b, 6, h, w), np.float32), depth_known=False)
+
+
+def state_batch(states: list[WorldState]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([s.vector() for s in states]))
+
+
+def entries_from_outputs(
+    out: dict[str, torch.Tensor],
+    poses: np.ndarray,
+    times: list[int],
+    states: list[WorldState],
+    intr: Intrinsics,
+) -> list[MemoryEntry]:
+    """Memories of generated frames: the network's colour, depth and door pixels at ``poses``."""
+    from world_model.model.network import depth_from_inverse
+    from world_model.model.reproject import view_points
+    from world_model.semantics import CLASS_ID
+
+    depth = depth_from_inverse(out["inv_depth"].detach().float())
+    door = (out["semantic"].detach().argmax(1) == CLASS_ID["door"]).float()
+    rgb = out["rgb"].detach().float()
+    return [
+        MemoryEntry(
+            rgb[i],
+            depth[i],
+            door[i],
+            np.asarray(poses[i], np.float64),
+            times[i],
+            s.lights_on,
+            s.door_open,
+            s.version,
+            view_points(depth[i].numpy(), np.asarray(poses[i]), intr),
+        )
+        for i, s in enumerate(states)
+    ]

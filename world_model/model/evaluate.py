@@ -1,0 +1,304 @@
+"""``dreamx-eval``: the learned model against the MuJoCo ground truth on validation seeds (design §9).
+
+    dreamx-eval                                   # 16 validation seeds, shipped weights -> reports/learned_v1
+    dreamx-eval --seeds 100000 100004 --quick     # a smoke run
+
+Every protocol runs the same trajectories through the engine (truth) and the model (started from the
+truth's first frame, following the truth's poses, chunks of ``--chunk`` frames):
+
+- fidelity: PSNR/SSIM at horizons 1, 4, 16, 64, 256 on random walks, beside copy-last-frame (frame 0) and
+  ground-truth-depth reprojection of frame 0;
+- camera control: OpenCV essential-matrix poses between consecutive generated frames vs the commanded ones,
+  and the same estimator on ground-truth frames (its floor);
+- revisit consistency: ΔPSNR/ΔSSIM of revisit pairs over non-revisit pairs on out-and-back, closed-loop and
+  translate-rotate trajectories (model and truth);
+- events: for each event of the menu, is the frame generated with the event closer to the truth than the
+  one generated without it, after it settles and again on revisit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from world_model.engine.dataset import render_trajectory
+from world_model.engine.scenes import SPLITS, make_scene
+from world_model.engine.trajectories import Trajectory, make_trajectory
+from world_model.engine.world import GroundTruthWorld, RenderConfig
+from world_model.events import EVENT_MENU, parse_prompt
+from world_model.geometry import Intrinsics, reproject
+from world_model.metrics import (
+    camera_error,
+    estimate_relative_pose,
+    non_revisit_pairs,
+    psnr,
+    revisit_pairs,
+    ssim,
+)
+from world_model.model.learned import DEFAULT_WEIGHTS, LearnedConfig, LearnedWorldModel
+
+HORIZONS = (1, 4, 16, 64, 256)
+REVISIT_KINDS = ("out_and_back", "closed_loop", "translate_rotate")
+EVENT_FRAME = 5  # events apply before this frame (the start of the second chunk of 4)
+SETTLE_FRAME = 16
+# events that only show after their opposite: the prelude runs in every arm of the trial
+PRELUDE = {"lights on": "lights off", "close the door": "open the door"}
+
+
+@dataclass
+class Rollout:
+    truth: dict[str, np.ndarray]  # render_trajectory arrays
+    model: np.ndarray  # [T,H,W,3] uint8
+
+
+def truth(seed: int, traj: Trajectory, render: RenderConfig) -> dict[str, np.ndarray]:
+    world = GroundTruthWorld(seed, render)
+    try:
+        return render_trajectory(world, traj)
+    finally:
+        world.close()
+
+
+def run_model(
+    model: LearnedWorldModel, seeds: list[int], truths: list[dict], events: list[dict[int, list]], chunk: int
+) -> list[np.ndarray]:
+    """Generate along each truth's poses from its first frame, all seeds batched in each call."""
+    sids = [
+        model.open(s, start_pose=tr["poses"][0].astype(np.float64))[0]
+        for s, tr in zip(seeds, truths, strict=True)
+    ]
+    n = len(truths[0]["poses"])
+    out = [np.empty_like(tr["rgb"]) for tr in truths]
+    for o, tr in zip(out, truths, strict=True):
+        o[0] = tr["rgb"][0]
+    for t0 in range(1, n, chunk):
+        t1 = min(n, t0 + chunk)
+        rel = np.stack(
+            [
+                np.linalg.inv(model.pose(sid)) @ tr["poses"][t0:t1].astype(np.float64)
+                for sid, tr in zip(sids, truths, strict=True)
+            ]
+        )
+        evs = [[e for t in range(t0, t1) for e in ev.get(t, [])] for ev in events]
+        frames = model.generate(sids, rel, evs)
+        for o, f in zip(out, frames, strict=True):
+            o[t0:t1] = f.rgb
+    for sid in sids:
+        model.close(sid)
+    return out
+
+
+def fidelity(model, seeds, render, chunk, frames, rng_seed=7) -> tuple[dict, list[Rollout]]:
+    trajs = [
+        make_trajectory("random", np.random.default_rng([rng_seed, s]), frames, spec=make_scene(s))
+        for s in seeds
+    ]
+    truths = [truth(s, tr, render) for s, tr in zip(seeds, tqdm(trajs, desc="fidelity: truth"), strict=True)]
+    gens = run_model(model, seeds, truths, [{} for _ in seeds], chunk)
+    intr = render.intrinsics
+    rows = {}
+    for h in [h for h in HORIZONS if h < frames]:
+        model_p, copy_p, rep_p, model_s, copy_s, rep_s = [], [], [], [], [], []
+        for tr, gen in zip(truths, gens, strict=True):
+            gt = tr["rgb"][h]
+            warped, _, _ = reproject(
+                tr["rgb"][0],
+                tr["depth"][0].astype(np.float32),
+                tr["poses"][0].astype(np.float64),
+                tr["poses"][h].astype(np.float64),
+                intr,
+            )
+            model_p.append(psnr(gen[h], gt))
+            copy_p.append(psnr(tr["rgb"][0], gt))
+            rep_p.append(psnr(warped, gt))
+            model_s.append(ssim(gen[h], gt))
+            copy_s.append(ssim(tr["rgb"][0], gt))
+            rep_s.append(ssim(warped, gt))
+        rows[str(h)] = {
+            "model_psnr": float(np.mean(model_p)),
+            "copy_last_psnr": float(np.mean(copy_p)),
+            "gt_depth_reprojection_psnr": float(np.mean(rep_p)),
+            "model_ssim": float(np.mean(model_s)),
+            "copy_last_ssim": float(np.mean(copy_s)),
+            "gt_depth_reprojection_ssim": float(np.mean(rep_s)),
+        }
+    return rows, [Rollout(tr, g) for tr, g in zip(truths, gens, strict=True)]
+
+
+def camera_control(rollouts: list[Rollout], intr: Intrinsics, stride: int = 4) -> dict:
+    errs = {"model": ([], []), "truth": ([], [])}
+    for r in tqdm(rollouts, desc="camera control"):
+        poses = r.truth["poses"].astype(np.float64)
+        for t in range(1, len(poses), stride):
+            for name, frames in (("model", r.model), ("truth", r.truth["rgb"])):
+                e = camera_error(
+                    estimate_relative_pose(frames[t - 1], frames[t], intr), poses[t - 1], poses[t]
+                )
+                errs[name][0].append(e.rotation_deg if e.ok else np.nan)
+                errs[name][1].append(e.translation_deg)
+    out = {}
+    for name, (rot, trans) in errs.items():
+        rot, trans = np.asarray(rot), np.asarray(trans)
+        out[name] = {
+            "rotation_deg": float(np.nanmedian(rot)),
+            "translation_deg": float(np.nanmedian(trans)),
+            "estimated_share": float(np.mean(np.isfinite(rot))),
+        }
+    out["rotation_ratio"] = out["model"]["rotation_deg"] / max(out["truth"]["rotation_deg"], 1e-9)
+    out["translation_ratio"] = out["model"]["translation_deg"] / max(out["truth"]["translation_deg"], 1e-9)
+    return out
+
+
+def _pair_stats(frames: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[float, float]:
+    if not pairs:
+        return float("nan"), float("nan")
+    return (
+        float(np.mean([psnr(frames[i], frames[j]) for i, j in pairs])),
+        float(np.mean([ssim(frames[i], frames[j]) for i, j in pairs])),
+    )
+
+
+def revisit(model, seeds, render, chunk, frames) -> tuple[dict, list[Rollout]]:
+    out, shown = {}, []
+    for kind in REVISIT_KINDS:
+        trajs = [
+            make_trajectory(kind, np.random.default_rng([11, s]), frames, spec=make_scene(s)) for s in seeds
+        ]
+        truths = [
+            truth(s, tr, render)
+            for s, tr in zip(seeds, tqdm(trajs, desc=f"revisit {kind}: truth"), strict=True)
+        ]
+        gens = run_model(model, seeds, truths, [{} for _ in seeds], chunk)
+        acc = {k: [] for k in ("model_dpsnr", "model_dssim", "truth_dpsnr", "truth_dssim", "pairs")}
+        for i, (tr, gen) in enumerate(zip(truths, gens, strict=True)):
+            poses = tr["poses"].astype(np.float64)
+            rev = revisit_pairs(poses)
+            non = non_revisit_pairs(poses, max(len(rev), 16), np.random.default_rng([13, i]))
+            if not rev or not non:
+                continue
+            for name, fr in (("model", gen), ("truth", tr["rgb"])):
+                (rp, rs), (nps, nss) = _pair_stats(fr, rev), _pair_stats(fr, non)
+                acc[f"{name}_dpsnr"].append(rp - nps)
+                acc[f"{name}_dssim"].append(rs - nss)
+            acc["pairs"].append(len(rev))
+        out[kind] = {
+            k: (float(np.mean(v)) if k != "pairs" else int(np.sum(v))) if v else None for k, v in acc.items()
+        }
+        shown.append(Rollout(truths[0], gens[0]))
+    vals = [out[k] for k in REVISIT_KINDS if out[k]["model_dpsnr"] is not None]
+    out["mean"] = (
+        {
+            k: float(np.mean([v[k] for v in vals]))
+            for k in ("model_dpsnr", "model_dssim", "truth_dpsnr", "truth_dssim")
+        }
+        if vals
+        else {}
+    )
+    return out, shown
+
+
+def _event_traj(start, prompt: str) -> tuple[Trajectory, Trajectory]:
+    keys = [""] + [""] * (SETTLE_FRAME - 1) + ["J"] * 30 + ["L"] * 30
+    pre = {1: parse_prompt(PRELUDE[prompt])} if prompt in PRELUDE else {}
+    with_ev = dict(pre)
+    with_ev[EVENT_FRAME] = parse_prompt(prompt)
+    return Trajectory(list(keys), with_ev, "event", start), Trajectory(list(keys), dict(pre), "event", start)
+
+
+def events(model, seeds, render, chunk) -> dict:
+    from world_model.engine.navigation import random_start
+
+    results = {}
+    for prompt in tqdm([p for p in EVENT_MENU if p], desc="events"):
+        trials = []
+        for s in seeds:
+            start = random_start(np.random.default_rng([17, s]), make_scene(s))
+            tw, to = _event_traj(start, prompt)
+            gt_w, gt_o = truth(s, tw, render), truth(s, to, render)
+            if not gt_w["events"][EVENT_FRAME]:
+                continue  # the engine could not do it here (nothing to push or paint)
+            try:
+                m_w, m_o = run_model(model, [s, s], [gt_w, gt_o], [tw.events, to.events], chunk)
+            except ValueError:  # the model saw nothing to target: it cannot show the event
+                trials.append({"seed": s, "success": False, "visible": True, "note": "no target in view"})
+                continue
+            last = len(gt_w["rgb"]) - 1
+            checks = {}
+            for name, t in (("settled", SETTLE_FRAME - 1), ("revisit", last)):
+                if psnr(gt_w["rgb"][t], gt_o["rgb"][t]) > 45.0:
+                    continue  # the truth itself does not show the event in this frame
+                checks[name] = psnr(m_w[t], gt_w["rgb"][t]) > psnr(m_o[t], gt_w["rgb"][t])
+            if not checks:
+                continue
+            trials.append({"seed": s, "success": all(checks.values()), "checks": checks})
+        ok = [t["success"] for t in trials]
+        results[prompt] = {"trials": len(trials), "success_rate": float(np.mean(ok)) if ok else None}
+    rates = [r["success_rate"] for r in results.values() if r["success_rate"] is not None]
+    results["overall_success_rate"] = float(np.mean(rates)) if rates else None
+    return results
+
+
+def main() -> None:
+    lo, _ = SPLITS["validation"]
+    p = argparse.ArgumentParser(
+        prog="dreamx-eval",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Writes report.json, report.md, PNG plots and side_by_side.gif to --out.",
+    )
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="safetensors weights (default: shipped)")
+    p.add_argument(
+        "--seeds",
+        nargs=2,
+        type=int,
+        default=[lo, lo + 16],
+        metavar=("START", "STOP"),
+        help=f"validation scene seeds [START, STOP) (default: {lo} {lo + 16})",
+    )
+    p.add_argument(
+        "--frames", type=int, default=257, help="frames per fidelity rollout (default 257: horizon 256)"
+    )
+    p.add_argument("--revisit-frames", type=int, default=160, help="frames per revisit rollout (default 160)")
+    p.add_argument("--event-seeds", type=int, default=8, help="seeds per event (default 8)")
+    p.add_argument("--chunk", type=int, default=4, help="frames per generate call (default 4)")
+    p.add_argument("--sampler-steps", type=int, default=1, help="network passes per frame (default 1)")
+    p.add_argument("--quick", action="store_true", help="short rollouts, for a smoke test")
+    p.add_argument("--out", type=Path, default=Path("reports/learned_v1"), help="output folder")
+    args = p.parse_args()
+    from world_model.model.report import write_report
+
+    seeds = list(range(*args.seeds))
+    if any(not SPLITS["validation"][0] <= s < SPLITS["validation"][1] for s in seeds):
+        raise SystemExit(f"dreamx-eval reports on validation seeds {SPLITS['validation']}; got {args.seeds}")
+    frames, rev_frames = (33, 130) if args.quick else (args.frames, args.revisit_frames)
+    model = LearnedWorldModel(
+        LearnedConfig(weights=args.weights, collide=False, sampler_steps=args.sampler_steps)
+    )
+    render = RenderConfig(model.config.height, model.config.width, model.config.vfov_deg)
+    started = time.time()
+    report = {
+        "weights": args.weights,
+        "checkpoint": model.checkpoint,
+        "seeds": args.seeds,
+        "chunk": args.chunk,
+        "sampler_steps": args.sampler_steps,
+        "trained_steps": model.header.get("step"),
+    }
+    report["fidelity"], rollouts = fidelity(model, seeds, render, args.chunk, frames)
+    report["camera_control"] = camera_control(rollouts, render.intrinsics)
+    report["revisit"], shown = revisit(model, seeds, render, args.chunk, rev_frames)
+    report["events"] = events(model, seeds[: args.event_seeds], render, args.chunk)
+    report["seconds"] = time.time() - started
+    write_report(report, rollouts[:4] + shown, args.out)
+    print(json.dumps({k: report[k] for k in ("fidelity", "camera_control")}, indent=1))
+    print(f"wrote {args.out}/report.json, report.md, plots and side_by_side.gif")
+
+
+if __name__ == "__main__":
+    main()

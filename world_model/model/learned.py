@@ -1,0 +1,296 @@
+"""``LearnedWorldModel``: the trained simulator behind ``backend="learned"``.
+
+A session starts from a first frame (a banked start view of a scene seed, or a user image): the network
+encodes it (predicting its depth and semantics) into the session's memory. Each ``generate`` call applies
+the chunk's events to the session's ``WorldState`` and then, frame by frame for all sessions at once,
+retrieves memories by view overlap, splats them into the target camera, adds the event hints and runs
+``WorldNet`` (``sampler_steps`` passes: the first from the warp, the others refining). Every generated frame
+goes back into memory, so revisits are rendered from what was actually seen. Same calls, same frames.
+
+The camera cannot leave the scene's walkable bounds, and does not walk forward into predicted depth closer
+than ``CAMERA_RADIUS_M`` (the engine's camera collides with walls; the learned one sees them).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from world_model.backend import BackendInfo, Frames, SceneInfo, UnknownSession, WorldModel
+from world_model.events import EventRecord
+from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.model.checkpoint import file_hash, load_weights
+from world_model.model.conditioning import (
+    assemble,
+    entries_from_outputs,
+    first_frame_inputs,
+    state_batch,
+    warp_memories,
+)
+from world_model.model.data import to_unit
+from world_model.model.memory import MemoryBank
+from world_model.model.start_bank import DEFAULT_BANK, StartBank
+from world_model.model.world_state import WorldState
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "learned_v1.safetensors"
+CAMERA_RADIUS_M = 0.25
+EYE_HEIGHT_M = 1.0
+
+
+@dataclass
+class LearnedConfig:
+    height: int = 64
+    width: int = 64
+    vfov_deg: float = 70.0
+    weights: str = str(DEFAULT_WEIGHTS)
+    start_bank: str = str(DEFAULT_BANK)
+    memory_k: int = 4  # memories warped into each new frame
+    memory_capacity: int = 48  # keyframes per session
+    sampler_steps: int = 1  # network passes per frame (1 = predict, 2+ = refine)
+    render_missing: bool = True  # open seeds/poses outside the bank by rendering them once with MuJoCo
+    collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
+    threads: int | None = None
+
+
+@dataclass
+class _Session:
+    memory: MemoryBank
+    state: WorldState
+    pose: np.ndarray
+    time: int
+    info: SceneInfo
+    depth: np.ndarray  # latest predicted depth and semantics (to resolve events like "paint the nearest")
+    semantic: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+class LearnedWorldModel(WorldModel):
+    def __init__(self, config: LearnedConfig | None = None) -> None:
+        self.config = cfg = config or LearnedConfig()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.sampler_steps < 1:
+            raise ValueError(f"sampler_steps must be >= 1, got {cfg.sampler_steps}")
+        self.net, self.header = load_weights(cfg.weights)
+        size = (int(self.header.get("height", 64)), int(self.header.get("width", 64)))
+        if (cfg.height, cfg.width) != size:
+            raise ValueError(
+                f"the learned weights {cfg.weights} were trained at {size[0]}x{size[1]}; "
+                f"asked for {cfg.height}x{cfg.width}: use resolution={size} or backend='oracle'"
+            )
+        self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
+        self.checkpoint = file_hash(cfg.weights)
+        self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
+        self._oracle = None
+        self._sessions: dict[int, _Session] = {}
+        self._next_id = 0
+
+    def info(self) -> BackendInfo:
+        c = self.config
+        seeds = [] if self.bank is None else [int(self.bank.seeds.min()), int(self.bank.seeds.max()) + 1]
+        return BackendInfo(
+            "learned",
+            c.height,
+            c.width,
+            c.vfov_deg,
+            self.checkpoint,
+            extra={
+                "banked_seeds": seeds,
+                "sampler_steps": c.sampler_steps,
+                "memory_k": c.memory_k,
+                "trained_steps": self.header.get("step", ""),
+            },
+        )
+
+    # -- sessions ---------------------------------------------------------------------------------------
+    def _render(self, seed: int, pose: np.ndarray | None) -> tuple[np.ndarray, SceneInfo]:
+        if not self.config.render_missing:
+            raise ValueError(
+                f"scene seed {seed} (at this pose) is not in the start bank {self.config.start_bank} "
+                "and render_missing is off; pass first_frame= or a banked seed"
+            )
+        if self._oracle is None:
+            from world_model.engine.oracle import OracleConfig, OracleWorldModel
+
+            c = self.config
+            self._oracle = OracleWorldModel(OracleConfig(height=c.height, width=c.width, vfov_deg=c.vfov_deg))
+        sid, frames, info = self._oracle.open(seed, start_pose=pose)
+        self._oracle.close(sid)
+        info.start_pose = frames.poses[0] if pose is None else info.start_pose
+        return frames.rgb[0], info
+
+    def open(
+        self,
+        scene_seed: int | None = None,
+        *,
+        first_frame: np.ndarray | None = None,
+        start_pose: np.ndarray | None = None,
+    ) -> tuple[int, Frames, SceneInfo]:
+        h, w = self.config.height, self.config.width
+        pose = None if start_pose is None else np.asarray(start_pose, np.float64)
+        if pose is not None and pose.shape != (4, 4):
+            raise ValueError(f"start_pose must be a 4x4 camera-to-world matrix, got shape {pose.shape}")
+        if first_frame is not None:
+            image = np.asarray(first_frame)
+            if image.shape != (h, w, 3) or image.dtype != np.uint8:
+                raise ValueError(
+                    f"first_frame must be uint8 [{h}, {w}, 3], got {image.dtype} {list(image.shape)}"
+                )
+            if pose is None:
+                pose = pose_from_yaw_pitch(np.array([0.0, 0.0, EYE_HEIGHT_M]), 0.0, 0.0)
+            info = SceneInfo(
+                scene_seed, "image", pose, np.zeros((0, 4, 4)), [], (-np.inf, -np.inf, np.inf, np.inf)
+            )
+        else:
+            seed = 0 if scene_seed is None else int(scene_seed)
+            row = None if self.bank is None else self.bank.find(seed)
+            image = None if row is None else self.bank.view(row, pose)
+            if image is not None:
+                info = self.bank.info(row)
+                pose = info.start_pose if pose is None else pose
+            else:
+                image, info = self._render(seed, pose)
+                pose = info.start_pose if pose is None else pose
+        with torch.no_grad():
+            out = self.net(
+                first_frame_inputs(to_unit(image)[None]), state_batch([WorldState()]), torch.zeros(1)
+            )
+        state = WorldState()
+        out["rgb"] = to_unit(image)[None]  # the given frame is remembered as given
+        entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
+        memory = MemoryBank(self.config.memory_capacity)
+        memory.add(entry, self.intr)
+        depth = entry.depth.numpy()
+        semantic = out["semantic"][0].argmax(0).numpy().astype(np.uint8)
+        sid, self._next_id = self._next_id, self._next_id + 1
+        self._sessions[sid] = _Session(memory, state, pose, 0, info, depth, semantic)
+        return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
+
+    def _get(self, session: int) -> _Session:
+        try:
+            return self._sessions[session]
+        except KeyError:
+            raise UnknownSession(session) from None
+
+    def fork(self, session: int) -> int:
+        s = self._get(session)
+        sid, self._next_id = self._next_id, self._next_id + 1
+        self._sessions[sid] = _Session(
+            s.memory.copy(),
+            s.state,
+            s.pose.copy(),
+            s.time,
+            s.info,
+            s.depth,
+            s.semantic,
+            copy.deepcopy(s.extra),
+        )
+        return sid
+
+    def close(self, session: int) -> None:
+        self._get(session)
+        del self._sessions[session]
+
+    def pose(self, session: int) -> np.ndarray:
+        return self._get(session).pose.copy()
+
+    def shutdown(self) -> None:
+        self._sessions.clear()
+        if self._oracle is not None:
+            self._oracle.shutdown()
+            self._oracle = None
+
+    # -- generation -------------------------------------------------------------------------------------
+    def _reach(self, s: _Session, target: np.ndarray) -> np.ndarray:
+        """The pose the camera actually reaches: inside the bounds, not into predicted nearby surfaces."""
+        reached = target.copy()
+        if not self.config.collide:
+            return reached
+        step = target[:3, 3] - s.pose[:3, 3]
+        forward = float(step @ s.pose[:3, 2])
+        if forward > 1e-6:
+            h, w = s.depth.shape
+            ahead = s.depth[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3]
+            if float(np.min(ahead)) < CAMERA_RADIUS_M + forward:
+                reached[:3, 3] = s.pose[:3, 3]
+        x0, y0, x1, y1 = s.info.bounds
+        reached[0, 3] = (
+            np.clip(reached[0, 3], x0 + CAMERA_RADIUS_M, x1 - CAMERA_RADIUS_M)
+            if np.isfinite(x0)
+            else reached[0, 3]
+        )
+        reached[1, 3] = (
+            np.clip(reached[1, 3], y0 + CAMERA_RADIUS_M, y1 - CAMERA_RADIUS_M)
+            if np.isfinite(y0)
+            else reached[1, 3]
+        )
+        return reached
+
+    def generate(
+        self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
+    ) -> list[Frames]:
+        rel = np.asarray(relative_poses, np.float64)
+        if rel.ndim != 4 or rel.shape[0] != len(sessions) or rel.shape[2:] != (4, 4):
+            raise ValueError(f"relative_poses must be [B={len(sessions)}, K, 4, 4], got {list(rel.shape)}")
+        if len(events) != len(sessions):
+            raise ValueError(f"need one event list per session, got {len(events)} for {len(sessions)}")
+        ss = [self._get(sid) for sid in sessions]
+        new_states = []
+        for s, evs in zip(ss, events, strict=True):  # resolve every event before changing anything
+            state = s.state
+            for ev in evs:
+                state = state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds)
+            new_states.append(state)
+        for s, state in zip(ss, new_states, strict=True):
+            s.state = state
+        starts = [s.pose.copy() for s in ss]
+        k_frames = rel.shape[1]
+        h, w = self.config.height, self.config.width
+        rgb = np.empty((len(ss), k_frames, h, w, 3), np.uint8)
+        depth = np.empty((len(ss), k_frames, h, w), np.float32)
+        semantic = np.empty((len(ss), k_frames, h, w), np.uint8)
+        poses = np.empty((len(ss), k_frames, 4, 4))
+        for k in range(k_frames):
+            targets = np.stack(
+                [
+                    self._reach(s, start @ rel[b, k])
+                    for b, (s, start) in enumerate(zip(ss, starts, strict=True))
+                ]
+            )
+            out = self._frame(ss, targets)
+            entries = entries_from_outputs(
+                out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr
+            )
+            for b, (s, e) in enumerate(zip(ss, entries, strict=True)):
+                s.time += 1
+                s.pose = targets[b]
+                s.memory.add(e, self.intr)
+                s.depth = e.depth.numpy()
+                s.semantic = out["semantic"][b].argmax(0).numpy().astype(np.uint8)
+                depth[b, k] = s.depth
+                semantic[b, k] = s.semantic
+            rgb[:, k] = (
+                ((out["rgb"].permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+            )
+            poses[:, k] = targets
+        return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
+
+    def _frame(self, ss: list[_Session], targets: np.ndarray) -> dict[str, torch.Tensor]:
+        memories = [
+            s.memory.retrieve(t, self.intr, self.config.memory_k, s.time + 1)
+            for s, t in zip(ss, targets, strict=True)
+        ]
+        with torch.no_grad():
+            warped = warp_memories(memories, targets, self.intr)
+            hints = np.concatenate(
+                [s.state.hints(t[None], self.intr) for s, t in zip(ss, targets, strict=True)]
+            )
+            state = state_batch([s.state for s in ss])
+            out = self.net(assemble(warped, hints), state, torch.zeros(len(ss)))
+            for _ in range(self.config.sampler_steps - 1):
+                out = self.net(assemble(warped, hints, estimate=out["rgb"]), state, torch.ones(len(ss)))
+        return out

@@ -1,0 +1,110 @@
+"""``WorldNet``: a small UNet that turns reprojected memory into the next frame (RGB, depth, semantics).
+
+Inputs (``IN_CHANNELS`` at H x W), built by ``conditioning.py``:
+
+=====  ==========================================================================================
+0-2    warped memory colour in [-1, 1] (0 where nothing landed)
+3      warped inverse depth (``inverse_depth``)
+4      validity mask of the warp
+5      lights state when the warped pixel was seen (±1, 0 where empty)
+6      door pixels in the warp (1 where the memory saw the door)
+7      depth known (0 only when encoding a user's first frame: colour given, depth to predict)
+8-10   current estimate of the frame (step 1: the warp; later steps: the previous step's output)
+11     refinement step flag (0 on the first step, 1 after)
+12-17  event hints (``world_state.WorldState.hints``): prop colour, object mask, paint mask, inverse depth
+=====  ==========================================================================================
+
+Global conditioning (FiLM on every block): world state ``[lights, door]``. Outputs: colour as a correction
+of the estimate, inverse depth, semantic logits over ``semantics.SEMANTIC_CLASSES``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from world_model.semantics import SEMANTIC_CLASSES
+
+IN_CHANNELS = 18
+STATE_DIM = 2
+NEAREST_M = 0.25  # inverse depth is NEAREST_M / depth, clipped to [0, 1]: 1 at 0.25 m, 0 for the sky
+
+
+def inverse_depth(depth):
+    """Metric z-depth -> the network's inverse-depth code in [0, 1] (numpy or torch)."""
+    if isinstance(depth, torch.Tensor):
+        return (NEAREST_M / depth.clamp_min(NEAREST_M)).nan_to_num(0.0)
+    with np.errstate(divide="ignore"):
+        return np.clip(NEAREST_M / np.maximum(depth, NEAREST_M), 0.0, 1.0)
+
+
+def depth_from_inverse(code: torch.Tensor, far_m: float = 1e3) -> torch.Tensor:
+    """Inverse of :func:`inverse_depth`; codes below ``NEAREST_M / far_m`` are sky (inf)."""
+    depth = NEAREST_M / code.clamp_min(1e-6)
+    return torch.where(code < NEAREST_M / far_m * 10, torch.full_like(depth, float("inf")), depth)
+
+
+class FiLMBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm, modulated by the world state, residual."""
+
+    def __init__(self, cin: int, cout: int, state_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1 = nn.GroupNorm(8, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, cout)
+        self.film = nn.Linear(state_dim, 2 * cout)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.norm1(self.conv1(x)))
+        scale, shift = self.film(state)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(self.conv2(h)) * (1 + scale) + shift
+        return self.act(h + self.skip(x))
+
+
+class WorldNet(nn.Module):
+    """UNet over ``levels`` resolutions with channel widths ``widths`` (first at full resolution)."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 96, 128)) -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        self.state_mlp = nn.Sequential(nn.Linear(STATE_DIM + 1, 64), nn.SiLU(), nn.Linear(64, 64))
+        self.stem = nn.Conv2d(IN_CHANNELS, widths[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.enc = nn.ModuleList()
+        prev = widths[0]
+        for i, w in enumerate(widths):
+            self.down.append(nn.Identity() if i == 0 else nn.Conv2d(prev, w, 3, stride=2, padding=1))
+            self.enc.append(FiLMBlock(w, w, 64))
+            prev = w
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(len(widths) - 2, -1, -1):
+            self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            self.dec.append(FiLMBlock(widths[i + 1] + widths[i], widths[i], 64))
+        self.head = nn.Conv2d(widths[0], 3 + 1 + len(SEMANTIC_CLASSES), 1)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x [B, IN_CHANNELS, H, W]``, ``state [B, STATE_DIM]``, ``step [B]`` (0 first step, 1 refine).
+        Returns ``rgb [B,3,H,W]`` in [-1, 1], ``inv_depth [B,H,W]`` in [0, 1], ``semantic`` logits."""
+        s = self.state_mlp(torch.cat([state, step[:, None].float()], dim=1))
+        h = self.stem(x)
+        skips = []
+        for down, block in zip(self.down, self.enc, strict=True):
+            h = block(down(h), s)
+            skips.append(h)
+        skips.pop()
+        for up, block in zip(self.up, self.dec, strict=True):
+            h = block(torch.cat([up(h), skips.pop()], dim=1), s)
+        out = self.head(h)
+        estimate = x[:, 8:11]
+        return {
+            "rgb": (estimate + out[:, 0:3]).clamp(-1.0, 1.0),
+            "inv_depth": torch.sigmoid(out[:, 3]),
+            "semantic": out[:, 4:],
+        }

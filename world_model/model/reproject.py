@@ -1,0 +1,82 @@
+"""Batched forward warping with a z-buffer (torch): the model's camera conditioning.
+
+``geometry.reproject`` is the numpy reference for one frame; this module warps many source frames into
+many target cameras at once, every source frame landing in the image of its group. Ties in the z-buffer are
+broken by source index, so the result is deterministic whatever the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from world_model.geometry import Intrinsics, pixel_rays
+
+_DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the source point index
+_KEY_SHIFT = 32
+
+
+def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Camera-frame rays ``[H, W, 3]`` with z = 1 through every pixel centre."""
+    return torch.as_tensor(pixel_rays(intr), dtype=torch.float32, device=device)
+
+
+def splat(
+    feats: torch.Tensor,
+    depth: torch.Tensor,
+    src_poses: torch.Tensor,
+    dst_poses: torch.Tensor,
+    groups: torch.Tensor,
+    n_groups: int,
+    intr: Intrinsics,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Warp ``N`` source frames into ``n_groups`` target cameras.
+
+    ``feats [N, C, H, W]`` are carried along (colour, flags), ``depth [N, H, W]`` is metric z-depth
+    (inf or <= 0: nothing there), ``src_poses [N, 4, 4]`` camera-to-world of each source,
+    ``dst_poses [G, 4, 4]`` of each target, ``groups [N]`` the target of each source. Returns warped
+    ``feats [G, C, H, W]`` (0 where empty), z-depth ``[G, H, W]`` (inf where empty) and ``mask [G, H, W]``.
+    """
+    n, c, h, w = feats.shape
+    dev = feats.device
+    rel = torch.linalg.solve(dst_poses[groups].double(), src_poses.double()).float()  # src -> dst camera
+    ok = torch.isfinite(depth) & (depth > 0)
+    cam = camera_rays(intr, dev)[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
+    pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
+    z = pts[..., 2]
+    zs = z.clamp_min(1e-6)
+    u = torch.floor(intr.fx * pts[..., 0] / zs + intr.cx).long()
+    v = torch.floor(intr.fy * pts[..., 1] / zs + intr.cy).long()
+    keep = ok.reshape(n, -1) & (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    pid = torch.arange(n * h * w, device=dev).reshape(n, -1)
+    target = (groups[:, None] * (h * w) + v * w + u)[keep]
+    key = (torch.round(z[keep] / _DEPTH_QUANTUM).long() << _KEY_SHIFT) | pid[keep]
+    empty = torch.iinfo(torch.int64).max
+    best = torch.full((n_groups * h * w,), empty, dtype=torch.long, device=dev)
+    best.scatter_reduce_(0, target, key, reduce="amin")
+    hit = best != empty
+    winner = best[hit] & ((1 << _KEY_SHIFT) - 1)
+    out = torch.zeros(n_groups * h * w, c, dtype=feats.dtype, device=dev)
+    out[hit] = feats.permute(0, 2, 3, 1).reshape(-1, c)[winner]
+    zbuf = torch.full((n_groups * h * w,), float("inf"), device=dev)
+    zbuf[hit] = z.reshape(-1)[winner]
+    return (
+        out.reshape(n_groups, h, w, c).permute(0, 3, 1, 2),
+        zbuf.reshape(n_groups, h, w),
+        hit.reshape(n_groups, h, w),
+    )
+
+
+def view_points(
+    depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, grid: int = 8, far: float = 30.0
+) -> np.ndarray:
+    """A sparse sample ``[grid*grid, 3]`` of the world points a frame saw (sky at ``far`` metres): the
+    footprint that view-overlap retrieval compares across cameras."""
+    h, w = depth.shape
+    ys = (np.arange(grid) * h // grid + h // (2 * grid)).astype(int)
+    xs = (np.arange(grid) * w // grid + w // (2 * grid)).astype(int)
+    d = depth[np.ix_(ys, xs)].astype(np.float64)
+    d = np.where(np.isfinite(d) & (d > 0), np.minimum(d, far), far)
+    rays = pixel_rays(intr)[np.ix_(ys, xs)]
+    cam = (rays * d[..., None]).reshape(-1, 3)
+    return cam @ pose[:3, :3].T + pose[:3, 3]

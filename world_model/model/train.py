@@ -1,0 +1,266 @@
+"""``dreamx-train``: train ``WorldNet`` on ground-truth shards (Hydra; config ``configs/model/train.yaml``).
+
+    dreamx-train data_dir=data/engine/train out_dir=runs/learned            # ~2 CPU-hours
+    dreamx-train +size=gpu                                                  # larger net and batch, CUDA
+
+One command, resumable (``out_dir/train_state.safetensors`` is rewritten every ``checkpoint_every`` steps
+and picked up on restart), a progress bar, TensorBoard logs in ``out_dir/tb`` and sample sheets of held-out
+*training* seeds in ``out_dir/samples`` (the validation split is for ``dreamx-eval`` only). Weights for the
+backend are written to ``out_dir/weights.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from world_model.engine.scenes import SPLITS
+from world_model.model.checkpoint import load_train_state, save_train_state, save_weights
+from world_model.model.conditioning import (
+    assemble,
+    entries_from_outputs,
+    first_frame_inputs,
+    state_batch,
+    warp_memories,
+)
+from world_model.model.data import Example, TrajectoryStore, to_unit
+from world_model.model.network import WorldNet, inverse_depth
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "data/engine/train"
+    out_dir: str = "runs/learned"
+    steps: int = 6000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    widths: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
+    memory_k: int = 4  # memories warped into each target (latest + retrieved)
+    first_frame_prob: float = 0.1  # rows that encode a given frame (predict its depth and semantics)
+    self_context_prob: float = 0.3  # rows whose latest memory is the model's own prediction (exposure bias)
+    refine_prob: float = 0.25  # rows trained as the second sampler step, refining a first-step output
+    aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
+    aux_weight_end: float = 0.2
+    holdout_seeds: int = 8  # the last training seeds of the data are held out for sample sheets
+    log_every: int = 25
+    sample_every: int = 500
+    checkpoint_every: int = 200
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None
+    seed: int = 0
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, store: TrajectoryStore | None = None) -> None:
+        self.cfg = cfg
+        self.device = _device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.store = store or TrajectoryStore(cfg.data_dir)
+        lo, hi = SPLITS["validation"]
+        if ((self.store.seed >= lo) & (self.store.seed < hi)).any():
+            raise ValueError(f"{cfg.data_dir} holds validation seeds {lo}-{hi - 1}: never train on them")
+        seeds = np.unique(self.store.seed)
+        held = seeds[-cfg.holdout_seeds :] if 0 < cfg.holdout_seeds < len(seeds) else seeds[:0]
+        self.train_rows = np.flatnonzero(~np.isin(self.store.seed, held))
+        self.holdout_rows = np.flatnonzero(np.isin(self.store.seed, held))
+        self.net = WorldNet(tuple(cfg.widths)).to(self.device)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.out = Path(cfg.out_dir)
+        self.state_path = self.out / "train_state.safetensors"
+        if self.state_path.is_file():
+            meta = load_train_state(self.state_path, self.net, self.opt)
+            self.step = int(meta["step"])
+        self.rng = np.random.default_rng([cfg.seed, self.step])
+
+    # -- one batch --------------------------------------------------------------------------------------
+    def _predict(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            x, state = self._inputs(examples)
+            out = self.net(
+                x.to(self.device), state.to(self.device), torch.zeros(len(examples), device=self.device)
+            )
+        return {k: v.cpu() for k, v in out.items()}
+
+    def _inputs(self, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        intr = self.store.intr
+        poses = np.stack([e.pose for e in examples])
+        warped = warp_memories([e.memories for e in examples], poses, intr)
+        hints = np.concatenate([e.state.hints(e.pose[None], intr) for e in examples])
+        return assemble(warped, hints), state_batch([e.state for e in examples])
+
+    def batch(self) -> list[Example]:
+        cfg, rng, store = self.cfg, self.rng, self.store
+        rows = rng.choice(self.train_rows, cfg.batch_size)
+        ts = rng.integers(1, store.frames, cfg.batch_size)
+        examples = [store.example(int(n), int(t), rng, cfg.memory_k) for n, t in zip(rows, ts, strict=True)]
+        own = [i for i, e in enumerate(examples) if e.key[1] >= 2 and rng.random() < cfg.self_context_prob]
+        if own:  # the latest memory becomes the model's own prediction of it
+            prev = [store.example(examples[i].key[0], examples[i].key[1] - 1, rng, cfg.memory_k) for i in own]
+            out = self._predict(prev)
+            made = entries_from_outputs(
+                out,
+                np.stack([p.pose for p in prev]),
+                [p.key[1] for p in prev],
+                [p.state for p in prev],
+                store.intr,
+            )
+            for i, entry in zip(own, made, strict=True):
+                examples[i].memories[0] = entry
+        return examples
+
+    def losses(self, examples: list[Example], aux_weight: float) -> dict[str, torch.Tensor]:
+        cfg, dev = self.cfg, self.device
+        b = len(examples)
+        x, state = self._inputs(examples)
+        target_rgb = to_unit(np.stack([e.rgb for e in examples]))
+        first = torch.from_numpy(self.rng.random(b) < cfg.first_frame_prob)
+        if first.any():
+            x[first] = first_frame_inputs(target_rgb[first])
+        step = torch.zeros(b)
+        refine = torch.from_numpy(self.rng.random(b) < cfg.refine_prob) & ~first
+        x, state, step = x.to(dev), state.to(dev), step.to(dev)
+        if refine.any():
+            r = refine.to(dev)
+            with torch.no_grad():
+                est = self.net(x[r], state[r], step[r])["rgb"]
+            x[r, 8:11] = est
+            x[r, 11] = 1.0
+            step[r] = 1.0
+        out = self.net(x, state, step)
+        target_rgb = target_rgb.to(dev)
+        inv = torch.from_numpy(inverse_depth(np.stack([e.depth for e in examples]))).to(dev)
+        sem = torch.from_numpy(np.stack([e.semantic for e in examples]).astype(np.int64)).to(dev)
+        rgb = F.l1_loss(out["rgb"], target_rgb)
+        depth = F.l1_loss(out["inv_depth"], inv)
+        semantic = F.cross_entropy(out["semantic"], sem)
+        total = rgb + aux_weight * (depth + 0.1 * semantic)
+        return {"loss": total, "rgb_l1": rgb, "inv_depth_l1": depth, "semantic_ce": semantic}
+
+    # -- loop -------------------------------------------------------------------------------------------
+    def save(self, meta_extra: dict[str, Any] | None = None) -> None:
+        meta = {"step": self.step, "config": asdict(self.cfg), "command": " ".join(sys.argv)}
+        save_train_state(self.state_path, self.net, self.opt, meta)
+        store = self.store
+        save_weights(
+            self.out / "weights.safetensors",
+            self.net,
+            {
+                "step": self.step,
+                "height": store.height,
+                "width": store.width,
+                "vfov_deg": store.vfov_deg,
+                "memory_k": self.cfg.memory_k,
+                "config": asdict(self.cfg),
+                "command": "dreamx-train " + " ".join(sys.argv[1:]),
+                **(meta_extra or {}),
+            },
+        )
+
+    def run(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        writer = SummaryWriter(str(self.out / "tb"))
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="training WorldNet", unit="step")
+        started = time.time()
+        while self.step < cfg.steps:
+            progress = self.step / max(cfg.steps, 1)
+            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * progress))
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            aux = cfg.aux_weight_start + (cfg.aux_weight_end - cfg.aux_weight_start) * progress
+            self.net.train()
+            losses = self.losses(self.batch(), aux)
+            self.opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+            self.opt.step()
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                for k, v in losses.items():
+                    writer.add_scalar(f"train/{k}", float(v), self.step)
+                writer.add_scalar("train/lr", lr, self.step)
+                writer.add_scalar("train/aux_weight", aux, self.step)
+                bar.set_postfix(loss=f"{float(losses['loss']):.4f}", rgb=f"{float(losses['rgb_l1']):.4f}")
+            if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                self.holdout(writer)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save({"train_seconds": time.time() - started})
+        bar.close()
+        writer.close()
+
+    def holdout(self, writer) -> None:
+        """Loss and a sample sheet (memory warp | prediction | ground truth) on held-out training seeds."""
+        if not len(self.holdout_rows):
+            return
+        rng = np.random.default_rng(1234)
+        rows = rng.choice(self.holdout_rows, 8)
+        examples = [
+            self.store.example(int(n), int(t), rng, self.cfg.memory_k)
+            for n, t in zip(rows, rng.integers(1, self.store.frames, 8), strict=True)
+        ]
+        self.net.eval()
+        with torch.no_grad():
+            x, state = self._inputs(examples)
+            out = self.net(x.to(self.device), state.to(self.device), torch.zeros(len(x), device=self.device))
+        pred = out["rgb"].cpu()
+        target = to_unit(np.stack([e.rgb for e in examples]))
+        mse = ((pred - target) ** 2).mean(dim=(1, 2, 3)) / 4
+        writer.add_scalar("holdout/psnr", float((10 * torch.log10(1 / mse)).mean()), self.step)
+        sheet = torch.cat([torch.cat([x[i, 0:3], pred[i], target[i]], dim=2) for i in range(len(x))], dim=1)
+        writer.add_image("holdout/warp_pred_truth", (sheet + 1) / 2, self.step)
+        (self.out / "samples").mkdir(exist_ok=True)
+        import cv2
+
+        img = ((sheet.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        cv2.imwrite(str(self.out / "samples" / f"step{self.step:06d}.png"), img[..., ::-1])
+
+
+def train_config(d: dict[str, Any]) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown training option(s) {unknown}; options: {sorted(known)}")
+    return TrainConfig(**d)
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    configs = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "model"))
+
+    @hydra.main(version_base=None, config_path=configs, config_name="train")
+    def _main(cfg: DictConfig) -> None:
+        d = OmegaConf.to_container(cfg, resolve=True)
+        d.pop("size", None)
+        Trainer(train_config(d)).run()
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""What the learned model knows about a session's world beyond its pixels: persistent event state.
+
+Events change the world for good (design §5). The learned model keeps them as a small structured state:
+lights and door bits (fed to the network as FiLM conditioning) and *props*, 3D things events put in the
+world (a dropped ball, a painted object), drawn into every target camera as hint channels. Props are placed
+the way the engine places them (``engine.physics_events``: drops land ``anchor`` metres ahead, paint hits the
+nearest object in view), using the model's own predicted depth and semantics, so revisits show them again.
+Training replays the recorded events through the same code on ground-truth depth and semantics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from world_model.events import DEFAULT_ANCHOR_M, EventRecord
+from world_model.geometry import Intrinsics, pixel_rays
+from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
+
+# Resting size (radius, half height) of what a drop or spawn brings in: the engine's spare bodies.
+PROP_SIZE: dict[str, tuple[float, float]] = {
+    "ball": (0.15, 0.15),
+    "box": (0.15, 0.15),
+    "cylinder": (0.15, 0.2),
+    "capsule": (0.1, 0.25),
+}
+PAINT_RADIUS_M = 0.35
+OBJECT_CLASSES = np.array([CLASS_ID[s] for s in OBJECT_SHAPES])
+HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
+
+
+@dataclass(frozen=True)
+class Prop:
+    """A thing an event put in the world: ``kind`` "object" (dropped/spawned) or "paint"."""
+
+    kind: str
+    shape: str
+    color: tuple[float, float, float]
+    center: tuple[float, float, float]
+    radius: float
+    half_height: float
+
+
+@dataclass
+class WorldState:
+    lights_on: bool = True
+    door_open: bool = False
+    version: int = 0  # bumped by every event: memories from older versions are known to be stale
+    props: tuple[Prop, ...] = field(default_factory=tuple)
+
+    def vector(self) -> np.ndarray:
+        """Global conditioning: [lights on, door open] as ±1."""
+        return np.array([1.0 if self.lights_on else -1.0, 1.0 if self.door_open else -1.0], np.float32)
+
+    def apply(
+        self,
+        ev: EventRecord,
+        pose: np.ndarray,
+        depth: np.ndarray,
+        semantic: np.ndarray,
+        intr: Intrinsics,
+        bounds: tuple[float, float, float, float] | None = None,
+    ) -> WorldState:
+        """The state after ``ev`` for a camera at ``pose`` that sees ``depth``/``semantic``. Raises
+        ``ValueError`` when the event has no target in view (like the engine with no target in the scene)."""
+        p = ev.predicate
+        new = replace(self, version=self.version + 1)
+        if p == "lights":
+            new.lights_on = ev.attributes["state"] == "on"
+        elif p in ("open", "close"):
+            new.door_open = p == "open"
+        elif p in ("drop", "spawn"):
+            new.props = self.props + (_placed(ev, pose, bounds),)
+        elif p == "paint":
+            center = _target_point(ev.entity, pose, depth, semantic, intr)
+            color = COLORS[ev.attributes["color"]]
+            new.props = self.props + (Prop("paint", "", color, center, PAINT_RADIUS_M, PAINT_RADIUS_M),)
+        # push: remembered as a state change only; v1 does not move the pushed object (see the eval report)
+        return new
+
+    def hints(self, poses: np.ndarray, intr: Intrinsics) -> np.ndarray:
+        """Hint channels ``[N, 6, H, W]`` for cameras ``poses [N,4,4]``: prop colour (in [-1, 1]), object
+        mask, paint mask and the objects' inverse depth (``network.inverse_depth``), nearest prop on top."""
+        from world_model.model.network import inverse_depth
+
+        n, h, w = len(poses), intr.height, intr.width
+        out = np.zeros((n, HINT_CHANNELS, h, w), np.float32)
+        if not self.props:
+            return out
+        vv, uu = np.mgrid[0:h, 0:w] + 0.5
+        for i, pose in enumerate(poses):
+            zbuf = np.full((h, w), np.inf)
+            rot, t = pose[:3, :3], pose[:3, 3]
+            for prop in self.props:
+                c = (np.asarray(prop.center) - t) @ rot
+                if c[2] < 0.1:
+                    continue
+                uc, vc = intr.fx * c[0] / c[2] + intr.cx, intr.fy * c[1] / c[2] + intr.cy
+                rx, ry = intr.fx * prop.radius / c[2], intr.fy * prop.half_height / c[2]
+                if prop.shape == "ball" or prop.kind == "paint":
+                    inside = ((uu - uc) / rx) ** 2 + ((vv - vc) / ry) ** 2 <= 1.0
+                else:
+                    inside = (np.abs(uu - uc) <= rx) & (np.abs(vv - vc) <= ry)
+                inside &= c[2] < zbuf
+                if not inside.any():
+                    continue
+                zbuf[inside] = c[2]
+                out[i, 0:3, inside] = np.asarray(prop.color, np.float32) * 2 - 1
+                obj = prop.kind == "object"
+                out[i, 3, inside] = float(obj)
+                out[i, 4, inside] = float(not obj)
+                out[i, 5, inside] = inverse_depth(np.float32(c[2])) if obj else 0.0
+        return out
+
+
+def _forward_xy(pose: np.ndarray) -> np.ndarray:
+    f = pose[:2, 2]
+    return f / max(float(np.linalg.norm(f)), 1e-9)
+
+
+def _placed(ev: EventRecord, pose: np.ndarray, bounds: tuple[float, float, float, float] | None) -> Prop:
+    radius, half = PROP_SIZE[ev.entity]
+    distance = DEFAULT_ANCHOR_M if ev.anchor is None else float(ev.anchor)
+    xy = pose[:2, 3] + distance * _forward_xy(pose)
+    if bounds is not None and all(math.isfinite(b) for b in bounds):
+        m = radius + 0.05
+        xy = np.clip(xy, [bounds[0] + m, bounds[1] + m], [bounds[2] - m, bounds[3] - m])
+    color = COLORS[ev.attributes.get("color", "red")]
+    return Prop("object", ev.entity, color, (float(xy[0]), float(xy[1]), half), radius, half)
+
+
+def _target_point(
+    entity: str, pose: np.ndarray, depth: np.ndarray, semantic: np.ndarray, intr: Intrinsics
+) -> tuple[float, float, float]:
+    """World point of the nearest object pixel in view matching ``"nearest [colour] [shape]"``."""
+    words = entity.replace("nearest", "").replace("object", "").split()
+    shapes = [w for w in words if w in OBJECT_SHAPES]
+    classes = np.array([CLASS_ID[s] for s in shapes]) if shapes else OBJECT_CLASSES
+    mask = np.isin(semantic, classes) & np.isfinite(depth)
+    if not mask.any():
+        raise ValueError(f"no {' '.join(shapes) or 'object'} in view to target for {entity!r}")
+    d = np.where(mask, depth, np.inf)
+    v, u = np.unravel_index(int(np.argmin(d)), d.shape)
+    ray = pixel_rays(intr)[v, u] * float(d[v, u])
+    p = pose[:3, :3] @ ray + pose[:3, 3]
+    return float(p[0]), float(p[1]), float(p[2])
