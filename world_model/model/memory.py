@@ -2,7 +2,8 @@
 
 Every generated frame is kept with its predicted depth, pose, time and world state. The bank keeps the
 latest frame plus *keyframes*: a frame becomes a keyframe unless a keyframe of the same world state already
-covers its view from nearby; a keyframe from before an event is replaced by a newer view of the same place.
+covers its view from nearby; a keyframe from before an event is replaced by a newer view of the same place;
+when the bank is full, the keyframe another one covers best goes, so rarely seen places stay remembered.
 Retrieval for a target camera starts from the latest frame and greedily adds the keyframes that cover the
 most still-uncovered parts of the target view (footprints projected into the target), minus staleness.
 """
@@ -132,9 +133,17 @@ class MemoryBank:
         self.keyframes.append(entry)
         self.used.append(entry.time)
         if len(self.keyframes) > self.capacity:
-            oldest = int(np.argmin(self.used))
-            self.keyframes.pop(oldest)
-            self.used.pop(oldest)
+            drop = self._most_redundant(intr)
+            self.keyframes.pop(drop)
+            self.used.pop(drop)
+
+    def _most_redundant(self, intr: Intrinsics) -> int:
+        """The keyframe whose view another keyframe covers best (least recently used among equals)."""
+        pts = np.stack([k.points for k in self.keyframes])
+        seen = np.stack([overlap(pts, k.pose, intr) for k in self.keyframes])  # [viewer, entry]
+        np.fill_diagonal(seen, 0.0)
+        used = np.asarray(self.used, np.float64)
+        return int(np.argmax(seen.max(axis=0) - 1e-6 * (used - used.min())))
 
     def retrieve(self, pose: np.ndarray, intr: Intrinsics, k: int, now: int) -> list[MemoryEntry]:
         """The latest frame and the keyframes that best cover the view from ``pose``."""

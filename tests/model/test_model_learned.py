@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from world_model.backends import make_backend
+from world_model.events import parse_prompt
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.model.start_bank import StartBank
+
+from .helpers import straight_poses, turning_poses
+
+
+@pytest.fixture(scope="module")
+def model(tiny_weights):
+    return LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
+
+
+def _run(model, seed=3, chunks=3):
+    sid, first, _ = model.open(seed)
+    out = [model.generate([sid], straight_poses(4, 0.05), [[]])[0] for _ in range(chunks)]
+    model.close(sid)
+    return first, out
+
+
+def test_open_from_the_start_bank_and_generate_chunks(model):
+    bank = StartBank.load()
+    sid, first, info = model.open(3)
+    assert np.array_equal(first.rgb[0], bank.images[bank.find(3), 0])
+    assert info.seed == 3 and info.goal_poses.shape == (4, 4, 4) and info.objects
+    (frames,) = model.generate([sid], straight_poses(4, 0.05), [[]])
+    assert frames.rgb.shape == (4, 64, 64, 3) and frames.rgb.dtype == np.uint8
+    assert frames.depth.shape == (4, 64, 64) and frames.depth.dtype == np.float32
+    assert frames.semantic.shape == (4, 64, 64) and frames.semantic.max() < 10
+    assert frames.poses.shape == (4, 4, 4)
+    assert np.allclose(model.pose(sid), frames.poses[-1])
+
+
+def test_same_calls_same_frames(tiny_weights, model):
+    other = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
+    a_first, a = _run(model)
+    b_first, b = _run(other)
+    assert np.array_equal(a_first.rgb, b_first.rgb)
+    assert all(np.array_equal(x.rgb, y.rgb) and np.array_equal(x.depth, y.depth) for x, y in zip(a, b, strict=True))
+
+
+def test_a_fork_leaves_the_episode_untouched(model):
+    _, expected = _run(model, chunks=2)
+    sid, _, _ = model.open(3)
+    model.generate([sid], straight_poses(4, 0.05), [[]])
+    fork = model.fork(sid)
+    for _ in range(3):
+        model.generate([fork], turning_poses(4, 10.0), [parse_prompt("lights off and drop a red ball")])
+    (second,) = model.generate([sid], straight_poses(4, 0.05), [[]])
+    assert np.array_equal(second.rgb, expected[1].rgb)
+    assert model._sessions[sid].state.lights_on and not model._sessions[fork].state.lights_on
+
+
+def test_memory_is_bounded(tiny_weights):
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), memory_capacity=4))
+    sid, _, _ = m.open(5)
+    for _ in range(12):
+        m.generate([sid], turning_poses(4, 12.0), [[]])
+    assert len(m._sessions[sid].memory.keyframes) <= 4
+
+
+def test_first_frame_and_bad_inputs(model, tiny_weights):
+    image = np.full((64, 64, 3), 100, np.uint8)
+    sid, first, info = model.open(first_frame=image)
+    assert np.array_equal(first.rgb[0], image) and info.family == "image"
+    with pytest.raises(ValueError, match=r"first_frame must be uint8 \[64, 64, 3\]"):
+        model.open(first_frame=np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="relative_poses"):
+        model.generate([sid], np.eye(4)[None], [[]])
+    with pytest.raises(ValueError, match="trained at 64x64"):
+        LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), height=128, width=128))
+
+
+def test_an_event_without_a_target_changes_nothing(model):
+    sid, _, _ = model.open(first_frame=np.full((64, 64, 3), 90, np.uint8))
+    model._sessions[sid].semantic[:] = 1  # nothing but floor in view
+    before = model._sessions[sid].state
+    with pytest.raises(ValueError, match="in view"):
+        model.generate([sid], straight_poses(2), [parse_prompt("lights off and paint the nearest box red")])
+    assert model._sessions[sid].state is before and model._sessions[sid].time == 0
+
+
+def test_the_camera_stays_inside_the_scene(tiny_weights):
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
+    sid, _, info = m.open(7)
+    m._sessions[sid].depth[:] = 100.0  # even when it sees nothing ahead
+    (frames,) = m.generate([sid], straight_poses(4, 5.0), [[]])
+    x0, y0, x1, y1 = info.bounds
+    assert np.all((frames.poses[:, 0, 3] > x0) & (frames.poses[:, 0, 3] < x1))
+    assert np.all((frames.poses[:, 1, 3] > y0) & (frames.poses[:, 1, 3] < y1))
+
+
+def test_registered_as_the_learned_backend(tiny_weights):
+    backend = make_backend("learned", weights=str(tiny_weights))
+    assert backend.info().name == "learned" and len(backend.info().checkpoint) == 16

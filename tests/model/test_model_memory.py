@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+
+from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.model.memory import MemoryBank, MemoryEntry
+from world_model.model.reproject import view_points
+
+INTR = Intrinsics.from_fov(64, 64, 70.0)
+
+
+def _entry(t, x, yaw, version=0, depth_m=3.0):
+    pose = pose_from_yaw_pitch(np.array([x, 0.0, 1.0]), yaw, 0.0)
+    depth = np.full((64, 64), depth_m, np.float32)
+    return MemoryEntry(torch.zeros(3, 64, 64), torch.from_numpy(depth), torch.zeros(64, 64), pose, t, True, False,
+                       version, view_points(depth, pose, INTR))
+
+
+def test_a_revisit_retrieves_the_frame_seen_there_long_ago():
+    bank = MemoryBank(capacity=16)
+    bank.add(_entry(0, 0.0, 0.0), INTR)  # looking along +x at the start
+    for t in range(1, 61):  # turn around (180 degrees) and walk away along -x
+        bank.add(_entry(t, -0.05 * max(0, t - 30), np.pi * min(t, 30) / 30), INTR)
+    start_pose = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, 0.0)
+    got = bank.retrieve(start_pose, INTR, k=3, now=61)
+    assert got[0].time == 60  # the latest frame always comes first
+    assert 0 in [e.time for e in got[1:]]  # and the old view of this place is brought back
+
+
+def test_memory_stays_bounded_and_skips_redundant_views():
+    bank = MemoryBank(capacity=8)
+    for t in range(20):  # standing still: one keyframe is enough
+        bank.add(_entry(t, 0.0, 0.0), INTR)
+    assert len(bank.keyframes) == 1 and bank.latest.time == 19
+    for t in range(20, 220):  # spinning around while walking: many distinct views
+        bank.add(_entry(t, 0.02 * t, 0.4 * t), INTR)
+    assert len(bank.keyframes) == 8
+
+
+def test_a_view_from_an_older_world_state_is_replaced():
+    bank = MemoryBank(capacity=8)
+    bank.add(_entry(0, 0.0, 0.0, version=0), INTR)
+    bank.add(_entry(1, 0.0, 0.0, version=1), INTR)  # same place, after an event
+    assert [e.version for e in bank.keyframes] == [1]
+
+
+def test_fork_copies_are_independent():
+    bank = MemoryBank(capacity=4)
+    bank.add(_entry(0, 0.0, 0.0), INTR)
+    fork = bank.copy()
+    fork.add(_entry(1, 0.0, 2.0), INTR)
+    assert len(bank.keyframes) == 1 and len(fork.keyframes) == 2
+
+
+def test_retrieving_from_an_empty_memory_is_an_error():
+    with pytest.raises(RuntimeError, match="empty memory"):
+        MemoryBank().retrieve(np.eye(4), INTR, 2, 0)
