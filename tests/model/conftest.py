@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from world_model.model.checkpoint import save_weights
@@ -29,7 +28,17 @@ def tiny_dataset(tmp_path_factory):
     from world_model.engine.generate import GenerateConfig, generate
 
     out = tmp_path_factory.mktemp("data")
-    generate(GenerateConfig(output_dir=str(out), seed_start=0, seed_stop=2, trajectories_per_seed=1, frames=12,
-                            kinds={"random": 1.0}, event_probability=1.0, seeds_per_shard=2, workers=1))
+    generate(
+        GenerateConfig(
+            output_dir=str(out),
+            seed_start=0,
+            seed_stop=2,
+            trajectories_per_seed=1,
+            frames=12,
+            kinds={"random": 1.0},
+            event_probability=1.0,
+            seeds_per_shard=2,
+            workers=1,
+        )
+    )
     return out
-

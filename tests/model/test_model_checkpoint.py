@@ -50,7 +50,9 @@ def test_training_state_resumes_weights_and_optimizer(tiny_widths, tmp_path):
     opt2 = torch.optim.AdamW(net2.parameters(), lr=1e-3)
     meta = load_train_state(tmp_path / "state.safetensors", net2, opt2)
     assert meta["step"] == 7
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True)
+    )
     p, p2 = next(net.parameters()), next(net2.parameters())
     assert torch.equal(opt.state[p]["exp_avg"], opt2.state[p2]["exp_avg"])
     save_weights(tmp_path / "w.safetensors", net, {"step": 7})

@@ -39,7 +39,9 @@ def test_same_calls_same_frames(tiny_weights, model):
     a_first, a = _run(model)
     b_first, b = _run(other)
     assert np.array_equal(a_first.rgb, b_first.rgb)
-    assert all(np.array_equal(x.rgb, y.rgb) and np.array_equal(x.depth, y.depth) for x, y in zip(a, b, strict=True))
+    assert all(
+        np.array_equal(x.rgb, y.rgb) and np.array_equal(x.depth, y.depth) for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_a_fork_leaves_the_episode_untouched(model):

@@ -12,8 +12,17 @@ INTR = Intrinsics.from_fov(64, 64, 70.0)
 def _entry(t, x, yaw, version=0, depth_m=3.0):
     pose = pose_from_yaw_pitch(np.array([x, 0.0, 1.0]), yaw, 0.0)
     depth = np.full((64, 64), depth_m, np.float32)
-    return MemoryEntry(torch.zeros(3, 64, 64), torch.from_numpy(depth), torch.zeros(64, 64), pose, t, True, False,
-                       version, view_points(depth, pose, INTR))
+    return MemoryEntry(
+        torch.zeros(3, 64, 64),
+        torch.from_numpy(depth),
+        torch.zeros(64, 64),
+        pose,
+        t,
+        True,
+        False,
+        version,
+        view_points(depth, pose, INTR),
+    )
 
 
 def test_a_revisit_retrieves_the_frame_seen_there_long_ago():

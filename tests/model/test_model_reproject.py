@@ -17,8 +17,15 @@ def _scene():
 
 def _torch_splat(rgb, depth, src, dst):
     feats = torch.from_numpy(rgb).float().permute(2, 0, 1)[None]
-    return splat(feats, torch.from_numpy(depth)[None], torch.from_numpy(src)[None], torch.from_numpy(dst)[None],
-                 torch.zeros(1, dtype=torch.long), 1, INTR)
+    return splat(
+        feats,
+        torch.from_numpy(depth)[None],
+        torch.from_numpy(src)[None],
+        torch.from_numpy(dst)[None],
+        torch.zeros(1, dtype=torch.long),
+        1,
+        INTR,
+    )
 
 
 def test_splat_into_its_own_camera_is_the_identity_on_seen_pixels():
@@ -53,6 +60,13 @@ def test_splat_is_deterministic_and_nearest_surface_wins():
     # two sources into one target: a wall at 1 m in front of one at 3 m hides it
     near, far = np.full((32, 32), 1.0, np.float32), np.full((32, 32), 3.0, np.float32)
     feats = torch.stack([torch.ones(1, 32, 32), torch.zeros(1, 32, 32)])
-    out, z, _ = splat(feats, torch.from_numpy(np.stack([far, near])), torch.from_numpy(np.stack([src, src])),
-                      torch.from_numpy(src)[None], torch.zeros(2, dtype=torch.long), 1, INTR)
+    out, z, _ = splat(
+        feats,
+        torch.from_numpy(np.stack([far, near])),
+        torch.from_numpy(np.stack([src, src])),
+        torch.from_numpy(src)[None],
+        torch.zeros(2, dtype=torch.long),
+        1,
+        INTR,
+    )
     assert torch.all(out == 0) and torch.allclose(z, torch.ones_like(z), rtol=1e-3)

@@ -9,8 +9,17 @@ from world_model.model.train import TrainConfig, Trainer, train_config
 
 
 def _config(tiny_dataset, tmp_path, steps):
-    return TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), steps=steps, batch_size=2,
-                       widths=[8, 16, 16, 16], holdout_seeds=1, sample_every=2, checkpoint_every=1, log_every=1)
+    return TrainConfig(
+        data_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "run"),
+        steps=steps,
+        batch_size=2,
+        widths=[8, 16, 16, 16],
+        holdout_seeds=1,
+        sample_every=2,
+        checkpoint_every=1,
+        log_every=1,
+    )
 
 
 def test_a_tiny_training_run_steps_writes_and_resumes(tiny_dataset, tmp_path):

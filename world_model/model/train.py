@@ -204,7 +204,10 @@ class Trainer:
                     writer.add_scalar(f"train/{k}", float(v.detach()), self.step)
                 writer.add_scalar("train/lr", lr, self.step)
                 writer.add_scalar("train/aux_weight", aux, self.step)
-                bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}", rgb=f"{float(losses['rgb_l1'].detach()):.4f}")
+                bar.set_postfix(
+                    loss=f"{float(losses['loss'].detach()):.4f}",
+                    rgb=f"{float(losses['rgb_l1'].detach()):.4f}",
+                )
             if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                 self.holdout(writer)
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
