@@ -94,15 +94,12 @@ def test_a_server_that_cannot_start_reports_why():
         launch(backend="constant", backend_kwargs={"colour": "red"}, startup_timeout_s=20)
 
 
-def test_learned_backend_is_refused_before_anything_starts():
-    with pytest.raises(NotImplementedError, match="use backend='oracle'"):
-        ExploreEnv(backend="learned")
-
-
-def test_backend_registry():
+def test_backend_registry(tmp_path):
     assert DEFAULT_BACKEND in ("oracle", "learned")
-    with pytest.raises(NotImplementedError, match="has not been shipped yet; use backend='oracle'"):
-        make_backend("learned")
+    with pytest.raises(FileNotFoundError, match="dreamx-train"):
+        make_backend("learned", weights=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match="has no option"):
+        make_backend("learned", wieghts="x")
     with pytest.raises(ValueError, match="choose one of"):
         make_backend("magic")
     backend = make_backend("constant", height=32, width=48)

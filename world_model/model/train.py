@@ -41,7 +41,7 @@ from world_model.model.network import WorldNet, inverse_depth
 class TrainConfig:
     data_dir: str = "data/engine/train"
     out_dir: str = "runs/learned"
-    steps: int = 6000
+    steps: int = 4500
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -1,0 +1,71 @@
+"""``dreamx-bench-model``: frames/s of the learned backend alone (no server), per batch size.
+
+    dreamx-bench-model                       # batch 1, 8, 32; chunks of 4 frames; shipped weights
+    dreamx-bench-model --batch 1 64 --sampler-steps 2
+
+Sessions start from banked seeds and walk forward while turning, so memory retrieval and warping do their
+real work. Prints frames/s (all sessions together) and milliseconds per generate call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from world_model.model.learned import DEFAULT_WEIGHTS, LearnedConfig, LearnedWorldModel
+
+
+def walk(batch: int, k: int) -> np.ndarray:
+    """Relative poses [batch, k, 4, 4]: 5 cm forward and 3 degrees of turn per frame."""
+    rel = np.tile(np.eye(4), (batch, k, 1, 1))
+    for i in range(k):
+        a = math.radians(3.0 * (i + 1))
+        rel[:, i, [0, 0, 2, 2], [0, 2, 0, 2]] = [math.cos(a), math.sin(a), -math.sin(a), math.cos(a)]
+        rel[:, i, 2, 3] = 0.05 * (i + 1)
+    return rel
+
+
+def bench(model: LearnedWorldModel, batch: int, chunk: int, seconds: float) -> dict:
+    sids = [model.open(s % 256)[0] for s in range(batch)]
+    rel = walk(batch, chunk)
+    model.generate(sids, rel, [[] for _ in sids])  # warm-up
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        model.generate(sids, rel, [[] for _ in sids])
+        calls += 1
+    elapsed = time.perf_counter() - started
+    for sid in sids:
+        model.close(sid)
+    return {"batch": batch, "chunk": chunk, "frames_per_s": calls * chunk * batch / elapsed,
+            "ms_per_call": 1000 * elapsed / calls}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="dreamx-bench-model", description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 8, 32], help="sessions per call")
+    p.add_argument("--chunk", type=int, default=4, help="frames per call (default 4)")
+    p.add_argument("--sampler-steps", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    model = LearnedWorldModel(LearnedConfig(weights=args.weights, sampler_steps=args.sampler_steps))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {model.checkpoint}")
+    print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9}")
+    rows = []
+    for b in args.batch:
+        r = bench(model, b, args.chunk, args.seconds)
+        rows.append(r)
+        print(f"{r['batch']:>5} {r['chunk']:>5} {r['frames_per_s']:>10.1f} {r['ms_per_call']:>9.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
