@@ -70,3 +70,42 @@ def test_splat_is_deterministic_and_nearest_surface_wins():
         INTR,
     )
     assert torch.all(out == 0) and torch.allclose(z, torch.ones_like(z), rtol=1e-3)
+
+
+def test_priority_picks_the_preferred_source_for_the_same_surface_only():
+    pose = np.eye(4)
+    a, b = np.full((32, 32), 2.0, np.float32), np.full((32, 32), 2.02, np.float32)  # one surface, 1% apart
+    feats = torch.stack([torch.ones(1, 32, 32), torch.zeros(1, 32, 32)])
+    args = (
+        torch.from_numpy(np.stack([a, b])),
+        torch.from_numpy(np.stack([pose, pose])),
+        torch.from_numpy(pose)[None],
+        torch.zeros(2, dtype=torch.long),
+        1,
+        INTR,
+    )
+    assert torch.all(splat(feats, *args)[0] == 1)  # nearest wins without priorities
+    assert torch.all(splat(feats, *args, priority=torch.tensor([1, 0]))[0] == 0)  # the preferred one
+    far = torch.from_numpy(np.stack([a, np.full((32, 32), 3.0, np.float32)]))
+    assert torch.all(splat(feats, far, *args[1:], priority=torch.tensor([1, 0]))[0] == 1)  # occlusion holds
+
+
+def test_a_two_pixel_footprint_closes_the_cracks_of_an_approach():
+    rgb, depth = _scene()
+    depth[:] = 3.0  # a wall 3 m ahead; the camera walks 0.5 m towards it (magnified 1.2x)
+    src = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, 0.0)
+    dst = pose_from_yaw_pitch(np.array([0.5, 0.0, 1.0]), 0.0, 0.0)
+    feats = torch.from_numpy(rgb).float().permute(2, 0, 1)[None]
+    args = (
+        torch.from_numpy(depth)[None],
+        torch.from_numpy(src)[None],
+        torch.from_numpy(dst)[None],
+        torch.zeros(1, dtype=torch.long),
+        1,
+        INTR,
+    )
+    thin = splat(feats, *args)[2][0].numpy()
+    wide = splat(feats, *args, footprint=2)[2][0].numpy()
+    seen_cols = thin.any(axis=0)
+    assert (~thin[:, seen_cols]).sum() > 0  # nearest-pixel splatting leaves cracks
+    assert wide[:, seen_cols].all()  # the footprint closes them

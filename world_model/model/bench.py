@@ -41,8 +41,12 @@ def bench(model: LearnedWorldModel, batch: int, chunk: int, seconds: float) -> d
     elapsed = time.perf_counter() - started
     for sid in sids:
         model.close(sid)
-    return {"batch": batch, "chunk": chunk, "frames_per_s": calls * chunk * batch / elapsed,
-            "ms_per_call": 1000 * elapsed / calls}
+    return {
+        "batch": batch,
+        "chunk": chunk,
+        "frames_per_s": calls * chunk * batch / elapsed,
+        "ms_per_call": 1000 * elapsed / calls,
+    }
 
 
 def main() -> None:

@@ -13,9 +13,16 @@ from world_model.model.world_state import WorldState
 
 
 def warp_memories(
-    memories: list[list[MemoryEntry]], target_poses: np.ndarray, intr: Intrinsics
+    memories: list[list[MemoryEntry]],
+    target_poses: np.ndarray,
+    intr: Intrinsics,
+    prefer_older: bool = False,
+    footprint: int = 1,
 ) -> torch.Tensor:
-    """Channels 0-6 of the input (see ``network``): every target's memories splatted into its camera."""
+    """Channels 0-6 of the input (see ``network``): every target's memories splatted into its camera.
+    With ``prefer_older``, a surface seen by several memories comes from the oldest one (fewest generations
+    of accumulated error: revisits show what was seen first); otherwise the nearest depth wins.
+    ``footprint`` is ``reproject.splat``'s (2 closes one-pixel cracks)."""
     entries = [e for mem in memories for e in mem]
     groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem])
     feats = torch.stack(
@@ -27,7 +34,10 @@ def warp_memories(
     depth = torch.stack([e.depth for e in entries])
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64)
-    warped, zbuf, mask = splat(feats, depth, src, dst, groups, len(memories), intr)
+    priority = torch.tensor([e.time for e in entries]) if prefer_older else None
+    warped, zbuf, mask = splat(
+        feats, depth, src, dst, groups, len(memories), intr, priority, footprint=footprint
+    )
     m = mask[:, None].float()
     return torch.cat([warped[:, 0:3], inverse_depth(zbuf)[:, None] * m, m, warped[:, 3:5]], dim=1)
 

@@ -52,6 +52,8 @@ class LearnedConfig:
     memory_capacity: int = 48  # keyframes per session
     sampler_steps: int = 1  # network passes per frame (1 = predict, 2+ = refine)
     render_missing: bool = True  # open seeds/poses outside the bank by rendering them once with MuJoCo
+    prefer_older: bool = True  # a surface several memories saw is drawn from the oldest (see warp_memories)
+    footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     threads: int | None = None
 
@@ -285,7 +287,9 @@ class LearnedWorldModel(WorldModel):
             for s, t in zip(ss, targets, strict=True)
         ]
         with torch.no_grad():
-            warped = warp_memories(memories, targets, self.intr)
+            warped = warp_memories(
+                memories, targets, self.intr, self.config.prefer_older, self.config.footprint
+            )
             hints = np.concatenate(
                 [s.state.hints(t[None], self.intr) for s, t in zip(ss, targets, strict=True)]
             )

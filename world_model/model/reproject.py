@@ -29,12 +29,20 @@ def splat(
     groups: torch.Tensor,
     n_groups: int,
     intr: Intrinsics,
+    priority: torch.Tensor | None = None,
+    tolerance: float = 0.05,
+    footprint: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp ``N`` source frames into ``n_groups`` target cameras.
 
     ``feats [N, C, H, W]`` are carried along (colour, flags), ``depth [N, H, W]`` is metric z-depth
     (inf or <= 0: nothing there), ``src_poses [N, 4, 4]`` camera-to-world of each source,
-    ``dst_poses [G, 4, 4]`` of each target, ``groups [N]`` the target of each source. Returns warped
+    ``dst_poses [G, 4, 4]`` of each target, ``groups [N]`` the target of each source. With ``priority [N]``
+    (non-negative ints, lower wins), a pixel takes the highest-priority source among those within
+    ``tolerance`` (relative) of the nearest depth there: the same surface seen by several memories comes
+    from the preferred one, while nearer surfaces still hide farther ones. ``footprint=2`` also writes each
+    point into the 2x2 pixels around it (behind any point that lands there directly), closing the one-pixel
+    cracks a turning or approaching camera leaves. Returns warped
     ``feats [G, C, H, W]`` (0 where empty), z-depth ``[G, H, W]`` (inf where empty) and ``mask [G, H, W]``.
     """
     n, c, h, w = feats.shape
@@ -45,15 +53,32 @@ def splat(
     pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
     z = pts[..., 2]
     zs = z.clamp_min(1e-6)
-    u = torch.floor(intr.fx * pts[..., 0] / zs + intr.cx).long()
-    v = torch.floor(intr.fy * pts[..., 1] / zs + intr.cy).long()
-    keep = ok.reshape(n, -1) & (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    pid = torch.arange(n * h * w, device=dev).reshape(n, -1)
-    target = (groups[:, None] * (h * w) + v * w + u)[keep]
-    key = (torch.round(z[keep] / _DEPTH_QUANTUM).long() << _KEY_SHIFT) | pid[keep]
+    uf = intr.fx * pts[..., 0] / zs + intr.cx
+    vf = intr.fy * pts[..., 1] / zs + intr.cy
+    spots = [(torch.floor(uf).long(), torch.floor(vf).long(), z)]
+    if footprint == 2:
+        ub, vb = torch.floor(uf - 0.5).long(), torch.floor(vf - 0.5).long()
+        spots += [(ub + du, vb + dv, z * 1.01) for du in (0, 1) for dv in (0, 1)]
+    elif footprint != 1:
+        raise ValueError(f"footprint must be 1 or 2, got {footprint}")
+    pid_all = torch.arange(n * h * w, device=dev).reshape(n, -1)
+    targets, zkeys, pids = [], [], []
+    for u, v, zk in spots:
+        keep = ok.reshape(n, -1) & (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        targets.append((groups[:, None] * (h * w) + v * w + u)[keep])
+        zkeys.append(zk[keep])
+        pids.append(pid_all[keep])
+    target, zk, pid = torch.cat(targets), torch.cat(zkeys), torch.cat(pids)
+    key = (torch.round(zk / _DEPTH_QUANTUM).long() << _KEY_SHIFT) | pid
     empty = torch.iinfo(torch.int64).max
     best = torch.full((n_groups * h * w,), empty, dtype=torch.long, device=dev)
     best.scatter_reduce_(0, target, key, reduce="amin")
+    if priority is not None:
+        znear = (best >> _KEY_SHIFT).double() * _DEPTH_QUANTUM
+        same = zk.double() <= znear[target] * (1 + tolerance) + _DEPTH_QUANTUM
+        rank = priority.long()[pid // (h * w)]
+        key = (rank[same] << _KEY_SHIFT) | pid[same]
+        best = torch.full_like(best, empty).scatter_reduce_(0, target[same], key, reduce="amin")
     hit = best != empty
     winner = best[hit] & ((1 << _KEY_SHIFT) - 1)
     out = torch.zeros(n_groups * h * w, c, dtype=feats.dtype, device=dev)
