@@ -1,0 +1,168 @@
+"""dreamx-plan: CEM / MPPI on GoalView or FindObject; prints the success rate and planning time per step.
+
+    dreamx-plan backend=oracle episodes=10                          # imagine and act in the ground truth
+    dreamx-plan planner=mppi env_id=DreamX/FindObject-v0 backend=oracle
+    dreamx-plan plan_backend=learned act_backend=oracle             # imagine in the model, act in the truth
+
+Each real step forks the episode and imagines ``iterations x population`` sequences of ``horizon`` steps
+(see ``agents.planners``), then takes the first action. When ``plan_backend`` and ``act_backend`` differ the
+planner imagines in an env on ``plan_backend`` and the action is taken in an env on ``act_backend``; both are
+reset with the same seed (same scene, same goal) and both take every chosen action, so the planning env
+follows the real one. Where the backends disagree about collisions the two cameras can drift apart;
+``pose_drift_m`` in the summary says by how much (mean over episodes of the final position gap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.planners import PLANNERS, PlannerConfig, make_planner
+
+
+@dataclass
+class PlanConfig:
+    planner: str = "cem"
+    env_id: str = "DreamX/GoalView-v0"
+    backend: str | None = None
+    plan_backend: str | None = None
+    act_backend: str | None = None
+    episodes: int = 5
+    seed: int = 0
+    max_steps: int = 50
+    horizon: int = 4
+    population: int = 16
+    iterations: int = 2
+    elites: int = 4
+    temperature: float = 0.5
+    smoothing: float = 0.2
+    events: bool = False
+    resolution: int = 64
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None
+    progress: bool = True
+
+    def planner_config(self) -> PlannerConfig:
+        shared = {f.name for f in dataclasses.fields(PlannerConfig)} & {
+            f.name for f in dataclasses.fields(PlanConfig)
+        }
+        return PlannerConfig(**{k: getattr(self, k) for k in shared})
+
+
+def plan_config(values: dict[str, Any]) -> PlanConfig:
+    """A ``PlanConfig`` from plain values (a Hydra config), with a clear error for unknown keys."""
+    known = {f.name for f in dataclasses.fields(PlanConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown dreamx-plan option(s) {unknown}; options are {sorted(known)}")
+    cfg = PlanConfig(**values)
+    if cfg.planner not in PLANNERS:
+        raise ValueError(f"planner must be one of {PLANNERS}, got {cfg.planner!r}")
+    if cfg.episodes < 1 or cfg.max_steps < 1:
+        raise ValueError(f"episodes and max_steps must be >= 1, got {cfg.episodes}, {cfg.max_steps}")
+    return cfg
+
+
+def _make_env(cfg: PlanConfig, backend: str | None) -> Any:
+    import gymnasium as gym
+
+    import dreamx_env  # noqa: F401  (registers the envs)
+
+    kwargs = dict(cfg.env_kwargs, resolution=cfg.resolution, max_episode_steps=cfg.max_steps)
+    if backend is not None:
+        kwargs["backend"] = backend
+    return gym.make(cfg.env_id, **kwargs)
+
+
+def run_plan(cfg: PlanConfig) -> dict[str, Any]:
+    """Run ``cfg.episodes`` planned episodes; returns the summary that ``dreamx-plan`` prints."""
+    from tqdm import tqdm
+
+    plan_backend, act_backend = cfg.plan_backend or cfg.backend, cfg.act_backend or cfg.backend
+    act_env = _make_env(cfg, act_backend)
+    plan_env = act_env if plan_backend == act_backend else _make_env(cfg, plan_backend)
+    planner = make_planner(cfg.planner, act_env.action_space, cfg.planner_config())
+    successes, returns, lengths, plan_s, drifts = [], [], [], [], []
+    try:
+        bar = tqdm(total=cfg.episodes * cfg.max_steps, unit="step", disable=not cfg.progress)
+        for ep in range(cfg.episodes):
+            _, info = act_env.reset(seed=cfg.seed + ep)
+            if plan_env is not act_env:
+                plan_env.reset(seed=cfg.seed + ep)
+            planner.reset()
+            total, done, steps, success = 0.0, False, 0, False
+            while not done:
+                result = planner.plan(plan_env)
+                plan_s.append(result.seconds)
+                _, reward, terminated, truncated, info = act_env.step(result.action)
+                if plan_env is not act_env:
+                    plan_env.step(result.action)
+                total, steps, success = total + reward, steps + 1, bool(info.get("success", False))
+                done = terminated or truncated or steps >= cfg.max_steps
+                bar.update()
+                bar.set_postfix(ep=ep, ok=sum(successes), plan_ms=f"{1000 * np.mean(plan_s):.0f}")
+            bar.update(cfg.max_steps - steps)
+            successes.append(success)
+            returns.append(total)
+            lengths.append(steps)
+            if plan_env is not act_env:
+                gap = info["pose"][:3, 3] - plan_env.unwrapped.core.frames[0].poses[-1][:3, 3]
+                drifts.append(float(np.linalg.norm(gap)))
+        bar.close()
+        names = (plan_env.unwrapped.core.backend_name, act_env.unwrapped.core.backend_name)
+    finally:
+        act_env.close()
+        if plan_env is not act_env:
+            plan_env.close()
+    summary = {
+        "planner": cfg.planner,
+        "env_id": cfg.env_id,
+        "plan_backend": names[0],
+        "act_backend": names[1],
+        "episodes": cfg.episodes,
+        "success_rate": float(np.mean(successes)),
+        "successes": [bool(s) for s in successes],
+        "mean_return": float(np.mean(returns)),
+        "mean_steps": float(np.mean(lengths)),
+        "plan_ms_per_step": 1000 * float(np.mean(plan_s)),
+        "pose_drift_m": float(np.mean(drifts)) if drifts else 0.0,
+    }
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    twin = s["plan_backend"] != s["act_backend"]
+    where = f"plan in {s['plan_backend']}, act in {s['act_backend']}" if twin else s["act_backend"]
+    return (
+        f"{s['planner']} on {s['env_id']} ({where}): success rate {s['success_rate']:.2f} "
+        f"({sum(s['successes'])}/{s['episodes']}), mean return {s['mean_return']:.2f}, "
+        f"mean steps {s['mean_steps']:.1f}, planning {s['plan_ms_per_step']:.0f} ms/step"
+        + (f", pose drift {s['pose_drift_m']:.2f} m" if twin else "")
+    )
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    configs = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "configs", "agents"))
+
+    @hydra.main(version_base=None, config_path=configs, config_name="plan")
+    def _main(cfg: DictConfig) -> None:
+        summary = run_plan(plan_config(OmegaConf.to_container(cfg, resolve=True)))
+        print(format_summary(summary))
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()
