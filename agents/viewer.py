@@ -1,0 +1,313 @@
+"""dreamx-play: walk a DreamX world by hand in a pygame window.
+
+    dreamx-play                                   # embedded default backend, Explore, scene 0
+    dreamx-play --backend oracle --seed 7 --resolution 128
+    dreamx-play --headless --script "W*10,J*5,1" --screenshot outputs/play.png   # no display needed
+
+Keys (hold them; they combine, so W+J walks in an arc):
+
+    W/S forward/back   A/D strafe   J/L turn   I/K look up/down
+    1-8 event menu (1 lights off, 2 lights on, 3 drop a red ball, 4 drop a blue box, 5 open the door,
+        6 close the door, 7 push the nearest object, 8 paint the nearest object green)
+    T   type an event ("drop a green cylinder 2 m ahead"), Enter sends it, Esc cancels
+    R   start/stop recording an MP4 (outputs/play/play-<time>.mp4)
+    H   show/hide this help        Esc quit
+
+The HUD shows live frames per second, the per-frame latency (env step and server round trip), the pose
+(metres; yaw and pitch in degrees) and the last events; the minimap shows the places visited, with revisits
+marked. The window is resizable: the frame is scaled to fit. Each loop steps the env once, with
+``frames_per_step`` (default 1) frames, so FPS is the simulator's frame rate as a player sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.keys import KEYS, keys_to_action, parse_script
+from agents.minimap import Minimap
+from world_model.events import EVENT_MENU
+
+HELP = [
+    "W/S A/D move   J/L I/K look   (hold; combos work)",
+    *[f"{i} {name}" for i, name in enumerate(EVENT_MENU) if i],
+    "T type an event   R record MP4   H help   Esc quit",
+]
+
+
+@dataclass
+class ViewerConfig:
+    env_id: str = "DreamX/Explore-v0"
+    backend: str | None = None  # None: world_model.backends.DEFAULT_BACKEND
+    server: str | None = None  # address of a running dreamx-serve; None: an embedded one
+    seed: int = 0  # scene seed and reset seed
+    resolution: int = 64
+    frames_per_step: int = 1
+    window: int = 512  # initial window side in pixels
+    fps: float = 30.0  # frame-rate cap; 0 = as fast as the simulator goes
+    script: str = ""  # scripted key frames (agents.keys), played before (or instead of) the keyboard
+    screenshot: str | None = None  # save the window here after the script, then quit
+    record: str | None = None  # record an MP4 here from the start
+    record_dir: str = "outputs/play"  # where R puts its recordings
+    max_frames: int = 0  # quit after this many frames (0 = never)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class Viewer:
+    """The pygame loop: input -> one env step -> draw (frame, HUD, minimap) -> optional MP4 frame."""
+
+    def __init__(self, config: ViewerConfig) -> None:
+        import gymnasium as gym
+        import pygame
+
+        import dreamx_env  # noqa: F401  (registers the envs)
+
+        self.cfg, self.pg = config, pygame
+        self.script = parse_script(config.script)
+        kwargs = dict(config.env_kwargs, scene_seed=config.seed, resolution=config.resolution)
+        kwargs.update(frames_per_step=config.frames_per_step, server=config.server)
+        if config.backend is not None:
+            kwargs["backend"] = config.backend
+        # A game does not end on its own: no time limit (the env still ends a GoalView/FindObject success).
+        self.env = gym.make(config.env_id, max_episode_steps=10**9, **kwargs)
+        pygame.display.init()
+        pygame.font.init()
+        self.screen = pygame.display.set_mode((config.window, config.window), pygame.RESIZABLE)
+        pygame.display.set_caption(f"DreamX - {config.env_id}")
+        self.font = pygame.font.Font(None, 20)
+        self.minimap = Minimap()
+        self.writer: Any = None
+        self.video_path: str | None = None
+        self.typing: str | None = None  # the text box's content while it is open
+        self.show_help, self.message, self.message_until = False, "", 0.0
+        self.events_sent: list[str] = []
+        self.fps, self.latency_ms, self.server_ms = 0.0, 0.0, 0.0
+
+    # -- input ----------------------------------------------------------------------------------------------
+    def _handle_events(self) -> tuple[bool, int]:
+        """(keep running, event-menu index pressed this frame)."""
+        pg, event_index = self.pg, 0
+        for ev in pg.event.get():
+            if ev.type == pg.QUIT:
+                return False, 0
+            if ev.type != pg.KEYDOWN:
+                continue
+            if self.typing is not None:
+                if ev.key == pg.K_ESCAPE:
+                    self.typing = None
+                elif ev.key in (pg.K_RETURN, pg.K_KP_ENTER):
+                    self._command(self.typing)
+                    self.typing = None
+                elif ev.key == pg.K_BACKSPACE:
+                    self.typing = self.typing[:-1]
+                elif ev.unicode and ev.unicode.isprintable():
+                    self.typing += ev.unicode
+            elif ev.key == pg.K_ESCAPE:
+                return False, 0
+            elif ev.key == pg.K_t:
+                self.typing = ""
+            elif ev.key == pg.K_r:
+                self._toggle_record()
+            elif ev.key == pg.K_h:
+                self.show_help = not self.show_help
+            elif pg.K_1 <= ev.key < pg.K_1 + len(EVENT_MENU) - 1:
+                event_index = ev.key - pg.K_1 + 1
+        return True, event_index
+
+    def _held_keys(self) -> set[str]:
+        if self.typing is not None:
+            return set()
+        pressed = self.pg.key.get_pressed()
+        return {k for k in KEYS if pressed[getattr(self.pg, f"K_{k.lower()}")]}
+
+    def _command(self, text: str) -> None:
+        try:
+            records = self.env.unwrapped.command(text)
+            self._say(f"sent: {', '.join(map(str, records))}")
+        except ValueError as exc:  # the message lists the vocabulary
+            self._say(f"cannot read {text!r}: {exc}", seconds=6.0)
+
+    def _say(self, text: str, seconds: float = 3.0) -> None:
+        self.message, self.message_until = text, time.monotonic() + seconds
+
+    # -- recording ------------------------------------------------------------------------------------------
+    def _toggle_record(self, path: str | None = None) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+            self._say(f"saved {self.video_path}")
+            return
+        import cv2
+
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.video_path = path or str(Path(self.cfg.record_dir) / f"play-{stamp}.mp4")
+        Path(self.video_path).parent.mkdir(parents=True, exist_ok=True)
+        w, h = self.screen.get_size()
+        fps = self.cfg.fps or 30.0
+        self.writer = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        self.writer_size = (w, h)
+
+    def _record_frame(self) -> None:
+        import cv2
+
+        rgb = self.pg.surfarray.array3d(self.screen).swapaxes(0, 1)
+        if rgb.shape[1::-1] != self.writer_size:  # the window was resized while recording
+            rgb = cv2.resize(rgb, self.writer_size, interpolation=cv2.INTER_NEAREST)
+        self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+
+    # -- drawing --------------------------------------------------------------------------------------------
+    def _draw(self, obs: Any, info: dict) -> None:
+        pg, screen = self.pg, self.screen
+        w, h = screen.get_size()
+        screen.fill((0, 0, 0))
+        rgb = obs["rgb"] if isinstance(obs, dict) else obs
+        side = min(w, h)
+        frame = pg.transform.scale(pg.surfarray.make_surface(rgb.swapaxes(0, 1)), (side, side))
+        screen.blit(frame, ((w - side) // 2, (h - side) // 2))
+        if isinstance(obs, dict) and "goal" in obs:  # GoalView: the goal image in the top-right corner
+            goal = pg.transform.scale(pg.surfarray.make_surface(obs["goal"].swapaxes(0, 1)), (side // 5,) * 2)
+            screen.blit(goal, (w - side // 5 - 4, 4))
+        pose = info["pose"]
+        fwd = pose[:3, 2]
+        yaw, pitch = np.degrees(np.arctan2(fwd[1], fwd[0])), np.degrees(np.arcsin(np.clip(fwd[2], -1, 1)))
+        lines = [
+            f"{self.backend}  {self.cfg.env_id}  scene {info['scene_seed']}  step {info['episode_step']}",
+            f"FPS {self.fps:5.1f}   latency {self.latency_ms:5.1f} ms (server {self.server_ms:5.1f} ms)",
+            f"x {pose[0, 3]:.2f}  y {pose[1, 3]:.2f}  z {pose[2, 3]:.2f} m  "
+            f"yaw {yaw:.1f}  pitch {pitch:.1f} deg",
+            f"revisits {info.get('revisit_count', 0)}  cells re-entered {self.minimap.revisited_cells}",
+        ]
+        if self.events_sent:
+            lines.append(f"last event: {self.events_sent[-1]}")
+        if self.writer is not None:
+            lines.append(f"REC {self.video_path}")
+        if self.show_help:
+            lines += HELP
+        if time.monotonic() < self.message_until:
+            lines.append(self.message[:120])
+        if self.typing is not None:
+            lines.append(f"event> {self.typing}_")
+        for i, line in enumerate(lines):
+            text = self.font.render(line, True, (255, 255, 255), (0, 0, 0))
+            screen.blit(text, (4, 4 + 18 * i))
+        mini = max(64, side // 4)
+        self.minimap.draw(pg, screen, pg.Rect(w - mini - 4, h - mini - 4, mini, mini))
+        pg.display.flip()
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Play until Esc (or the script's end with ``screenshot``, or ``max_frames``); returns a summary."""
+        cfg, pg = self.cfg, self.pg
+        obs, info = self.env.reset(seed=cfg.seed)
+        self.backend = self.env.unwrapped.core.backend_name
+        start_pose, frames, latencies = info["pose"].copy(), 0, []
+        self.minimap.update(info["pose"])
+        if cfg.record:
+            self._toggle_record(cfg.record)
+        clock, t_start, last = pg.time.Clock(), time.perf_counter(), time.perf_counter()
+        running = True
+        try:
+            while running:
+                running, event_index = self._handle_events()
+                scripted = self.script[frames] if frames < len(self.script) else None
+                held = set(scripted.held) if scripted else self._held_keys()
+                if scripted:
+                    event_index = scripted.event or event_index
+                    if scripted.text:
+                        self._command(scripted.text)
+                    if scripted.toggle_record:
+                        self._toggle_record()
+                obs, _, terminated, truncated, info = self.env.step(keys_to_action(held, event_index))
+                if info["events"]:
+                    self.events_sent.extend(info["events"])
+                self.latency_ms, self.server_ms = info["timing"].step_ms, info["timing"].server_ms
+                latencies.append(self.latency_ms)
+                self.minimap.update(info["pose"], bool(info.get("is_revisit", False)))
+                frames += 1
+                now = time.perf_counter()
+                self.fps = 0.9 * self.fps + 0.1 / max(now - last, 1e-6) if frames > 1 else 1 / (now - last)
+                last = now
+                self._draw(obs, info)
+                if self.writer is not None:
+                    self._record_frame()
+                if terminated or truncated:
+                    self._say("episode over: success" if info.get("success") else "episode over")
+                    obs, info = self.env.reset()
+                script_done = frames >= len(self.script)
+                if cfg.screenshot and script_done:
+                    Path(cfg.screenshot).parent.mkdir(parents=True, exist_ok=True)
+                    pg.image.save(self.screen, cfg.screenshot)
+                    running = False
+                if cfg.max_frames and frames >= cfg.max_frames:
+                    running = False
+                if cfg.fps:
+                    clock.tick(cfg.fps)
+            elapsed = time.perf_counter() - t_start
+        finally:
+            self.close()
+        return {
+            "backend": self.backend,
+            "frames": frames,
+            "seconds": elapsed,
+            "fps": frames / elapsed,
+            "latency_ms": float(np.mean(latencies)) if latencies else 0.0,
+            "start_pose": start_pose,
+            "final_pose": info["pose"].copy(),
+            "events": list(self.events_sent),
+            "revisits": len(self.minimap.revisit_points),
+            "screenshot": cfg.screenshot,
+            "video": self.video_path,
+        }
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        self.env.close()
+        self.pg.display.quit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="dreamx-play", description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", default="DreamX/Explore-v0", help="env id (Explore, GoalView, FindObject)")
+    p.add_argument("--backend", default=None, help="oracle | learned | constant (default: default backend)")
+    p.add_argument("--server", default=None, help="address of a running dreamx-serve (default: embedded)")
+    p.add_argument("--seed", type=int, default=0, help="scene seed (training scenes: below 100000)")
+    p.add_argument("--resolution", type=int, default=64, help="square frame size in pixels")
+    p.add_argument("--frames-per-step", type=int, default=1, help="frames generated per loop")
+    p.add_argument("--window", type=int, default=512, help="initial window side in pixels")
+    p.add_argument("--fps", type=float, default=30.0, help="frame-rate cap (0: uncapped)")
+    p.add_argument("--script", default="", help='scripted keys, e.g. "W*10,J*5,1,T:lights on"')
+    p.add_argument("--screenshot", default=None, help="save a PNG after the script, then quit")
+    p.add_argument("--record", default=None, help="record an MP4 here from the start")
+    p.add_argument("--max-frames", type=int, default=0, help="quit after this many frames")
+    p.add_argument("--headless", action="store_true", help="no window (SDL_VIDEODRIVER=dummy)")
+    args = p.parse_args(argv)
+    if args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    try:
+        parse_script(args.script)
+    except ValueError as exc:
+        p.error(str(exc))
+    config = ViewerConfig(
+        args.env, args.backend, args.server, args.seed, args.resolution, args.frames_per_step, args.window,
+        args.fps, args.script, args.screenshot, args.record, max_frames=args.max_frames,
+    )  # fmt: skip
+    summary = Viewer(config).run()
+    print(
+        f"{summary['frames']} frames in {summary['seconds']:.1f} s = {summary['fps']:.1f} FPS, "
+        f"mean latency {summary['latency_ms']:.1f} ms/frame ({summary['backend']}); "
+        f"events {summary['events']}"
+        + (f"; screenshot {summary['screenshot']}" if summary["screenshot"] else "")
+        + (f"; video {summary['video']}" if summary["video"] else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
