@@ -76,13 +76,12 @@ def test_first_frame_and_bad_inputs(model, tiny_weights):
         LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), height=128, width=128))
 
 
-def test_an_event_without_a_target_changes_nothing(model):
+def test_an_event_without_a_target_is_skipped_and_the_rest_applies(model):
     sid, _, _ = model.open(first_frame=np.full((64, 64, 3), 90, np.uint8))
     model._sessions[sid].semantic[:] = 1  # nothing but floor in view
-    before = model._sessions[sid].state
-    with pytest.raises(ValueError, match="in view"):
-        model.generate([sid], straight_poses(2), [parse_prompt("lights off and paint the nearest box red")])
-    assert model._sessions[sid].state is before and model._sessions[sid].time == 0
+    model.generate([sid], straight_poses(2), [parse_prompt("lights off and paint the nearest box red")])
+    session = model._sessions[sid]
+    assert not session.state.lights_on and not session.state.props and session.skipped_events == 1
 
 
 def test_the_camera_stays_inside_the_scene(tiny_weights):

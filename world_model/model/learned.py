@@ -13,8 +13,7 @@ than ``CAMERA_RADIUS_M`` (the engine's camera collides with walls; the learned o
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +66,7 @@ class _Session:
     info: SceneInfo
     depth: np.ndarray  # latest predicted depth and semantics (to resolve events like "paint the nearest")
     semantic: np.ndarray
-    extra: dict = field(default_factory=dict)
+    skipped_events: int = 0  # events with nothing in view to act on
 
 
 class LearnedWorldModel(WorldModel):
@@ -189,7 +188,7 @@ class LearnedWorldModel(WorldModel):
             s.info,
             s.depth,
             s.semantic,
-            copy.deepcopy(s.extra),
+            s.skipped_events,
         )
         return sid
 
@@ -242,10 +241,13 @@ class LearnedWorldModel(WorldModel):
             raise ValueError(f"need one event list per session, got {len(events)} for {len(sessions)}")
         ss = [self._get(sid) for sid in sessions]
         new_states = []
-        for s, evs in zip(ss, events, strict=True):  # resolve every event before changing anything
+        for s, evs in zip(ss, events, strict=True):
             state = s.state
             for ev in evs:
-                state = state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds)
+                try:
+                    state = state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds)
+                except ValueError:  # nothing in view to paint: skipped, as the engine skips what it cannot do
+                    s.skipped_events += 1
             new_states.append(state)
         for s, state in zip(ss, new_states, strict=True):
             s.state = state
