@@ -35,7 +35,7 @@ class EnvConfig:
     backend: str = DEFAULT_BACKEND
     server: Any = None  # None: embedded subprocess; "thread": in-process; "tcp://..."/"ipc://...": remote
     scene_seed: int | None = None  # fixed scene, or None: a new training scene per episode
-    scene_seed_range: tuple[int, int] = TRAIN_SEEDS
+    scene_seed_range: tuple[int, int] | None = None  # None: the backend's banked seeds, else TRAIN_SEEDS
     resolution: tuple[int, int] = (64, 64)
     vfov_deg: float = 70.0
     frames_per_step: int = 4
@@ -70,7 +70,7 @@ class EnvConfig:
         for name, sub in (("keymap", KeyMap), ("revisit", RevisitConfig), ("coverage", CoverageConfig)):
             if isinstance(getattr(cfg, name), dict):
                 setattr(cfg, name, sub(**getattr(cfg, name)))
-        lo, hi = cfg.scene_seed_range
+        lo, hi = cfg.scene_seed_range or TRAIN_SEEDS
         if not 0 <= lo < hi <= 2**31 - 1:
             raise ValueError(
                 f"scene_seed_range must satisfy 0 <= lo < hi < 2**31, got {cfg.scene_seed_range}"
@@ -116,6 +116,9 @@ class DreamXCore:
                 f"resolution={config.resolution} was asked; match them or start another server"
             )
         self.backend_name = info["name"]
+        # the learned backend starts banked scenes without MuJoCo: draw training scenes from those by default
+        banked = (info.get("extra") or {}).get("banked_seeds")
+        self.seed_range = tuple(config.scene_seed_range or banked or TRAIN_SEEDS)
         self.outputs = tuple(k for k in OBS_KEYS if k in set(config.obs_keys) | set(task.needs) | {"rgb"})
         obs = {"rgb": spaces.Box(0, 255, (h, w, 3), np.uint8)}
         if "depth" in config.obs_keys:
@@ -136,7 +139,7 @@ class DreamXCore:
         if seed is not None:
             self.rngs[i] = np.random.default_rng(seed)
         rng = self.rngs[i]
-        lo, hi = self.config.scene_seed_range
+        lo, hi = self.seed_range
         scene_seed = (
             self.config.scene_seed if self.config.scene_seed is not None else int(rng.integers(lo, hi))
         )

@@ -57,7 +57,8 @@ class ExploreEnv(DreamXEnv):
     ## Starting State
 
     The scene's start pose in the scene ``scene_seed``, or, when ``scene_seed=None``, in a training scene
-    drawn from the reset seed in ``scene_seed_range`` (default ``[0, 100000)``: never the validation
+    drawn from the reset seed in ``scene_seed_range`` (default: the scenes the learned backend ships start
+    views for, ``[0, 256)``, so it needs no MuJoCo; ``[0, 100000)`` on other backends; never the validation
     scenes 100000-199999).
 
     ## Episode End
