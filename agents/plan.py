@@ -5,10 +5,11 @@
     dreamx-plan plan_backend=learned act_backend=oracle             # imagine in the model, act in the truth
 
 Each real step forks the episode and imagines ``iterations x population`` sequences of ``horizon`` steps
-(see ``agents.planners``), then takes the first action. When ``plan_backend`` and ``act_backend`` differ the
-planner imagines in an env on ``plan_backend`` and the action is taken in an env on ``act_backend``; both are
-reset with the same seed (same scene, same goal) and both take every chosen action, so the planning env
-follows the real one. Where the backends disagree about collisions the two cameras can drift apart;
+(see ``agents.planners``), then takes the first action. With only ``backend`` set, one env both imagines and
+acts. With ``plan_backend`` or ``act_backend`` set, the planner imagines in an env on ``plan_backend`` and the
+action is taken in a second env on ``act_backend`` (either defaults to ``backend``); both are reset with the
+same seed (same scene, same goal) and both take every chosen action, so the planning env follows the real
+one. Where the backends disagree about collisions the two cameras can drift apart;
 ``pose_drift_m`` in the summary says by how much (mean over episodes of the final position gap).
 """
 
@@ -86,7 +87,8 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
 
     plan_backend, act_backend = cfg.plan_backend or cfg.backend, cfg.act_backend or cfg.backend
     act_env = _make_env(cfg, act_backend)
-    plan_env = act_env if plan_backend == act_backend else _make_env(cfg, plan_backend)
+    twin = cfg.plan_backend is not None or cfg.act_backend is not None
+    plan_env = _make_env(cfg, plan_backend) if twin else act_env
     planner = make_planner(cfg.planner, act_env.action_space, cfg.planner_config())
     successes, returns, lengths, plan_s, drifts = [], [], [], [], []
     try:
@@ -125,6 +127,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
         "env_id": cfg.env_id,
         "plan_backend": names[0],
         "act_backend": names[1],
+        "twin_envs": twin,
         "episodes": cfg.episodes,
         "success_rate": float(np.mean(successes)),
         "successes": [bool(s) for s in successes],
@@ -140,7 +143,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    twin = s["plan_backend"] != s["act_backend"]
+    twin = s["twin_envs"]
     where = f"plan in {s['plan_backend']}, act in {s['act_backend']}" if twin else s["act_backend"]
     return (
         f"{s['planner']} on {s['env_id']} ({where}): success rate {s['success_rate']:.2f} "
