@@ -12,8 +12,10 @@ import torch
 
 from world_model.geometry import Intrinsics, pixel_rays
 
-_DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the source point index
-_KEY_SHIFT = 32
+DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the source point index
+KEY_SHIFT = 32
+MIN_Z = 1e-3  # metres in front of the target camera for a point to land
+FOOTPRINT_DEPTH_FACTOR = 1.01  # footprint writes sit this much behind the point's own pixel
 
 
 def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -32,6 +34,7 @@ def splat(
     priority: torch.Tensor | None = None,
     tolerance: float = 0.05,
     footprint: int = 1,
+    use_triton: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp ``N`` source frames into ``n_groups`` target cameras.
 
@@ -42,45 +45,25 @@ def splat(
     ``tolerance`` (relative) of the nearest depth there: the same surface seen by several memories comes
     from the preferred one, while nearer surfaces still hide farther ones. ``footprint=2`` also writes each
     point into the 2x2 pixels around it (behind any point that lands there directly), closing the one-pixel
-    cracks a turning or approaching camera leaves. Returns warped
+    cracks a turning or approaching camera leaves. The z-buffer runs as a Triton kernel on CUDA
+    (``use_triton=None``: automatic; ``True`` forces it, e.g. under ``TRITON_INTERPRET=1``). Returns warped
     ``feats [G, C, H, W]`` (0 where empty), z-depth ``[G, H, W]`` (inf where empty) and ``mask [G, H, W]``.
     """
     n, c, h, w = feats.shape
+    if footprint not in (1, 2):
+        raise ValueError(f"footprint must be 1 or 2, got {footprint}")
     dev = feats.device
     rel = torch.linalg.solve(dst_poses[groups].double(), src_poses.double()).float()  # src -> dst camera
-    ok = torch.isfinite(depth) & (depth > 0)
-    cam = camera_rays(intr, dev)[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
-    pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
-    z = pts[..., 2]
-    zs = z.clamp_min(1e-6)
-    uf = intr.fx * pts[..., 0] / zs + intr.cx
-    vf = intr.fy * pts[..., 1] / zs + intr.cy
-    spots = [(torch.floor(uf).long(), torch.floor(vf).long(), z)]
-    if footprint == 2:
-        ub, vb = torch.floor(uf - 0.5).long(), torch.floor(vf - 0.5).long()
-        spots += [(ub + du, vb + dv, z * 1.01) for du in (0, 1) for dv in (0, 1)]
-    elif footprint != 1:
-        raise ValueError(f"footprint must be 1 or 2, got {footprint}")
-    pid_all = torch.arange(n * h * w, device=dev).reshape(n, -1)
-    targets, zkeys, pids = [], [], []
-    for u, v, zk in spots:
-        keep = ok.reshape(n, -1) & (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        targets.append((groups[:, None] * (h * w) + v * w + u)[keep])
-        zkeys.append(zk[keep])
-        pids.append(pid_all[keep])
-    target, zk, pid = torch.cat(targets), torch.cat(zkeys), torch.cat(pids)
-    key = (torch.round(zk / _DEPTH_QUANTUM).long() << _KEY_SHIFT) | pid
+    args = (depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
+    if use_triton if use_triton is not None else (dev.type == "cuda" and triton_available()):
+        from world_model.model.splat_triton import zbuffer_triton
+
+        best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
+    else:
+        best, z = zbuffer_torch(*args)
     empty = torch.iinfo(torch.int64).max
-    best = torch.full((n_groups * h * w,), empty, dtype=torch.long, device=dev)
-    best.scatter_reduce_(0, target, key, reduce="amin")
-    if priority is not None:
-        znear = (best >> _KEY_SHIFT).double() * _DEPTH_QUANTUM
-        same = zk.double() <= znear[target] * (1 + tolerance) + _DEPTH_QUANTUM
-        rank = priority.long()[pid // (h * w)]
-        key = (rank[same] << _KEY_SHIFT) | pid[same]
-        best = torch.full_like(best, empty).scatter_reduce_(0, target[same], key, reduce="amin")
     hit = best != empty
-    winner = best[hit] & ((1 << _KEY_SHIFT) - 1)
+    winner = best[hit] & ((1 << KEY_SHIFT) - 1)
     out = torch.zeros(n_groups * h * w, c, dtype=feats.dtype, device=dev)
     out[hit] = feats.permute(0, 2, 3, 1).reshape(-1, c)[winner]
     zbuf = torch.full((n_groups * h * w,), float("inf"), device=dev)
@@ -90,6 +73,65 @@ def splat(
         zbuf.reshape(n_groups, h, w),
         hit.reshape(n_groups, h, w),
     )
+
+
+def _project(depth: torch.Tensor, rel: torch.Tensor, intr: Intrinsics):
+    """Target-camera z, sub-pixel u, v (``[N, H*W]``) and validity of every source pixel."""
+    n = depth.shape[0]
+    ok = torch.isfinite(depth) & (depth > 0)
+    cam = camera_rays(intr, depth.device)[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
+    pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
+    z = pts[..., 2]
+    zs = z.clamp_min(1e-6)
+    return z, intr.fx * pts[..., 0] / zs + intr.cx, intr.fy * pts[..., 1] / zs + intr.cy, ok.reshape(n, -1)
+
+
+def zbuffer_torch(
+    depth: torch.Tensor,
+    rel: torch.Tensor,
+    groups: torch.Tensor,
+    n_groups: int,
+    intr: Intrinsics,
+    priority: torch.Tensor | None,
+    tolerance: float,
+    footprint: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The z-buffer of :func:`splat` (reference implementation): per target pixel, the packed key
+    ``(depth in 0.1 mm or priority) << 32 | source pixel index`` of the winner, int64 max where empty;
+    and the target-camera z of every source pixel."""
+    n, h, w = depth.shape
+    z, uf, vf, ok = _project(depth, rel, intr)
+    spots = [(torch.floor(uf).long(), torch.floor(vf).long(), z)]
+    if footprint == 2:
+        ub, vb = torch.floor(uf - 0.5).long(), torch.floor(vf - 0.5).long()
+        spots += [(ub + du, vb + dv, z * FOOTPRINT_DEPTH_FACTOR) for du in (0, 1) for dv in (0, 1)]
+    pid_all = torch.arange(n * h * w, device=depth.device).reshape(n, -1)
+    targets, zkeys, pids = [], [], []
+    for u, v, zk in spots:
+        keep = ok & (z > MIN_Z) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        targets.append((groups[:, None] * (h * w) + v * w + u)[keep])
+        zkeys.append(zk[keep])
+        pids.append(pid_all[keep])
+    target, zk, pid = torch.cat(targets), torch.cat(zkeys), torch.cat(pids)
+    key = (torch.round(zk / DEPTH_QUANTUM).long() << KEY_SHIFT) | pid
+    empty = torch.iinfo(torch.int64).max
+    best = torch.full((n_groups * h * w,), empty, dtype=torch.long, device=depth.device)
+    best.scatter_reduce_(0, target, key, reduce="amin")
+    if priority is not None:
+        znear = (best >> KEY_SHIFT).double() * DEPTH_QUANTUM
+        same = zk.double() <= znear[target] * (1 + tolerance) + DEPTH_QUANTUM
+        rank = priority.long()[pid // (h * w)]
+        key = (rank[same] << KEY_SHIFT) | pid[same]
+        best = torch.full_like(best, empty).scatter_reduce_(0, target[same], key, reduce="amin")
+    return best, z
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def view_points(

@@ -1,0 +1,165 @@
+"""Triton kernel for the z-buffer of ``reproject.splat`` (used on CUDA; ``TRITON_INTERPRET=1`` runs it on
+CPU for tests). One program handles ``BLOCK`` source pixels: unproject with depth, move into the target
+camera, project, and ``atomic_min`` a packed key into each pixel the point lands on. The priority pass
+(``splat(priority=...)``) is a second launch that keeps only points near the first pass's nearest depth.
+``reproject.zbuffer_torch`` is the reference it is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from world_model.geometry import Intrinsics
+from world_model.model.reproject import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, KEY_SHIFT, MIN_Z
+
+BLOCK = 256
+
+
+@triton.jit
+def _land(
+    best_ptr, near_ptr, base, u, v, zk, rank, pix, ok, W, H, quantum, tolerance, PRIORITY: tl.constexpr
+):
+    inside = ok & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    target = base + v * W + u
+    if PRIORITY:
+        near = tl.load(near_ptr + target, mask=inside, other=0)
+        znear = (near >> 32).to(tl.float64) * quantum
+        inside = inside & (zk.to(tl.float64) <= znear * (1 + tolerance) + quantum)
+        key = (rank << 32) | pix
+    else:
+        key = ((zk / quantum + 0.5).to(tl.int64) << 32) | pix
+    tl.atomic_min(best_ptr + target, key, mask=inside)
+
+
+@triton.jit
+def _zbuffer_kernel(
+    depth_ptr,
+    rel_ptr,
+    groups_ptr,
+    prio_ptr,
+    near_ptr,
+    best_ptr,
+    total,
+    H,
+    W,
+    fx,
+    fy,
+    cx,
+    cy,
+    quantum,
+    tolerance,
+    min_z,
+    behind,
+    FOOTPRINT: tl.constexpr,
+    PRIORITY: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+):
+    pix = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    m = pix < total
+    hw = H * W
+    n = pix // hw
+    p = pix % hw
+    d = tl.load(depth_ptr + pix, mask=m, other=0.0)
+    ok = m & (d > 0) & (d < float("inf"))
+    d = tl.where(ok, d, 1.0)
+    x = ((p % W).to(tl.float32) + 0.5 - cx) / fx * d
+    y = ((p // W).to(tl.float32) + 0.5 - cy) / fy * d
+    r = rel_ptr + n * 16
+    X = (
+        tl.load(r + 0, mask=m) * x
+        + tl.load(r + 1, mask=m) * y
+        + tl.load(r + 2, mask=m) * d
+        + tl.load(r + 3, mask=m)
+    )
+    Y = (
+        tl.load(r + 4, mask=m) * x
+        + tl.load(r + 5, mask=m) * y
+        + tl.load(r + 6, mask=m) * d
+        + tl.load(r + 7, mask=m)
+    )
+    Z = (
+        tl.load(r + 8, mask=m) * x
+        + tl.load(r + 9, mask=m) * y
+        + tl.load(r + 10, mask=m) * d
+        + tl.load(r + 11, mask=m)
+    )
+    ok = ok & (Z > min_z)
+    zs = tl.maximum(Z, 1e-6)
+    uf = fx * X / zs + cx
+    vf = fy * Y / zs + cy
+    base = tl.load(groups_ptr + n, mask=m, other=0) * hw
+    rank = tl.load(prio_ptr + n, mask=m, other=0)
+    _land(
+        best_ptr,
+        near_ptr,
+        base,
+        tl.floor(uf).to(tl.int64),
+        tl.floor(vf).to(tl.int64),
+        Z,
+        rank,
+        pix,
+        ok,
+        W,
+        H,
+        quantum,
+        tolerance,
+        PRIORITY,
+    )
+    if FOOTPRINT == 2:
+        ub = tl.floor(uf - 0.5).to(tl.int64)
+        vb = tl.floor(vf - 0.5).to(tl.int64)
+        zb = Z * behind
+        _land(best_ptr, near_ptr, base, ub, vb, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        _land(best_ptr, near_ptr, base, ub + 1, vb, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        _land(best_ptr, near_ptr, base, ub, vb + 1, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        _land(best_ptr, near_ptr, base, ub + 1, vb + 1, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+
+
+def zbuffer_triton(
+    depth: torch.Tensor,
+    rel: torch.Tensor,
+    groups: torch.Tensor,
+    n_groups: int,
+    intr: Intrinsics,
+    priority: torch.Tensor | None,
+    tolerance: float,
+    footprint: int,
+) -> torch.Tensor:
+    """Same contract as ``reproject.zbuffer_torch`` (first return value)."""
+    n, h, w = depth.shape
+    dev = depth.device
+    depth = depth.float().contiguous()
+    rel = rel.float().contiguous()
+    groups = groups.to(dev, torch.int64).contiguous()
+    empty = torch.iinfo(torch.int64).max
+    best = torch.full((n_groups * h * w,), empty, dtype=torch.int64, device=dev)
+    prio = (priority if priority is not None else torch.zeros(n)).to(dev, torch.int64).contiguous()
+    grid = (triton.cdiv(n * h * w, BLOCK),)
+    common = (
+        n * h * w,
+        h,
+        w,
+        intr.fx,
+        intr.fy,
+        intr.cx,
+        intr.cy,
+        DEPTH_QUANTUM,
+        tolerance,
+        MIN_Z,
+        FOOTPRINT_DEPTH_FACTOR,
+    )
+    _zbuffer_kernel[grid](
+        depth, rel, groups, prio, best, best, *common, FOOTPRINT=footprint, PRIORITY=False, BLOCK_SIZE=BLOCK
+    )
+    if priority is None:
+        return best
+    ranked = torch.full_like(best, empty)
+    _zbuffer_kernel[grid](
+        depth, rel, groups, prio, best, ranked, *common, FOOTPRINT=footprint, PRIORITY=True, BLOCK_SIZE=BLOCK
+    )
+    return ranked
+
+
+assert KEY_SHIFT == 32  # the kernel packs keys with a literal 32-bit shift
