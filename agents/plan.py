@@ -70,12 +70,12 @@ def plan_config(values: dict[str, Any]) -> PlanConfig:
     return cfg
 
 
-def _make_env(cfg: PlanConfig, backend: str | None) -> Any:
+def _make_env(cfg: PlanConfig, backend: str | None, **extra: Any) -> Any:
     import gymnasium as gym
 
     import dreamx_env  # noqa: F401  (registers the envs)
 
-    kwargs = dict(cfg.env_kwargs, resolution=cfg.resolution, max_episode_steps=cfg.max_steps)
+    kwargs = dict(cfg.env_kwargs, resolution=cfg.resolution, max_episode_steps=cfg.max_steps, **extra)
     if backend is not None:
         kwargs["backend"] = backend
     return gym.make(cfg.env_id, **kwargs)
@@ -86,9 +86,20 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     plan_backend, act_backend = cfg.plan_backend or cfg.backend, cfg.act_backend or cfg.backend
-    act_env = _make_env(cfg, act_backend)
     twin = cfg.plan_backend is not None or cfg.act_backend is not None
-    plan_env = _make_env(cfg, plan_backend) if twin else act_env
+    plan_env = _make_env(cfg, plan_backend)
+    act_env = plan_env
+    if twin:  # draw scenes from the planning backend's seeds (the learned one knows only its banked scenes)
+        same = (
+            {}
+            if "scene_seed_range" in cfg.env_kwargs
+            else {"scene_seed_range": plan_env.unwrapped.core.seed_range}
+        )
+        try:
+            act_env = _make_env(cfg, act_backend, **same)
+        except BaseException:
+            plan_env.close()
+            raise
     planner = make_planner(cfg.planner, act_env.action_space, cfg.planner_config())
     successes, returns, lengths, plan_s, drifts = [], [], [], [], []
     try:
@@ -97,6 +108,12 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             _, info = act_env.reset(seed=cfg.seed + ep)
             if plan_env is not act_env:
                 plan_env.reset(seed=cfg.seed + ep)
+                seeds = (plan_env.unwrapped.core.states[0].scene.seed, info["scene_seed"])
+                if seeds[0] != seeds[1]:
+                    raise RuntimeError(
+                        f"the planning and acting envs opened different scenes {seeds}; "
+                        "set env_kwargs.scene_seed or env_kwargs.scene_seed_range"
+                    )
             planner.reset()
             total, done, steps, success = 0.0, False, 0, False
             while not done:
