@@ -11,6 +11,8 @@ from world_model.model.network import IN_CHANNELS, inverse_depth
 from world_model.model.reproject import splat
 from world_model.model.world_state import WorldState
 
+SKY_M = 1000.0  # sky (infinite depth) is warped as a far plane, so turning keeps it where it was seen
+
 
 def warp_memories(
     memories: list[list[MemoryEntry]],
@@ -32,6 +34,7 @@ def warp_memories(
         ]
     )
     depth = torch.stack([e.depth for e in entries])
+    depth = torch.where(torch.isinf(depth), torch.full_like(depth, SKY_M), depth)  # sky turns with the camera
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64)
     priority = torch.tensor([e.time for e in entries]) if prefer_older else None

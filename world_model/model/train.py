@@ -41,7 +41,7 @@ from world_model.model.network import WorldNet, inverse_depth
 class TrainConfig:
     data_dir: str = "data/engine/train"
     out_dir: str = "runs/learned"
-    steps: int = 4500
+    steps: int = 2800
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -50,6 +50,7 @@ class TrainConfig:
     first_frame_prob: float = 0.1  # rows that encode a given frame (predict its depth and semantics)
     self_context_prob: float = 0.3  # rows whose latest memory is the model's own prediction (exposure bias)
     refine_prob: float = 0.25  # rows trained as the second sampler step, refining a first-step output
+    unseen_weight: float = 3.0  # extra colour-loss weight on pixels no memory covers (what must be imagined)
     aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
     aux_weight_end: float = 0.2
     holdout_seeds: int = 8  # the last training seeds of the data are held out for sample sheets
@@ -150,7 +151,8 @@ class Trainer:
         target_rgb = target_rgb.to(dev)
         inv = torch.from_numpy(inverse_depth(np.stack([e.depth for e in examples]))).to(dev)
         sem = torch.from_numpy(np.stack([e.semantic for e in examples]).astype(np.int64)).to(dev)
-        rgb = F.l1_loss(out["rgb"], target_rgb)
+        weight = 1.0 + cfg.unseen_weight * (1.0 - x[:, 4:5])  # channel 4: the warp's validity mask
+        rgb = (weight * (out["rgb"] - target_rgb).abs()).mean() / weight.mean()
         depth = F.l1_loss(out["inv_depth"], inv)
         semantic = F.cross_entropy(out["semantic"], sem)
         total = rgb + aux_weight * (depth + 0.1 * semantic)
