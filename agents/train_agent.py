@@ -1,0 +1,261 @@
+"""dreamx-train-agent: SB3 PPO or DQN on a DreamX env, on the native vector env (one server call per step).
+
+    dreamx-train-agent                                            # PPO on GoalView, default backend
+    dreamx-train-agent agent=ppo env=GoalView backend=learned total_steps=100000 n_envs=8
+    dreamx-train-agent agent=dqn env=FindObject backend=oracle    # DQN: action_set=discrete (agent/dqn.yaml)
+    dreamx-eval-agent policy=outputs/agents/<run>/policy.zip backend=oracle   # sim-to-real
+
+The envs are ``dreamx_env.sb3.make_sb3_env`` (SB3 ``VecEnv`` over ``DreamXVectorEnv``). The policy network is
+SB3's ``CnnPolicy`` (NatureCNN) for image observations (Explore) and ``MultiInputPolicy`` (a NatureCNN per
+image, e.g. GoalView's frame and goal) for dict observations. ``out_dir`` gets:
+
+    policy.zip          the final policy (SB3 format)       policy.json      its policy card (agents.policies)
+    best_policy.zip     the best periodic evaluation          evaluations.json success rate, return, length
+    checkpoints/        every ``checkpoint_every`` steps       tb/              TensorBoard logs
+
+Periodic evaluation runs ``eval_episodes`` deterministic episodes every ``eval_every`` env steps, on the
+training backend's server, or on ``eval_backend`` (e.g. ``oracle`` to watch sim-to-real during training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.policies import ALGOS, PolicyCard, run_episodes
+from dreamx_env.registration import ENVS
+
+
+@dataclass
+class AgentConfig:
+    """One ``configs/agents/agent/<name>.yaml``."""
+
+    name: str = "ppo"  # ppo | dqn
+    policy: str = "auto"  # auto: CnnPolicy for image observations, MultiInputPolicy for dict ones
+    kwargs: dict[str, Any] = field(default_factory=dict)  # SB3 constructor arguments (n_steps, lr, ...)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # env arguments the algorithm needs
+
+
+@dataclass
+class TrainConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    env: str = "DreamX/GoalView-v0"  # an id, or its short name (GoalView)
+    backend: str | None = None
+    server: str | None = None  # address of a running dreamx-serve; None: an embedded server
+    n_envs: int = 8
+    total_steps: int = 100_000
+    max_episode_steps: int | None = None  # None: the registered limit
+    seed: int = 0
+    resolution: int = 64
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_every: int = 10_000  # env steps between evaluations; 0: none
+    eval_episodes: int = 8
+    eval_backend: str | None = None  # None: the training backend (its server)
+    checkpoint_every: int = 25_000  # env steps; 0: none
+    out_dir: str | None = None  # None: outputs/agents/<algo>-<env>-<backend>-<time>
+    device: str = "auto"
+    tensorboard: bool = True
+    progress: bool = True
+
+
+def resolve_env_id(name: str) -> str:
+    """``"GoalView"`` -> ``"DreamX/GoalView-v0"``; full ids pass through."""
+    if name in ENVS:
+        return name
+    matches = [e for e in ENVS if e.split("/")[-1].split("-")[0].lower() == name.lower()]
+    if len(matches) != 1:
+        raise ValueError(
+            f"unknown env {name!r}; choose one of {sorted(ENVS)} (or Explore/GoalView/FindObject)"
+        )
+    return matches[0]
+
+
+def train_config(values: dict[str, Any]) -> TrainConfig:
+    """A ``TrainConfig`` from plain values (a Hydra config), with clear errors for unknown keys."""
+    values = dict(values)
+    agent = dict(values.pop("agent", {}) or {})
+    for name, cls, given in (("", TrainConfig, values), ("agent.", AgentConfig, agent)):
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            known = sorted(f"{name}{f.name}" for f in dataclasses.fields(cls))
+            raise ValueError(f"unknown dreamx-train-agent option(s) {unknown}; options are {known}")
+    cfg = TrainConfig(agent=AgentConfig(**agent), **values)
+    if cfg.agent.name not in ALGOS:
+        raise ValueError(f"agent must be one of {ALGOS}, got {cfg.agent.name!r}")
+    if cfg.n_envs < 1 or cfg.total_steps < 1:
+        raise ValueError(f"n_envs and total_steps must be >= 1, got {cfg.n_envs}, {cfg.total_steps}")
+    cfg.env = resolve_env_id(cfg.env)
+    return cfg
+
+
+def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The ``gymnasium.make`` arguments of the training env (what the policy card records)."""
+    kwargs = {**cfg.agent.env_kwargs, **cfg.env_kwargs, "resolution": cfg.resolution}
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    return kwargs
+
+
+def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[Any], Any]:
+    """SB3 callbacks: progress bar, periodic evaluation (with its env), checkpoints."""
+    from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+    from tqdm import tqdm
+
+    from dreamx_env.sb3 import make_sb3_env
+
+    class ProgressBar(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=cfg.total_steps, unit="step", disable=not cfg.progress)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.num_timesteps - self.bar.n)
+            if self.n_calls % 16 == 0 and len(self.model.ep_info_buffer):
+                returns = [e["r"] for e in self.model.ep_info_buffer]
+                self.bar.set_postfix(ep_return=f"{sum(returns) / len(returns):.2f}")
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    class PeriodicEval(BaseCallback):
+        """Deterministic episodes every ``eval_every`` env steps; logs eval/*, keeps the best policy."""
+
+        def __init__(self, env: Any) -> None:
+            super().__init__()
+            self.env, self.history, self.best, self.seconds = env, [], None, 0.0
+
+        def _on_step(self) -> bool:
+            if self.n_calls % max(cfg.eval_every // cfg.n_envs, 1):
+                return True
+            t0 = time.perf_counter()
+            result = run_episodes(self.model, self.env, cfg.eval_episodes, seed=10_000 + len(self.history))
+            s = result.summary()
+            for key in ("success_rate", "mean_return", "mean_length"):
+                self.logger.record(f"eval/{key}", s[key])
+            entry = {
+                "steps": self.num_timesteps,
+                **{k: s[k] for k in ("success_rate", "mean_return", "mean_length")},
+            }
+            self.history.append(entry)
+            (out / "evaluations.json").write_text(json.dumps(self.history, indent=1))
+            if self.best is None or (s["success_rate"], s["mean_return"]) > self.best:
+                self.best = (s["success_rate"], s["mean_return"])
+                self.model.save(out / "best_policy.zip")
+            self.seconds += time.perf_counter() - t0
+            return True
+
+    callbacks: list[Any] = [ProgressBar()]
+    eval_env = None
+    if cfg.eval_every > 0:
+        core = train_env.venv.core
+        shared = cfg.eval_backend in (None, core.backend_name)
+        server = cfg.server or (core.embedded.address if core.embedded else None)
+        kwargs = env_kwargs(cfg)
+        if shared:  # same server, same scenes as training
+            kwargs.update(server=server, scene_seed_range=core.seed_range)
+        else:
+            kwargs["backend"] = cfg.eval_backend
+        eval_env = make_sb3_env(cfg.env, min(cfg.n_envs, cfg.eval_episodes), **kwargs)
+        callbacks.append(PeriodicEval(eval_env))
+    if cfg.checkpoint_every > 0:
+        callbacks.append(
+            CheckpointCallback(
+                max(cfg.checkpoint_every // cfg.n_envs, 1), str(out / "checkpoints"), cfg.agent.name
+            )
+        )
+    return callbacks, eval_env
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, save ``policy.zip`` + ``policy.json`` in the run folder; returns the policy card as a dict."""
+    from gymnasium import spaces
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from dreamx_env.sb3 import make_sb3_env
+
+    kwargs = env_kwargs(cfg)
+    make_kwargs = dict(kwargs, server=cfg.server)
+    if cfg.backend is not None:
+        make_kwargs["backend"] = cfg.backend
+    venv = make_sb3_env(cfg.env, cfg.n_envs, **make_kwargs)
+    eval_env = None
+    try:
+        backend = venv.venv.core.backend_name
+        if cfg.agent.name == "dqn" and not isinstance(venv.action_space, spaces.Discrete):
+            raise ValueError(
+                f"DQN needs a Discrete action space, got {venv.action_space}: keep action_set=discrete "
+                "(agent=dqn sets it in agent.env_kwargs)"
+            )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(
+            cfg.out_dir or f"outputs/agents/{cfg.agent.name}-{cfg.env.split('/')[-1]}-{backend}-{stamp}"
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        policy = cfg.agent.policy
+        if policy == "auto":
+            policy = "MultiInputPolicy" if isinstance(venv.observation_space, spaces.Dict) else "CnnPolicy"
+        card = PolicyCard(
+            cfg.agent.name, cfg.env, backend, policy, kwargs, cfg.total_steps, cfg.n_envs, cfg.seed
+        )
+        card.save(out)  # checkpoints are loadable while training runs
+        algo = {"ppo": PPO, "dqn": DQN}[cfg.agent.name]
+        model = algo(
+            policy,
+            VecMonitor(venv),  # episode returns/lengths for rollout/ep_rew_mean
+            seed=cfg.seed,
+            device=cfg.device,
+            tensorboard_log=str(out / "tb") if cfg.tensorboard else None,
+            verbose=0,
+            **cfg.agent.kwargs,
+        )
+        callbacks, eval_env = make_callbacks(cfg, out, venv)
+        t0 = time.perf_counter()
+        model.learn(cfg.total_steps, callback=callbacks, tb_log_name=cfg.agent.name)
+        seconds = time.perf_counter() - t0
+        model.save(out / "policy.zip")
+        eval_s = sum(getattr(c, "seconds", 0.0) for c in callbacks)
+        card.total_steps = int(model.num_timesteps)
+        card.train_seconds = seconds
+        card.env_steps_per_s = model.num_timesteps / max(seconds - eval_s, 1e-9)
+        card.save(out)
+    finally:
+        if eval_env is not None:
+            eval_env.close()
+        venv.close()
+    return {**dataclasses.asdict(card), "out_dir": str(out), "eval_seconds": eval_s}
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    return (
+        f"trained {s['algo']} ({s['policy']}) on {s['env_id']} ({s['backend']}, {s['n_envs']} envs): "
+        f"{s['total_steps']} steps in {s['train_seconds']:.1f} s, {s['env_steps_per_s']:.1f} env-steps/s "
+        f"(evaluation excluded) -> {s['out_dir']}/policy.zip"
+    )
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    configs = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "configs", "agents"))
+
+    @hydra.main(version_base=None, config_path=configs, config_name="train")
+    def _main(cfg: DictConfig) -> None:
+        try:
+            summary = train(train_config(OmegaConf.to_container(cfg, resolve=True)))
+        except ValueError as exc:
+            sys.exit(f"dreamx-train-agent: {exc}")
+        print(format_summary(summary))
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()
