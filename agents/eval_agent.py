@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.policies import check_policy_spaces, env_kwargs_for, load_policy, run_episodes
+from agents.policies import check_policy_spaces, env_kwargs_for, has_success, load_policy, run_episodes
 
 VALIDATION_SEEDS = (100_000, 200_000)  # design §6: never trained on
 
@@ -67,7 +67,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     from agents.train_agent import resolve_env_id
     from dreamx_env.envs.core import TRAIN_SEEDS
-    from dreamx_env.envs.task import Task
     from dreamx_env.sb3 import make_sb3_env
 
     model, card = load_policy(cfg.policy, cfg.algo)
@@ -88,7 +87,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         with tqdm(total=cfg.episodes, unit="episode", disable=not cfg.progress) as bar:
             stats = run_episodes(model, venv, cfg.episodes, cfg.deterministic, seed=cfg.seed, bar=bar)
         seconds = time.perf_counter() - t0
-        has_success = type(core.task).progress is not Task.progress
+        success_defined = has_success(venv)
         report = {
             "policy": str(cfg.policy),
             "algo": card.algo if card else cfg.algo,
@@ -104,7 +103,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         }
     finally:
         venv.close()
-    if not has_success:
+    if not success_defined:
         report["success_rate"] = None
     out = (
         Path(cfg.out)

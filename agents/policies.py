@@ -156,6 +156,13 @@ def action_keys(action: Any, action_space: spaces.Space) -> tuple[frozenset[str]
     raise ValueError(f"only key actions (action_set 'multi' or 'discrete') map to keys, not {action_space}")
 
 
+def has_success(venv: Any) -> bool:
+    """Whether the task of a ``dreamx_env.sb3`` env has a success condition (Explore has none)."""
+    from dreamx_env.envs.task import Task
+
+    return type(venv.venv.core.task).progress is not Task.progress
+
+
 @dataclass
 class EpisodeStats:
     returns: list[float] = field(default_factory=list)

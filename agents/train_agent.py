@@ -28,8 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.policies import ALGOS, PolicyCard, run_episodes
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnvWrapper
+
+from agents.policies import ALGOS, PolicyCard, has_success, run_episodes
 from dreamx_env.registration import ENVS
+
+
+class SuccessInfo(VecEnvWrapper):
+    """Copies the env's ``info["success"]`` at episode ends to SB3's ``is_success``, which SB3 logs as
+    ``rollout/success_rate``."""
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i in np.flatnonzero(dones):
+            infos[i]["is_success"] = bool(infos[i].get("success", False))
+        return obs, rewards, dones, infos
 
 
 @dataclass
@@ -129,6 +146,7 @@ def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[An
         def __init__(self, env: Any) -> None:
             super().__init__()
             self.env, self.history, self.best, self.seconds = env, [], None, 0.0
+            self.success = has_success(env)
 
         def _on_step(self) -> bool:
             if self.n_calls % max(cfg.eval_every // cfg.n_envs, 1):
@@ -136,7 +154,7 @@ def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[An
             t0 = time.perf_counter()
             result = run_episodes(self.model, self.env, cfg.eval_episodes, seed=10_000 + len(self.history))
             s = result.summary()
-            for key in ("success_rate", "mean_return", "mean_length"):
+            for key in ("success_rate", "mean_return", "mean_length")[0 if self.success else 1 :]:
                 self.logger.record(f"eval/{key}", s[key])
             entry = {
                 "steps": self.num_timesteps,
@@ -208,7 +226,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         algo = {"ppo": PPO, "dqn": DQN}[cfg.agent.name]
         model = algo(
             policy,
-            VecMonitor(venv),  # episode returns/lengths for rollout/ep_rew_mean
+            VecMonitor(SuccessInfo(venv) if has_success(venv) else venv),  # rollout/ep_rew_mean, success_rate
             seed=cfg.seed,
             device=cfg.device,
             tensorboard_log=str(out / "tb") if cfg.tensorboard else None,
