@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.policies import check_policy_spaces, env_kwargs_for, has_success, load_policy, run_episodes
+from agents.policies import (
+    check_policy_spaces,
+    env_kwargs_for,
+    has_success,
+    load_policy,
+    resolve_env_id,
+    run_episodes,
+)
 
 VALIDATION_SEEDS = (100_000, 200_000)  # design §6: never trained on
 
@@ -65,7 +72,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Load ``cfg.policy``, play ``cfg.episodes`` episodes, write the JSON report; returns it."""
     from tqdm import tqdm
 
-    from agents.train_agent import resolve_env_id
     from dreamx_env.envs.core import TRAIN_SEEDS
     from dreamx_env.sb3 import make_sb3_env
 

@@ -15,6 +15,7 @@ A script is a comma-separated list of tokens, one or more frames each:
 | ``1`` .. ``8`` | trigger event-menu entry N (``EVENT_MENU[N]``) this frame     |
 | ``T:<text>``   | send ``env.unwrapped.command(text)`` this frame (no commas)   |
 | ``R``          | toggle MP4 recording                                          |
+| ``P``          | toggle control between the keyboard and a loaded policy       |
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from world_model.events import EVENT_MENU
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS
 
 KEYS = "WASDIJKL"
-SCRIPT_HELP = "tokens: WASDIJKL combos ('WJ'), '-' (no key), 1-8 (event), 'T:<text>', 'R', all with '*N'"
+SCRIPT_HELP = "tokens: WASDIJKL combos ('WJ'), '-' (no key), 1-8 (event), 'T:<text>', 'R', 'P', all with '*N'"
 
 
 def keys_to_action(held: set[str] | frozenset[str], event: int = 0) -> np.ndarray:
@@ -47,6 +48,7 @@ class ScriptFrame:
     event: int = 0
     text: str | None = None
     toggle_record: bool = False
+    toggle_policy: bool = False
 
 
 def parse_script(script: str) -> list[ScriptFrame]:
@@ -64,6 +66,8 @@ def parse_script(script: str) -> list[ScriptFrame]:
             frame = ScriptFrame(text=token[2:].strip())
         elif up == "R":
             frame = ScriptFrame(toggle_record=True)
+        elif up == "P":
+            frame = ScriptFrame(toggle_policy=True)
         elif up == "-":
             frame = ScriptFrame()
         elif up.isdigit() and 1 <= int(up) < len(EVENT_MENU):

@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dreamx_env.envs.actions import DISCRETE_KEYS
+from dreamx_env.registration import ENVS
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS
 
 ALGOS: tuple[str, ...] = ("ppo", "dqn")
@@ -29,6 +30,18 @@ TRUSTED_FILES_NOTE = (
     "SB3 .zip files contain pickled Python objects: load only policies you trained or trust, from local "
     "disk (never from a socket or an untrusted download)."
 )
+
+
+def resolve_env_id(name: str) -> str:
+    """``"GoalView"`` -> ``"DreamX/GoalView-v0"``; full ids pass through."""
+    if name in ENVS:
+        return name
+    matches = [e for e in ENVS if e.split("/")[-1].split("-")[0].lower() == name.lower()]
+    if len(matches) != 1:
+        raise ValueError(
+            f"unknown env {name!r}; choose one of {sorted(ENVS)} (or Explore/GoalView/FindObject)"
+        )
+    return matches[0]
 
 
 @dataclass
@@ -212,3 +225,22 @@ def run_episodes(
                     bar.update()
             running_return[i], running_length[i] = 0.0, 0
     return stats
+
+
+class PolicyPilot:
+    """Drives a human-style loop (the viewer) with a saved SB3 policy: observation -> (held keys, event).
+    The policy may act in any key action set (``multi`` with or without events, ``discrete``); its action
+    is translated to the keys it stands for, so it drives an env whose action set is ``multi``."""
+
+    def __init__(self, path: str | Path, algo: str | None = None, deterministic: bool = True) -> None:
+        self.model, self.card = load_policy(path, algo)
+        self.name = f"{self.card.algo if self.card else algo} {Path(path).name}"
+        self.deterministic = deterministic
+        action_keys(self.model.action_space.sample(), self.model.action_space)  # fails for Box policies
+
+    def check(self, observation_space: spaces.Space) -> None:
+        check_policy_spaces(self.model, observation_space, None)
+
+    def act(self, obs: Any) -> tuple[frozenset[str], int]:
+        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        return action_keys(action, self.model.action_space)

@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
-from agents.policies import ALGOS, PolicyCard, has_success, run_episodes
-from dreamx_env.registration import ENVS
+from agents.policies import ALGOS, PolicyCard, has_success, resolve_env_id, run_episodes
 
 
 class SuccessInfo(VecEnvWrapper):
@@ -79,18 +78,6 @@ class TrainConfig:
     device: str = "auto"
     tensorboard: bool = True
     progress: bool = True
-
-
-def resolve_env_id(name: str) -> str:
-    """``"GoalView"`` -> ``"DreamX/GoalView-v0"``; full ids pass through."""
-    if name in ENVS:
-        return name
-    matches = [e for e in ENVS if e.split("/")[-1].split("-")[0].lower() == name.lower()]
-    if len(matches) != 1:
-        raise ValueError(
-            f"unknown env {name!r}; choose one of {sorted(ENVS)} (or Explore/GoalView/FindObject)"
-        )
-    return matches[0]
 
 
 def train_config(values: dict[str, Any]) -> TrainConfig:

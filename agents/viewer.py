@@ -3,6 +3,8 @@
     dreamx-play                                   # embedded default backend, Explore, scene 0
     dreamx-play --backend oracle --seed 7 --resolution 128
     dreamx-play --headless --script "W*10,J*5,1" --screenshot outputs/play.png   # no display needed
+    dreamx-play --backend learned --truth                     # the learned model beside the ground truth
+    dreamx-play --policy outputs/agents/<run>/policy.zip      # P hands control to the policy and back
 
 Keys (hold them; they combine, so W+J walks in an arc):
 
@@ -11,12 +13,19 @@ Keys (hold them; they combine, so W+J walks in an arc):
         6 close the door, 7 push the nearest object, 8 paint the nearest object green)
     T   type an event ("drop a green cylinder 2 m ahead"), Enter sends it, Esc cancels
     R   start/stop recording an MP4 (outputs/play/play-<time>.mp4)
+    P   switch control between you and the loaded policy (--policy; its env and frames per step by default)
     H   show/hide this help        Esc quit
 
 The HUD shows live frames per second, the per-frame latency (env step and server round trip), the pose
 (metres; yaw and pitch in degrees) and the last events; the minimap shows the places visited, with revisits
 marked. The window is resizable: the frame is scaled to fit. Each loop steps the env once, with
 ``frames_per_step`` (default 1) frames, so FPS is the simulator's frame rate as a player sees it.
+
+``--truth`` opens a second env on the MuJoCo ground truth (``backend="oracle"``), same scene, driven by the
+same actions and events, and shows it to the right: where the learned model drifts from the truth is
+visible at a glance (the HUD gives the pose gap). ``--policy`` loads an SB3 policy saved by
+``dreamx-train-agent``; it sees the left (simulated) frame. SB3 .zip files contain pickled objects: load
+only trusted local files.
 """
 
 from __future__ import annotations
@@ -32,12 +41,13 @@ import numpy as np
 
 from agents.keys import KEYS, keys_to_action, parse_script
 from agents.minimap import Minimap
+from agents.policies import TRUSTED_FILES_NOTE, PolicyPilot, find_card, resolve_env_id
 from world_model.events import EVENT_MENU
 
 HELP = [
     "W/S A/D move   J/L I/K look   (hold; combos work)",
     *[f"{i} {name}" for i, name in enumerate(EVENT_MENU) if i],
-    "T type an event   R record MP4   H help   Esc quit",
+    "T type an event   R record MP4   P policy/human   H help   Esc quit",
 ]
 
 
@@ -57,6 +67,11 @@ class ViewerConfig:
     record_dir: str = "outputs/play"  # where R puts its recordings
     max_frames: int = 0  # quit after this many frames (0 = never)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy: str | None = None  # an SB3 .zip from dreamx-train-agent (trusted local file); P toggles it
+    policy_algo: str | None = None  # ppo | dqn; None: from its policy card
+    policy_control: bool = False  # start with the policy in control
+    truth: bool = False  # show the ground truth (oracle backend, same scene and actions) to the right
+    truth_server: str | None = None  # address of a running oracle dreamx-serve; None: an embedded one
 
 
 class Viewer:
@@ -75,10 +90,26 @@ class Viewer:
         if config.backend is not None:
             kwargs["backend"] = config.backend
         # A game does not end on its own: no time limit (the env still ends a GoalView/FindObject success).
+        self.pilot = PolicyPilot(config.policy, config.policy_algo) if config.policy else None
+        if self.pilot and self.pilot.card and "obs_keys" in self.pilot.card.env_kwargs:
+            kwargs.setdefault("obs_keys", self.pilot.card.env_kwargs["obs_keys"])
         self.env = gym.make(config.env_id, max_episode_steps=10**9, **kwargs)
+        self.truth_env = None
+        try:
+            if self.pilot:
+                self.pilot.check(self.env.observation_space)
+            if config.truth:
+                truth_kwargs = dict(kwargs, backend="oracle", server=config.truth_server)
+                self.truth_env = gym.make(config.env_id, max_episode_steps=10**9, **truth_kwargs)
+        except BaseException:
+            self.env.close()
+            raise
+        self.policy_in_control = bool(self.pilot) and config.policy_control
+        self.policy_keys: frozenset[str] = frozenset()
         pygame.display.init()
         pygame.font.init()
-        self.screen = pygame.display.set_mode((config.window, config.window), pygame.RESIZABLE)
+        size = (config.window * (2 if config.truth else 1), config.window)
+        self.screen = pygame.display.set_mode(size, pygame.RESIZABLE)
         pygame.display.set_caption(f"DreamX - {config.env_id}")
         self.font = pygame.font.Font(None, 20)
         self.minimap = Minimap()
@@ -116,6 +147,8 @@ class Viewer:
                 self._toggle_record()
             elif ev.key == pg.K_h:
                 self.show_help = not self.show_help
+            elif ev.key == pg.K_p:
+                self._toggle_policy()
             elif pg.K_1 <= ev.key < pg.K_1 + len(EVENT_MENU) - 1:
                 event_index = ev.key - pg.K_1 + 1
         return True, event_index
@@ -126,9 +159,18 @@ class Viewer:
         pressed = self.pg.key.get_pressed()
         return {k for k in KEYS if pressed[getattr(self.pg, f"K_{k.lower()}")]}
 
+    def _toggle_policy(self) -> None:
+        if self.pilot is None:
+            self._say("no policy loaded: start with --policy <path>.zip")
+            return
+        self.policy_in_control = not self.policy_in_control
+        self._say(f"control: {'policy ' + self.pilot.name if self.policy_in_control else 'human'}")
+
     def _command(self, text: str) -> None:
         try:
             records = self.env.unwrapped.command(text)
+            if self.truth_env is not None:
+                self.truth_env.unwrapped.command(records)
             self._say(f"sent: {', '.join(map(str, records))}")
         except ValueError as exc:  # the message lists the vocabulary
             self._say(f"cannot read {text!r}: {exc}", seconds=6.0)
@@ -162,17 +204,25 @@ class Viewer:
         self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
 
     # -- drawing --------------------------------------------------------------------------------------------
-    def _draw(self, obs: Any, info: dict) -> None:
+    def _draw(self, obs: Any, info: dict, truth: tuple[Any, dict] | None = None) -> None:
         pg, screen = self.pg, self.screen
         w, h = screen.get_size()
         screen.fill((0, 0, 0))
-        rgb = obs["rgb"] if isinstance(obs, dict) else obs
-        side = min(w, h)
-        frame = pg.transform.scale(pg.surfarray.make_surface(rgb.swapaxes(0, 1)), (side, side))
-        screen.blit(frame, ((w - side) // 2, (h - side) // 2))
+        panel_w = w // 2 if truth else w  # side by side: simulator left, ground truth right
+        side = min(panel_w, h)
+        panels = [(obs, 0)] + ([(truth[0], panel_w)] if truth else [])
+        for panel_obs, x0 in panels:
+            rgb = panel_obs["rgb"] if isinstance(panel_obs, dict) else panel_obs
+            frame = pg.transform.scale(pg.surfarray.make_surface(rgb.swapaxes(0, 1)), (side, side))
+            screen.blit(frame, (x0 + (panel_w - side) // 2, (h - side) // 2))
         if isinstance(obs, dict) and "goal" in obs:  # GoalView: the goal image in the top-right corner
             goal = pg.transform.scale(pg.surfarray.make_surface(obs["goal"].swapaxes(0, 1)), (side // 5,) * 2)
-            screen.blit(goal, (w - side // 5 - 4, 4))
+            screen.blit(goal, (panel_w - side // 5 - 4, 4))
+        if truth:
+            gap = float(np.linalg.norm(truth[1]["pose"][:3, 3] - info["pose"][:3, 3]))
+            label = f"ground truth (oracle)  pose gap {gap:.2f} m"
+            label += "  success" if truth[1].get("success") else ""
+            screen.blit(self.font.render(label, True, (255, 255, 255), (0, 0, 0)), (panel_w + 4, h - 20))
         pose = info["pose"]
         fwd = pose[:3, 2]
         yaw, pitch = np.degrees(np.arctan2(fwd[1], fwd[0])), np.degrees(np.arcsin(np.clip(fwd[2], -1, 1)))
@@ -183,6 +233,10 @@ class Viewer:
             f"yaw {yaw:.1f}  pitch {pitch:.1f} deg",
             f"revisits {info.get('revisit_count', 0)}  cells re-entered {self.minimap.revisited_cells}",
         ]
+        if self.pilot is not None:
+            held = "".join(k for k in KEYS if k in self.policy_keys) or "-"
+            lines.append(f"control: policy {self.pilot.name} (holds {held})" if self.policy_in_control else
+                         "control: human (P: policy)")  # fmt: skip
         if self.events_sent:
             lines.append(f"last event: {self.events_sent[-1]}")
         if self.writer is not None:
@@ -205,8 +259,10 @@ class Viewer:
         """Play until Esc (or the script's end with ``screenshot``, or ``max_frames``); returns a summary."""
         cfg, pg = self.cfg, self.pg
         obs, info = self.env.reset(seed=cfg.seed)
+        truth = self.truth_env.reset(seed=cfg.seed) if self.truth_env is not None else None
         self.backend = self.env.unwrapped.core.backend_name
         start_pose, frames, latencies = info["pose"].copy(), 0, []
+        positions, policy_frames = [info["pose"][:3, 3].copy()], 0
         self.minimap.update(info["pose"])
         if cfg.record:
             self._toggle_record(cfg.record)
@@ -223,7 +279,18 @@ class Viewer:
                         self._command(scripted.text)
                     if scripted.toggle_record:
                         self._toggle_record()
-                obs, _, terminated, truncated, info = self.env.step(keys_to_action(held, event_index))
+                    if scripted.toggle_policy:
+                        self._toggle_policy()
+                if self.policy_in_control:  # the policy holds the keys; number keys still send events
+                    held, policy_event = self.pilot.act(obs)
+                    self.policy_keys, event_index = held, event_index or policy_event
+                    policy_frames += 1
+                action = keys_to_action(held, event_index)
+                obs, _, terminated, truncated, info = self.env.step(action)
+                if self.truth_env is not None:
+                    truth_obs, *_, truth_info = self.truth_env.step(action)
+                    truth = (truth_obs, truth_info)
+                positions.append(info["pose"][:3, 3].copy())
                 if info["events"]:
                     self.events_sent.extend(info["events"])
                 self.latency_ms, self.server_ms = info["timing"].step_ms, info["timing"].server_ms
@@ -233,12 +300,14 @@ class Viewer:
                 now = time.perf_counter()
                 self.fps = 0.9 * self.fps + 0.1 / max(now - last, 1e-6) if frames > 1 else 1 / (now - last)
                 last = now
-                self._draw(obs, info)
+                self._draw(obs, info, truth)
                 if self.writer is not None:
                     self._record_frame()
                 if terminated or truncated:
                     self._say("episode over: success" if info.get("success") else "episode over")
                     obs, info = self.env.reset()
+                    if self.truth_env is not None:
+                        truth = self.truth_env.reset()
                 script_done = frames >= len(self.script)
                 if cfg.screenshot and script_done:
                     Path(cfg.screenshot).parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +330,10 @@ class Viewer:
             "final_pose": info["pose"].copy(),
             "events": list(self.events_sent),
             "revisits": len(self.minimap.revisit_points),
+            "positions": np.array(positions),
+            "policy": self.pilot.name if self.pilot else None,
+            "policy_frames": policy_frames,
+            "truth_final_pose": truth[1]["pose"].copy() if truth else None,
             "screenshot": cfg.screenshot,
             "video": self.video_path,
         }
@@ -270,17 +343,21 @@ class Viewer:
             self.writer.release()
             self.writer = None
         self.env.close()
+        if self.truth_env is not None:
+            self.truth_env.close()
         self.pg.display.quit()
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="dreamx-play", description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", default="DreamX/Explore-v0", help="env id (Explore, GoalView, FindObject)")
+    p.add_argument("--env", default=None, help="env id (default: the policy's env, else DreamX/Explore-v0)")
     p.add_argument("--backend", default=None, help="oracle | learned | constant (default: default backend)")
     p.add_argument("--server", default=None, help="address of a running dreamx-serve (default: embedded)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (training scenes: below 100000)")
     p.add_argument("--resolution", type=int, default=64, help="square frame size in pixels")
-    p.add_argument("--frames-per-step", type=int, default=1, help="frames generated per loop")
+    p.add_argument(
+        "--frames-per-step", type=int, default=None, help="frames per loop (default: the policy's, else 1)"
+    )
     p.add_argument("--window", type=int, default=512, help="initial window side in pixels")
     p.add_argument("--fps", type=float, default=30.0, help="frame-rate cap (0: uncapped)")
     p.add_argument("--script", default="", help='scripted keys, e.g. "W*10,J*5,1,T:lights on"')
@@ -288,6 +365,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record", default=None, help="record an MP4 here from the start")
     p.add_argument("--max-frames", type=int, default=0, help="quit after this many frames")
     p.add_argument("--headless", action="store_true", help="no window (SDL_VIDEODRIVER=dummy)")
+    p.add_argument("--policy", default=None, help=f"SB3 .zip to hand control to with P. {TRUSTED_FILES_NOTE}")
+    p.add_argument("--algo", default=None, help="ppo | dqn (default: from the policy card)")
+    p.add_argument("--policy-control", action="store_true", help="start with the policy in control")
+    p.add_argument("--truth", action="store_true", help="show the ground truth (oracle) side by side")
+    p.add_argument("--truth-server", default=None, help="a running oracle dreamx-serve (default: embedded)")
     args = p.parse_args(argv)
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -295,9 +377,14 @@ def main(argv: list[str] | None = None) -> None:
         parse_script(args.script)
     except ValueError as exc:
         p.error(str(exc))
+    card = find_card(args.policy) if args.policy else None  # the policy's env, unless told otherwise
+    env_id = resolve_env_id(args.env) if args.env else card.env_id if card else "DreamX/Explore-v0"
+    chunk = args.frames_per_step or (card.env_kwargs.get("frames_per_step", 4) if card else 1)
     config = ViewerConfig(
-        args.env, args.backend, args.server, args.seed, args.resolution, args.frames_per_step, args.window,
+        env_id, args.backend, args.server, args.seed, args.resolution, chunk, args.window,
         args.fps, args.script, args.screenshot, args.record, max_frames=args.max_frames,
+        policy=args.policy, policy_algo=args.algo, policy_control=args.policy_control, truth=args.truth,
+        truth_server=args.truth_server,
     )  # fmt: skip
     summary = Viewer(config).run()
     print(
