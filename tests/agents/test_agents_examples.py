@@ -30,3 +30,13 @@ def test_quickstart_writes_a_video(tmp_path):
 def test_cem_goal_plans_and_moves():
     text = _run("examples/cem_goal.py", "--backend", "oracle", "--steps", "2", "--population", "4")
     assert text.count("imagined return") == 2 and "distance" in text
+
+
+def test_train_ppo_trains_saves_and_evaluates_on_another_backend(tmp_path):
+    out = tmp_path / "ppo.zip"
+    text = _run(
+        "examples/train_ppo.py", "--backend", "constant", "--eval-backend", "oracle", "--steps", "128",
+        "--n-envs", "2", "--episodes", "2", "--max-episode-steps", "3", "--out", str(out),
+    )  # fmt: skip
+    assert f"PPO 128 steps -> {out}; on oracle: success rate" in text and "over 2 episodes" in text
+    assert out.is_file()
