@@ -4,8 +4,18 @@
     dreamx-serve backend=constant max_batch=32 address=ipc:///tmp/dreamx.sock
     dreamx-serve backend=oracle backend_kwargs.height=128 backend_kwargs.width=128
 
-``python -m world_model.serve --json '{...}'`` starts the same server from a JSON ``ServerConfig`` without
-Hydra; the env's embedded launcher uses it.
+Scale-out (``world_model.serve.broker``): one broker, any number of workers (one per GPU or host), envs
+pointed at the broker's ``address`` as at a single server::
+
+    dreamx-serve role=broker address=tcp://127.0.0.1:5555 worker_address=tcp://127.0.0.1:5556
+    dreamx-serve role=worker broker=tcp://127.0.0.1:5556 backend=learned worker_name=gpu0
+    dreamx-serve role=worker broker=tcp://127.0.0.1:5556 backend=learned worker_name=gpu1
+
+Workers on other hosts need CURVE: the broker gets ``curve_secret_key``/``curve_public_key`` and the
+workers' public keys in ``worker_public_keys``; each worker gets its own keypair and ``broker_public_key``.
+
+``python -m world_model.serve --json '{...}'`` starts the same from JSON (a ``ServerConfig``, or with
+``"role": "broker"`` a ``BrokerConfig``) without Hydra; the env's embedded launcher uses it.
 """
 
 from __future__ import annotations
@@ -18,9 +28,14 @@ import signal
 import threading
 from typing import Any
 
+import zmq
+
 from world_model.backends import DEFAULT_BACKEND
+from world_model.serve.broker import Broker, BrokerConfig
 from world_model.serve.requests import Limits
 from world_model.serve.server import ServerConfig, SimulatorServer
+
+ROLES = ("server", "broker", "worker")
 
 
 def server_config(values: dict[str, Any]) -> ServerConfig:
@@ -37,6 +52,29 @@ def server_config(values: dict[str, Any]) -> ServerConfig:
     return ServerConfig(**values)
 
 
+def role_config(values: dict[str, Any]) -> ServerConfig | BrokerConfig:
+    """The config for ``values["role"]`` (server, broker or worker) from the flat option set of
+    ``configs/server/default.yaml``: options that belong to the other role are ignored."""
+    values = dict(values)
+    role = values.pop("role", None) or "server"
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
+    server_keys = {f.name for f in dataclasses.fields(ServerConfig)}
+    broker_keys = {f.name for f in dataclasses.fields(BrokerConfig)}
+    unknown = sorted(set(values) - server_keys - broker_keys)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; options are {sorted(server_keys | broker_keys)}")
+    if role == "broker":
+        picked = {k: v for k, v in values.items() if k in broker_keys}
+        picked["worker_public_keys"] = list(picked.get("worker_public_keys") or [])
+        return BrokerConfig(**picked)
+    if role == "worker" and not values.get("broker"):
+        raise ValueError("role=worker needs broker=tcp://HOST:PORT (the broker's worker_address)")
+    if role == "server" and values.get("broker"):
+        raise ValueError(f"broker={values['broker']} is an option of role=worker; add role=worker")
+    return server_config({k: v for k, v in values.items() if k in server_keys})
+
+
 def keep_freed_memory() -> None:
     """Let glibc reuse freed frame buffers instead of returning them to the OS after every batch: each
     batch allocates megabytes of frames, and fresh pages cost a page fault each (slow in VMs; this made
@@ -50,15 +88,20 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 512 << 20)
 
 
-def run(config: ServerConfig) -> None:
-    """Serve until SIGTERM/SIGINT (or the parent process dies, when ``parent_pid`` is set)."""
+def run(config: ServerConfig | BrokerConfig) -> None:
+    """Serve (or broker) until SIGTERM/SIGINT, or until the parent process dies when ``parent_pid`` is set."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    keep_freed_memory()
-    server = SimulatorServer(config)
+    if isinstance(config, BrokerConfig):
+        server: Broker | SimulatorServer = Broker(config)
+    else:
+        keep_freed_memory()
+        server = SimulatorServer(config)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: server.stop())
     server.serve_forever()
+    # a worker's goodbye may still be queued on its socket (closed with a linger): let it go out
+    zmq.Context.instance().destroy(linger=0)
 
 
 def main() -> None:
@@ -69,7 +112,7 @@ def main() -> None:
 
     @hydra.main(version_base=None, config_path=configs, config_name="default")
     def _main(cfg: DictConfig) -> None:
-        run(server_config(OmegaConf.to_container(cfg, resolve=True)))
+        run(role_config(OmegaConf.to_container(cfg, resolve=True)))
 
     _main()
 

@@ -28,6 +28,14 @@ Requests and their REPLY (B sessions, T chunks, K frames per chunk, F = 1 or K f
 
 A scene spec is ``{scene_seed, start_pose?, view_pose? | view_goal?, first_frame?}`` (``requests.SceneSpec``);
 an event record is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``).
+
+Between a broker and its workers (``world_model.serve.broker``) the same messages travel with one more
+frame in front: the client's identity, or an empty frame for the broker's own control messages::
+
+    READY       worker -> broker  meta name, backend, max_sessions  -> REPLY meta worker, handle_base,
+                                                                      heartbeat_s, heartbeat_timeout_s
+    HEARTBEAT   both ways         meta sessions, pending (worker -> broker)
+    DISCONNECT  worker -> broker: stopping; broker -> worker: not registered (register again)
 """
 
 from __future__ import annotations
@@ -78,6 +86,14 @@ class MsgType(IntEnum):
     PING = 7  # liveness; the server also answers a repeated in-flight request with PING
     REPLY = 8
     ERROR = 9  # meta {"code", "message"}
+    READY = 10  # worker -> broker registration: meta {"name", "backend", "max_sessions"}
+    HEARTBEAT = 11  # broker <-> worker liveness: meta {"sessions", "pending"} from the worker
+    DISCONNECT = 12  # worker -> broker: leaving; broker -> worker: unknown here, register again
+
+
+REQUEST_TYPES: frozenset[MsgType] = frozenset(
+    {MsgType.OPEN, MsgType.RESET, MsgType.STEP, MsgType.FORK, MsgType.CLOSE, MsgType.INFO, MsgType.PING}
+)
 
 
 class ErrorCode:
@@ -90,6 +106,8 @@ class ErrorCode:
     TOO_MANY_SESSIONS = "too_many_sessions"
     BACKEND = "backend"  # the backend raised
     SHUTTING_DOWN = "shutting_down"
+    NO_WORKERS = "no_workers"  # a broker with no live worker
+    WORKER_LOST = "worker_lost"  # the worker that held the session died; its state is gone
 
 
 class ProtocolError(ValueError):
@@ -143,12 +161,26 @@ def peek_request_id(frames: list[bytes]) -> int:
     return 0
 
 
+def peek_envelope(frame: Any) -> tuple[int, int] | None:
+    """``(type, request id)`` of a message's envelope frame, or None if it is not a DreamX envelope of this
+    version. For routing without decoding the rest (the broker's path for replies)."""
+    env = bytes(frame)
+    if len(env) != ENVELOPE_SIZE:
+        return None
+    magic, version, mtype, request_id = _ENVELOPE.unpack(env)
+    if magic != MAGIC or version != PROTOCOL_VERSION:
+        return None
+    return mtype, request_id
+
+
 def _reject_ext(code: int, data: bytes) -> Any:
     raise ProtocolError(f"msgpack extension type {code} is not allowed in headers")
 
 
-def decode(frames: list[bytes]) -> Message:
-    """Parse and validate a multipart message; raise :class:`ProtocolError` on anything unexpected."""
+def decode(frames: list[bytes], arrays: bool = True) -> Message:
+    """Parse and validate a multipart message; raise :class:`ProtocolError` on anything unexpected.
+    With ``arrays=False`` the array specs are checked against the buffers' sizes but no array is built
+    (``Message.arrays`` stays empty): what a broker needs to route a message it forwards untouched."""
     if not frames or len(frames) < 2:
         raise ProtocolError(f"expected at least 2 frames (envelope, header), got {len(frames)}")
     env = bytes(frames[0])
@@ -193,17 +225,20 @@ def decode(frames: list[bytes]) -> Message:
             f"header lists {len(specs)} arrays but {len(frames) - 2} buffers follow (at most {MAX_ARRAYS})",
             request_id=request_id,
         )
-    arrays: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
+    names: set[str] = set()
     for spec, buf in zip(specs, frames[2:], strict=True):
-        name, arr = _decode_array(spec, buf, request_id)
-        if name in arrays:
+        buf = memoryview(buf)  # bytes or zmq.Frame; zero-copy either way
+        name, dtype, shape = _array_spec(spec, buf.nbytes, request_id)
+        if name in names:
             raise ProtocolError(f"array {name!r} appears twice", request_id=request_id)
-        arrays[name] = arr
-    return Message(msg_type, request_id, meta, arrays)
+        names.add(name)
+        if arrays:
+            out[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    return Message(msg_type, request_id, meta, out)
 
 
-def _decode_array(spec: Any, buf: Any, request_id: int) -> tuple[str, np.ndarray]:
-    buf = memoryview(buf)  # bytes or zmq.Frame; zero-copy either way
+def _array_spec(spec: Any, nbytes: int, request_id: int) -> tuple[str, np.dtype, list[int]]:
     if not (
         isinstance(spec, list)
         and len(spec) == 3
@@ -225,13 +260,13 @@ def _decode_array(spec: Any, buf: Any, request_id: int) -> tuple[str, np.ndarray
     ):
         raise ProtocolError(f"array {name!r}: bad shape {shape!r:.200}", request_id=request_id)
     dt = np.dtype(dtype)
-    nbytes = math.prod(shape) * dt.itemsize
-    if nbytes > MAX_ARRAY_BYTES or nbytes != buf.nbytes:
+    needed = math.prod(shape) * dt.itemsize
+    if needed > MAX_ARRAY_BYTES or needed != nbytes:
         raise ProtocolError(
-            f"array {name!r}: shape {shape} of {dtype} needs {nbytes} bytes, buffer has {buf.nbytes}",
+            f"array {name!r}: shape {shape} of {dtype} needs {needed} bytes, buffer has {nbytes}",
             request_id=request_id,
         )
-    return name, np.frombuffer(buf, dtype=dt).reshape(shape)
+    return name, dt, shape
 
 
 def error_message(request_id: int, code: str, message: str) -> Message:

@@ -9,15 +9,20 @@
 - Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured.
 - Sessions whose client has been silent for ``idle_timeout_s`` are closed; at most ``max_sessions`` live.
 - With ``parent_pid`` set, the server stops when that process dies (no orphaned backends).
+- With ``broker`` set it is a *worker* behind a load-balancing broker (``world_model.serve.broker``): it
+  connects to the broker's ``worker_address`` instead of binding ``address``, registers, heartbeats, and
+  numbers its sessions from the handle base the broker gives it (``world_model.serve.link``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import zmq
@@ -27,7 +32,9 @@ from world_model.backends import DEFAULT_BACKEND, make_backend
 from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
 from world_model.serve import requests as rq
+from world_model.serve.addresses import check_bind_address, make_curve_server
 from world_model.serve.batching import BatchPolicy, StepBatcher
+from world_model.serve.link import BrokerLink
 from world_model.serve.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -58,25 +65,15 @@ class ServerConfig:
     max_message_bytes: int = 256 << 20
     parent_pid: int | None = None
     curve_secret_key: str | None = None  # z85; required to bind beyond loopback
-    curve_public_key: str | None = None
+    curve_public_key: str | None = None  # (a worker: its own keypair, listed in the broker's allow-list)
     limits: rq.Limits = field(default_factory=rq.Limits)
+    # worker role: connect to a broker instead of binding `address`
+    broker: str | None = None  # the broker's worker_address, e.g. tcp://hostA:5556
+    broker_public_key: str | None = None  # z85; needed when the broker is on another host
+    worker_name: str | None = None  # in the broker's INFO and in errors; default HOST:PID
 
 
-def check_bind_address(address: str, curve: bool) -> None:
-    """Refuse to listen beyond this machine unless CURVE encryption is on."""
-    if address.startswith(("ipc://", "inproc://")):
-        return
-    if not address.startswith("tcp://"):
-        raise ValueError(
-            f"unsupported address {address!r}; use tcp://127.0.0.1:PORT, ipc://PATH or inproc://NAME"
-        )
-    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
-    if host in ("localhost", "::1") or host.startswith("127.") or curve:
-        return
-    raise ValueError(
-        f"refusing to bind {address!r}: only loopback, ipc:// and inproc:// are allowed without "
-        "CURVE keys; set curve_secret_key/curve_public_key (zmq.curve_keypair()) to serve remotely"
-    )
+__all__ = ["ServerConfig", "SimulatorServer", "check_bind_address"]
 
 
 class SimulatorServer:
@@ -86,8 +83,17 @@ class SimulatorServer:
     def __init__(
         self, config: ServerConfig, backend: WorldModel | None = None, context: zmq.Context | None = None
     ) -> None:
-        check_bind_address(config.address, config.curve_secret_key is not None)
+        self.link: BrokerLink | None = None
+        if config.broker is None:
+            check_bind_address(config.address, config.curve_secret_key is not None)
+        else:
+            curve = None
+            if config.broker_public_key:
+                curve = (config.broker_public_key, config.curve_public_key, config.curve_secret_key)
+            ctx = context or zmq.Context.instance()
+            self.link = BrokerLink(ctx, config.broker, curve, config.max_message_bytes)
         self.config = config
+        self.name = config.worker_name or f"{socket.gethostname()}:{os.getpid()}"
         if backend is not None:
             self._factory = lambda: backend
         else:
@@ -100,6 +106,9 @@ class SimulatorServer:
         self.stats: dict[str, Any] = {"messages": 0, "errors": 0, "steps": 0, "generate_calls": 0}
         self.batch_sizes: dict[int, int] = {}
         self._started = time.time()
+        self._generation = 0  # bumped when a worker loses its broker: late results are dropped
+        self._reconnect = False
+        self._unreplied = 0  # sessions opened (+) or closed (-) in the table whose reply is not sent yet
 
     def stop(self) -> None:
         self._stop.set()
@@ -107,43 +116,49 @@ class SimulatorServer:
     # -- main loop ------------------------------------------------------------------------------------------
     def serve_forever(self) -> None:
         cfg = self.config
-        sock = self._sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its identity and sessions
-        sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
-        if cfg.curve_secret_key:
-            sock.curve_server = True
-            sock.curve_secretkey = cfg.curve_secret_key.encode()
-            sock.curve_publickey = (cfg.curve_public_key or "").encode()
-        sock.bind(cfg.address)
+        sock = None
+        if self.link is None:
+            sock = self._sock = self._ctx.socket(zmq.ROUTER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its identity and sessions
+            sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
+            if cfg.curve_secret_key:
+                make_curve_server(sock, cfg.curve_secret_key, cfg.curve_public_key)
+            sock.bind(cfg.address)
         wake_r, wake_w = os.pipe()
         self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w)
         self.worker.start()
         self.worker.ready.wait()
         if self.worker.start_error is not None:
-            sock.close()
+            if sock is not None:
+                sock.close()
             os.close(wake_r)
             os.close(wake_w)
             err = self.worker.start_error
             raise RuntimeError(f"backend {cfg.backend!r} failed to start: {err}") from err
+        if self.link is not None:  # register only once the backend can serve
+            sock = self._sock = self.link.connect()
         if cfg.parent_pid is not None:
             threading.Thread(target=self._watch_parent, name="dreamx-parent-watchdog", daemon=True).start()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(wake_r, zmq.POLLIN)
-        log.info("serving backend %s on %s", self.worker.backend_info.name, cfg.address)
+        where = cfg.address if self.link is None else f"the broker at {cfg.broker} (worker {self.name})"
+        log.info("serving backend %s on %s", self.worker.backend_info.name, where)
         self.ready.set()
         last_sweep = time.monotonic()
         try:
             while not self._stop.is_set():
                 events = dict(poller.poll(self.batcher.timeout_ms()))
-                if sock in events:
+                if self._sock in events:
                     for _ in range(1000):  # drain what is there, then batch
                         try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK)
+                            frames = self._sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
                         self._on_frames(frames)
+                        if self._reconnect:
+                            break
                 if wake_r in events:
                     os.read(wake_r, 4096)
                 while not self.worker.done.empty():
@@ -152,6 +167,14 @@ class SimulatorServer:
                 batch = self.batcher.take(self.table.active(cfg.active_window_ms / 1000))
                 if batch is not None:
                     self._generate(batch)
+                if self.link is not None:
+                    if not self._reconnect and not self.link.tick(self._ready_meta(), self._beat_meta()):
+                        self._lose_broker()
+                    if self._reconnect:
+                        poller.unregister(self._sock)
+                        self._sock = self.link.connect()
+                        poller.register(self._sock, zmq.POLLIN)
+                        self._reconnect = False
                 if time.monotonic() - last_sweep > min(1.0, cfg.idle_timeout_s / 4):
                     last_sweep = time.monotonic()
                     self._expire_idle()
@@ -161,12 +184,55 @@ class SimulatorServer:
                     p.identity, error_message(p.request_id, ErrorCode.SHUTTING_DOWN, "server stopping")
                 )
             self.worker.stop()
-            sock.close(linger=0)
+            if self.link is not None:
+                self.link.goodbye()
+            else:
+                sock.close(linger=0)
             os.close(wake_r)
             os.close(wake_w)
             if cfg.address.startswith("ipc://") and os.path.exists(cfg.address[len("ipc://") :]):
                 os.unlink(cfg.address[len("ipc://") :])  # also when the launcher died without cleaning up
-            log.info("server on %s stopped", cfg.address)
+            log.info("server on %s stopped", where)
+
+    # -- worker role ----------------------------------------------------------------------------------------
+    def _ready_meta(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "name": self.name,
+            "backend": self._backend_facts(),
+            "max_sessions": cfg.max_sessions,
+            "max_batch": cfg.max_batch,
+        }
+
+    def _beat_meta(self) -> dict[str, Any]:
+        # sessions as of the replies sent so far: the broker has seen exactly those when this arrives
+        return {"sessions": self.table.n_sessions - self._unreplied, "pending": len(self.batcher.pending)}
+
+    def _on_broker(self, body: list) -> None:
+        try:
+            msg = decode(body)
+        except ProtocolError as exc:
+            log.warning("undecodable message from the broker: %s", exc)
+            return
+        state = self.link.on_control(msg)
+        if state == "registered":
+            cfg = self.config
+            self.table = SessionTable(
+                cfg.max_sessions, cfg.idle_timeout_s, cfg.reply_cache_per_client, self.link.handle_base + 1
+            )
+        elif state == "lost":
+            self._lose_broker()
+
+    def _lose_broker(self) -> None:
+        """Forget every session and client (the broker has told them their sessions are lost); the main
+        loop then connects again with a fresh identity. Results of work in flight are dropped."""
+        self._generation += 1
+        self._unreplied = 0
+        self.batcher.pending.clear()
+        cfg = self.config
+        self.table = SessionTable(cfg.max_sessions, cfg.idle_timeout_s, cfg.reply_cache_per_client)
+        self.worker.submit(Job(self.worker.close_all, lambda r, e: None))
+        self._reconnect = True
 
     def _watch_parent(self) -> None:
         while not self._stop.wait(0.5):
@@ -175,9 +241,15 @@ class SimulatorServer:
                 self._stop.set()
 
     # -- messages -------------------------------------------------------------------------------------------
+    def _send_frames(self, identity: bytes, frames: list) -> None:
+        if self.link is not None:
+            self.link.send([identity, *frames])  # never blocks; a lost reply is what client retries are for
+        else:
+            self._sock.send_multipart([identity, *frames], copy=False)
+
     def _send(self, identity: bytes, msg: Message) -> list:
         frames = encode(msg)
-        self._sock.send_multipart([identity, *frames], copy=False)
+        self._send_frames(identity, frames)
         return frames
 
     def _reply(self, identity: bytes, msg: Message) -> None:
@@ -186,8 +258,14 @@ class SimulatorServer:
         self.table.remember(identity, msg.request_id, self._send(identity, msg))
 
     def _on_frames(self, frames: list[bytes]) -> None:
-        self.stats["messages"] += 1
         identity, body = frames[0], frames[1:]
+        if self.link is not None:
+            if identity == b"":  # from the broker itself
+                self._on_broker(body)
+                return
+            if not self.link.registered:
+                return  # left over from a broker connection this worker has given up
+        self.stats["messages"] += 1
         try:
             msg = decode(body)
         except ProtocolError as exc:
@@ -197,7 +275,7 @@ class SimulatorServer:
             return
         client = self.table.seen(identity)
         if msg.request_id in client.cache:  # a retry of a finished request: same answer, no new work
-            self._sock.send_multipart([identity, *client.cache[msg.request_id]], copy=False)
+            self._send_frames(identity, client.cache[msg.request_id])
             return
         if msg.request_id in client.inflight:  # a retry of a request still in progress
             self._send(identity, Message(MsgType.PING, msg.request_id, {"in_progress": True}))
@@ -214,7 +292,7 @@ class SimulatorServer:
         try:
             if handler is None:
                 raise rq.BadRequest(
-                    f"{msg.type.name} is a reply type; send OPEN, RESET, STEP, FORK, CLOSE, INFO, PING"
+                    f"{msg.type.name} is not a request; send OPEN, RESET, STEP, FORK, CLOSE, INFO, PING"
                 )
             handler(identity, client, msg)
         except rq.BadRequest as exc:
@@ -223,12 +301,24 @@ class SimulatorServer:
             self._reply(identity, error_message(msg.request_id, exc.code, str(exc)))
 
     def _submit(
-        self, identity: bytes, client: ClientState, msg: Message, fn: Any, handles: list[int]
+        self,
+        identity: bytes,
+        client: ClientState,
+        msg: Message,
+        fn: Any,
+        handles: list[int],
+        booked: int = 0,
     ) -> None:
-        """Run ``fn`` on the backend thread and reply; on failure, ``handles`` are released."""
+        """Run ``fn`` on the backend thread and reply; on failure, ``handles`` are released. ``booked``:
+        sessions the table already counts (+) or no longer counts (-) for this request before its reply."""
         client.inflight.add(msg.request_id)
+        generation = self._generation
+        self._unreplied += booked
 
         def then(result: Any, error: BaseException | None) -> None:
+            if generation != self._generation:
+                return  # a worker that lost its broker: this client and session are gone
+            self._unreplied -= booked
             if error is None:
                 self._reply(identity, result)
                 return
@@ -251,9 +341,9 @@ class SimulatorServer:
             handles = self.table.allocate(client, len(specs))
         client.last_step = time.monotonic()
         rid = msg.request_id
-        self._submit(
-            identity, client, msg, lambda: self.worker.open_sessions(handles, specs, outputs, rid), handles
-        )
+        booked = len(handles) if msg.type == MsgType.OPEN else 0
+        job = partial(self.worker.open_sessions, handles, specs, outputs, rid)
+        self._submit(identity, client, msg, job, handles, booked)
 
     def _step(self, identity: bytes, client: ClientState, msg: Message) -> None:
         req = rq.step_request(msg.meta, msg.arrays, self.config.limits)
@@ -274,32 +364,37 @@ class SimulatorServer:
             raise rq.BadRequest(f"FORK 'count' must be an integer in [1, {self.config.max_sessions}]")
         handles = self.table.allocate(client, count)
         rid = msg.request_id
-        self._submit(identity, client, msg, lambda: self.worker.fork(handle, handles, rid), handles)
+        self._submit(identity, client, msg, lambda: self.worker.fork(handle, handles, rid), handles, count)
 
     def _close(self, identity: bytes, client: ClientState, msg: Message) -> None:
         handles = rq.session_list(msg.meta, limit=self.config.max_sessions)
         self.table.check_owned(client, handles)
         self.table.release(identity, handles)
         rid = msg.request_id
-        self._submit(identity, client, msg, lambda: self.worker.close_sessions(handles, rid), [])
+        job = partial(self.worker.close_sessions, handles, rid)
+        self._submit(identity, client, msg, job, [], -len(handles))
 
     def _ping(self, identity: bytes, client: ClientState, msg: Message) -> None:
         meta = {"time": time.time(), "sessions": sorted(client.sessions)}
         self._reply(identity, Message(MsgType.REPLY, msg.request_id, meta))
 
+    def _backend_facts(self) -> dict[str, Any]:
+        info = self.worker.backend_info
+        return {
+            "name": info.name,
+            "height": info.height,
+            "width": info.width,
+            "vfov_deg": info.vfov_deg,
+            "checkpoint": info.checkpoint,
+            "outputs": list(info.outputs),
+            "extra": info.extra,
+        }
+
     def _info(self, identity: bytes, client: ClientState, msg: Message) -> None:
-        cfg, info = self.config, self.worker.backend_info
+        cfg = self.config
         meta = {
             "protocol_version": PROTOCOL_VERSION,
-            "backend": {
-                "name": info.name,
-                "height": info.height,
-                "width": info.width,
-                "vfov_deg": info.vfov_deg,
-                "checkpoint": info.checkpoint,
-                "outputs": list(info.outputs),
-                "extra": info.extra,
-            },
+            "backend": self._backend_facts(),
             "keymap": KeyMap().to_dict(),
             "move_combos": list(MOVE_COMBOS),
             "look_combos": list(LOOK_COMBOS),
@@ -317,12 +412,18 @@ class SimulatorServer:
                 uptime_s=time.time() - self._started,
             ),
         }
+        if self.link is not None:
+            meta["server"]["worker_name"] = self.name
         self._reply(identity, Message(MsgType.REPLY, msg.request_id, meta))
 
     # -- batches and housekeeping ---------------------------------------------------------------------------
     def _generate(self, batch: list) -> None:
+        generation = self._generation
+
         def then(result: Any, error: BaseException | None) -> None:
             self.batcher.busy = False
+            if generation != self._generation:
+                return
             if error is not None:
                 log.warning("generate failed for a batch of %d request(s): %s", len(batch), error)
                 for p in batch:

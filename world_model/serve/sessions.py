@@ -30,13 +30,15 @@ class ClientState:
 class SessionTable:
     """Bookkeeping on the server's I/O thread; the backend worker maps handles to backend sessions."""
 
-    def __init__(self, max_sessions: int, idle_timeout_s: float, reply_cache_per_client: int) -> None:
+    def __init__(
+        self, max_sessions: int, idle_timeout_s: float, reply_cache_per_client: int, first_handle: int = 1
+    ) -> None:
         self.max_sessions = max_sessions
         self.idle_timeout_s = idle_timeout_s
         self.reply_cache_per_client = reply_cache_per_client
         self.clients: dict[bytes, ClientState] = {}
         self.n_sessions = 0
-        self._next_handle = 1
+        self._next_handle = first_handle  # a worker behind a broker numbers from the base it was given
         self._expired: OrderedDict[int, None] = OrderedDict()
 
     def seen(self, identity: bytes) -> ClientState:

@@ -78,8 +78,7 @@ class BackendWorker:
             self.done.put((job, result, error))
             os.write(self._wake_fd, b"x")
         try:
-            for handle in list(self._ids):
-                self._close_one(handle)
+            self.close_all()
             self.backend.shutdown()
         except Exception:
             log.exception("backend shutdown failed")
@@ -146,6 +145,10 @@ class BackendWorker:
         for h in handles:
             self._close_one(h)
         return Message(MsgType.REPLY, request_id, {"closed": handles})
+
+    def close_all(self) -> None:
+        for h in list(self._ids):
+            self._close_one(h)
 
     def step_batch(self, batch: list[PendingStep]) -> tuple[list[tuple[bytes, Message]], list[int]]:
         """Advance every session of every request in ``batch``: one ``generate`` call per horizon step (per

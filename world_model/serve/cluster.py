@@ -1,0 +1,141 @@
+"""A broker and N worker processes on this machine, over ``ipc://``: scale-out for tests, benchmarks, and
+trying it before spreading workers over hosts.
+
+    with LocalCluster(ClusterConfig(workers=2, backend="constant")) as cluster:
+        env = gymnasium.make("DreamX/Explore-v0", backend="constant", server=cluster.address)
+
+Every process gets ``parent_pid`` (it stops when this process dies) and is stopped by ``close()``; the
+socket folder is removed. Process ``i`` is the worker named ``worker{i}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from world_model.backends import DEFAULT_BACKEND
+
+
+@dataclass
+class ClusterConfig:
+    workers: int = 2
+    backend: str = DEFAULT_BACKEND
+    backend_kwargs: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, Any] = field(default_factory=dict)  # other ServerConfig fields for every worker
+    heartbeat_s: float = 0.5
+    heartbeat_timeout_s: float = 3.0
+    startup_timeout_s: float = 120.0
+
+
+class LocalCluster:
+    """Start the broker and workers; ``address`` is where clients connect."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.folder = tempfile.mkdtemp(prefix="dreamx-cluster-")
+        self.address = f"ipc://{self.folder}/clients.sock"
+        self.worker_address = f"ipc://{self.folder}/workers.sock"
+        self.broker: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self._closed = False
+        try:
+            self.broker = self._start(
+                "broker",
+                {
+                    "role": "broker",
+                    "address": self.address,
+                    "worker_address": self.worker_address,
+                    "heartbeat_s": config.heartbeat_s,
+                    "heartbeat_timeout_s": config.heartbeat_timeout_s,
+                },
+            )
+            for i in range(config.workers):
+                self.workers.append(self._start(f"worker{i}", self.worker_options(f"worker{i}")))
+            self.wait_for_workers(config.workers, config.startup_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    def worker_options(self, name: str) -> dict[str, Any]:
+        cfg = self.config
+        return dict(
+            cfg.server,
+            role="worker",
+            broker=self.worker_address,
+            worker_name=name,
+            backend=cfg.backend,
+            backend_kwargs=dict(cfg.backend_kwargs),
+        )
+
+    def _start(self, name: str, options: dict[str, Any]) -> subprocess.Popen:
+        options = dict(options, parent_pid=os.getpid())
+        with open(os.path.join(self.folder, f"{name}.log"), "wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "world_model.serve", "--json", json.dumps(options)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self, name: str, n: int = 4000) -> str:
+        """The last ``n`` bytes printed by ``broker`` or ``worker{i}``."""
+        try:
+            with open(os.path.join(self.folder, f"{name}.log"), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - n))
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_workers(self, n: int, timeout_s: float) -> None:
+        """Block until ``n`` workers are registered with the broker."""
+        from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient
+
+        deadline = time.monotonic() + timeout_s
+        with SimulatorClient(self.address, ClientConfig(timeout_s=1.0)) as client:
+            while True:
+                names = ["broker"] + [f"worker{i}" for i in range(len(self.workers))]
+                for name, proc in zip(names, [self.broker, *self.workers], strict=True):
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{self.log(name)}")
+                try:
+                    if client.ping(timeout_s=1.0)["workers"] >= n:
+                        return
+                except ServerUnavailable:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{n} workers did not register within {timeout_s:.0f} s")
+                time.sleep(0.05)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in [self.broker, *self.workers] if p is not None]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        procs = [p for p in [*self.workers, self.broker] if p is not None]
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
