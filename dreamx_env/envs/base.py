@@ -69,7 +69,7 @@ class DreamXEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
         self.core.rngs[0] = self.np_random  # scene seeds and task choices follow the env's seeded RNG
-        self.core.reset([0], [None])
+        self.core.reset([0], [None], [options])
         if self.render_mode == "human":
             self.render()
         return self.core.observation(0), self.core.info(0, {})
@@ -149,7 +149,7 @@ class DreamXVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             assert len(seeds) == self.num_envs, f"reset needs {self.num_envs} seeds, got {len(seeds)}"
-        self.core.reset(list(range(self.num_envs)), seeds)
+        self.core.reset(list(range(self.num_envs)), seeds, _per_env_options(options, self.num_envs))
         self._autoreset[:] = False
         self._steps[:] = 0
         infos = [self.core.info(i, {}) for i in range(self.num_envs)]
@@ -246,3 +246,17 @@ def _batch_infos(infos: list[dict]) -> dict[str, Any]:
                 arr[i] = v
         out[key], out["_" + key] = arr, mask
     return out
+
+
+def _per_env_options(options: dict | None, num_envs: int) -> list[dict]:
+    """A vector reset's ``options`` for each env: ``first_frame`` may be one image [H,W,3] for all or a batch
+    [N,H,W,3]; other options apply to every env."""
+    options = dict(options or {})
+    frames = options.pop("first_frame", None)
+    if frames is not None:
+        frames = np.asarray(frames)
+        frames = np.broadcast_to(frames, (num_envs, *frames.shape)) if frames.ndim == 3 else frames
+        if len(frames) != num_envs:
+            raise ValueError(f"first_frame: need one image or {num_envs} (one per env), got {len(frames)}")
+        return [{**options, "first_frame": frames[i]} for i in range(num_envs)]
+    return [options] * num_envs

@@ -85,6 +85,35 @@ class EnvConfig:
         return cfg, weights
 
 
+RESET_OPTIONS = {
+    "scene_seed": "int: the scene to open this episode (overrides the env's scene_seed)",
+    "first_frame": "uint8 [H, W, 3] at the env's resolution: start from this image (Explore)",
+}
+
+
+def check_reset_options(options: dict | None, resolution: tuple[int, int], task: Task) -> dict:
+    """``reset(options=...)`` checked: known keys, a first frame of the env's size; clear errors otherwise."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; options are {RESET_OPTIONS}")
+    seed = options.get("scene_seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"reset option scene_seed must be an int, got {seed!r}")
+    if options.get("first_frame") is not None:
+        image = np.asarray(options["first_frame"])
+        h, w = resolution
+        if image.shape != (h, w, 3) or image.dtype != np.uint8:
+            raise ValueError(
+                f"reset option first_frame must be uint8 [{h}, {w}, 3] (the env's resolution), "
+                f"got {image.dtype} {list(image.shape)}"
+            )
+        if not task.starts_from_images:
+            raise ValueError(f"the {task.name} task cannot start from an image: it has no goal or objects")
+        options["first_frame"] = image
+    return options
+
+
 class DreamXCore:
     """B sessions of one task on one simulator server."""
 
@@ -135,19 +164,24 @@ class DreamXCore:
         self.requests: list[dict[str, Any]] = [{} for _ in range(num_envs)]
 
     # -- episodes -------------------------------------------------------------------------------------------
-    def scene_spec(self, i: int, seed: int | None) -> SceneSpec:
+    def scene_spec(self, i: int, seed: int | None, options: dict | None = None) -> SceneSpec:
+        options = check_reset_options(options, self.config.resolution, self.task)
         if seed is not None:
             self.rngs[i] = np.random.default_rng(seed)
         rng = self.rngs[i]
         lo, hi = self.seed_range
-        scene_seed = (
-            self.config.scene_seed if self.config.scene_seed is not None else int(rng.integers(lo, hi))
-        )
+        scene_seed = options.get("scene_seed", self.config.scene_seed)
+        if scene_seed is None:
+            scene_seed = int(rng.integers(lo, hi))
         self.requests[i] = self.task.scene_request(rng)
-        return SceneSpec(scene_seed, **self.requests[i])
+        return SceneSpec(int(scene_seed), **self.requests[i], first_frame=options.get("first_frame"))
 
-    def reset(self, rows: list[int], seeds: list[int | None]) -> None:
-        specs = [self.scene_spec(i, s) for i, s in zip(rows, seeds, strict=True)]
+    def reset(
+        self, rows: list[int], seeds: list[int | None], options: list[dict | None] | None = None
+    ) -> None:
+        """Start new episodes in ``rows``; ``options[j]`` are ``reset(options=...)`` (``RESET_OPTIONS``)."""
+        options = options or [None] * len(rows)
+        specs = [self.scene_spec(i, s, o) for i, s, o in zip(rows, seeds, options, strict=True)]
         t0 = time.perf_counter()
         if self.sessions is None:
             assert rows == list(range(self.num_envs)), "the first reset opens every env"

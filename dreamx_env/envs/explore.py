@@ -59,7 +59,9 @@ class ExploreEnv(DreamXEnv):
     The scene's start pose in the scene ``scene_seed``, or, when ``scene_seed=None``, in a training scene
     drawn from the reset seed in ``scene_seed_range`` (default: the scenes the learned backend ships start
     views for, ``[0, 256)``, so it needs no MuJoCo; ``[0, 100000)`` on other backends; never the validation
-    scenes 100000-199999).
+    scenes 100000-199999). ``reset(options={"scene_seed": 7})`` opens one scene for this episode;
+    ``reset(options={"first_frame": image})`` (uint8, the env's resolution) starts the learned simulator from
+    your own picture, at the origin looking along +x (the vector env takes one image or one per env).
 
     ## Episode End
 

@@ -52,6 +52,7 @@ def target_mask(frame: Frame, targets: list[dict], rivals: list[dict], intr: Int
 
 class FindObjectTask(Task):
     name = "find_object"
+    starts_from_images = False  # a user image has no known goal views or objects
     needs = ("rgb", "semantic", "depth")
     default_reward = RewardConfig(progress=5.0, success=10.0, step=-0.01)
 

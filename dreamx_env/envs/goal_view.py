@@ -23,6 +23,7 @@ class GoalViewConfig:
 
 class GoalViewTask(Task):
     name = "goal_view"
+    starts_from_images = False  # a user image has no known goal views or objects
     default_reward = RewardConfig(progress=1.0, success=10.0, step=-0.01)
 
     def observation_spaces(self) -> dict[str, spaces.Space]:

@@ -75,6 +75,7 @@ class Task:
     ``EpisodeState.task`` object they return from :meth:`begin`, so episodes can be forked for planning."""
 
     name = "task"
+    starts_from_images = True  # reset(options={"first_frame": image}) makes sense (no goal or object to find)
     needs: tuple[str, ...] = ("rgb",)  # server outputs the task reads
     default_reward = RewardConfig()
 

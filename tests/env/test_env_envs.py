@@ -142,3 +142,21 @@ def test_shared_server_resolution_must_match(make):
 def test_unknown_keyword_is_refused(make):
     with pytest.raises(TypeError, match="unknown keyword argument"):
         make("DreamX/Explore-v0", colour="red")
+
+
+def test_reset_options_pick_a_scene_and_are_checked(make):
+    env = make("DreamX/Explore-v0")
+    assert env.reset(seed=0, options={"scene_seed": 42})[1]["scene_seed"] == 42
+    assert env.reset(seed=0)[1]["scene_seed"] != 42 or env.reset(seed=1)[1]["scene_seed"] != 42
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['seed'\]"):
+        env.reset(options={"seed": 3})
+    with pytest.raises(ValueError, match=r"first_frame must be uint8 \[64, 64, 3\]"):
+        env.reset(options={"first_frame": np.zeros((32, 32, 3), np.uint8)})
+    goal = make("DreamX/GoalView-v0")
+    with pytest.raises(ValueError, match="goal_view task cannot start from an image"):
+        goal.reset(options={"first_frame": np.zeros((64, 64, 3), np.uint8)})
+    vec = make("DreamX/Explore-v0", vector=2)
+    with pytest.raises(ValueError, match="need one image or 2"):
+        vec.reset(options={"first_frame": np.zeros((3, 64, 64, 3), np.uint8)})
+    _, infos = vec.reset(seed=0, options={"scene_seed": 7})
+    assert list(infos["scene_seed"]) == [7, 7]

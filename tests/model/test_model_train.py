@@ -52,6 +52,17 @@ def test_memories_follow_the_recorded_events(tiny_dataset):
     assert ex.state is states[-1]
 
 
+def test_event_rows_are_drawn_just_after_an_event(tiny_dataset, tmp_path):
+    from dataclasses import replace
+
+    trainer = Trainer(replace(_config(tiny_dataset, tmp_path, steps=1), event_prob=1.0, batch_size=8))
+    events = {(int(n), int(t)) for n, t in trainer.event_frames}
+    assert events and all(n in trainer.train_rows for n, _ in events)  # never the held-out seed
+    for e in trainer.batch():
+        n, t = e.key
+        assert any(n == en and 0 <= t - et < 8 for en, et in events), (n, t)
+
+
 def test_validation_seeds_and_unknown_options_are_refused(tiny_dataset, tmp_path):
     store = TrajectoryStore(tiny_dataset, progress=False)
     store.seed = store.seed + 100_000

@@ -50,6 +50,7 @@ class TrainConfig:
     first_frame_prob: float = 0.1  # rows that encode a given frame (predict its depth and semantics)
     self_context_prob: float = 0.3  # rows whose latest memory is the model's own prediction (exposure bias)
     refine_prob: float = 0.25  # rows trained as the second sampler step, refining a first-step output
+    event_prob: float = 0.0  # rows drawn from the 8 frames after an event (memories from before it)
     unseen_weight: float = 3.0  # extra colour-loss weight on pixels no memory covers (what must be imagined)
     aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
     aux_weight_end: float = 0.2
@@ -83,6 +84,8 @@ class Trainer:
         held = seeds[-cfg.holdout_seeds :] if 0 < cfg.holdout_seeds < len(seeds) else seeds[:0]
         self.train_rows = np.flatnonzero(~np.isin(self.store.seed, held))
         self.holdout_rows = np.flatnonzero(np.isin(self.store.seed, held))
+        train = np.isin(np.arange(len(self.store)), self.train_rows)
+        self.event_frames = np.argwhere((self.store.events != "") & train[:, None])  # (row, frame) pairs
         self.net = WorldNet(tuple(cfg.widths)).to(self.device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
@@ -113,6 +116,11 @@ class Trainer:
         cfg, rng, store = self.cfg, self.rng, self.store
         rows = rng.choice(self.train_rows, cfg.batch_size)
         ts = rng.integers(1, store.frames, cfg.batch_size)
+        near = (rng.random(cfg.batch_size) < cfg.event_prob) & (len(self.event_frames) > 0)
+        if near.any():  # events are rare in the data: the first frames after one teach the change
+            picked = self.event_frames[rng.integers(0, max(len(self.event_frames), 1), int(near.sum()))]
+            rows[near] = picked[:, 0]
+            ts[near] = np.clip(picked[:, 1] + rng.integers(0, 8, len(picked)), 1, store.frames - 1)
         examples = [store.example(int(n), int(t), rng, cfg.memory_k) for n, t in zip(rows, ts, strict=True)]
         own = [i for i, e in enumerate(examples) if e.key[1] >= 2 and rng.random() < cfg.self_context_prob]
         if own:  # the latest memory becomes the model's own prediction of it
