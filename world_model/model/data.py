@@ -48,7 +48,7 @@ def _bounds(seed: int) -> tuple[float, float, float, float]:
 
 def to_unit(rgb: np.ndarray) -> torch.Tensor:
     """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in [-1, 1]."""
-    return torch.as_tensor(np.asarray(rgb, np.float32)).movedim(-1, -3) / 127.5 - 1.0  # (a copy: read-only ok)
+    return torch.as_tensor(np.asarray(rgb, np.float32)).movedim(-1, -3) / 127.5 - 1.0
 
 
 class TrajectoryStore:
