@@ -4,7 +4,8 @@
     dreamx-bench-model --batch 1 64 --sampler-steps 2
 
 Sessions start from banked seeds and walk forward while turning, so memory retrieval and warping do their
-real work. Prints frames/s (all sessions together) and milliseconds per generate call.
+real work. Prints frames/s (all sessions together) and milliseconds per generate call (mean, median, p95).
+``dreamx-bench`` runs the same measurement next to the env path and a DIAMOND-size yardstick.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 
 import numpy as np
 import torch
 
+from world_model.bench.timing import time_calls
 from world_model.model.learned import DEFAULT_WEIGHTS, LearnedConfig, LearnedWorldModel
 
 
@@ -31,21 +32,21 @@ def walk(batch: int, k: int) -> np.ndarray:
 
 
 def bench(model: LearnedWorldModel, batch: int, chunk: int, seconds: float) -> dict:
+    """Frames/s of ``generate`` calls of ``chunk`` frames for ``batch`` sessions, and milliseconds per
+    call (mean, median, 95th percentile), over ``seconds`` after one warm-up call."""
     sids = [model.open(s % 256)[0] for s in range(batch)]
     rel = walk(batch, chunk)
-    model.generate(sids, rel, [[] for _ in sids])  # warm-up
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        model.generate(sids, rel, [[] for _ in sids])
-        calls += 1
-    elapsed = time.perf_counter() - started
-    for sid in sids:
-        model.close(sid)
+    try:
+        times = time_calls(lambda: model.generate(sids, rel, [[] for _ in sids]), seconds)
+    finally:
+        for sid in sids:
+            model.close(sid)
+    stats = times.summary()
     return {
         "batch": batch,
         "chunk": chunk,
-        "frames_per_s": calls * chunk * batch / elapsed,
-        "ms_per_call": 1000 * elapsed / calls,
+        "frames_per_s": stats["calls"] * chunk * batch / times.elapsed_s,
+        **stats,
     }
 
 
@@ -60,12 +61,15 @@ def main() -> None:
     args = p.parse_args()
     model = LearnedWorldModel(LearnedConfig(weights=args.weights, sampler_steps=args.sampler_steps))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {model.checkpoint}")
-    print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9}")
+    print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []
     for b in args.batch:
         r = bench(model, b, args.chunk, args.seconds)
         rows.append(r)
-        print(f"{r['batch']:>5} {r['chunk']:>5} {r['frames_per_s']:>10.1f} {r['ms_per_call']:>9.1f}")
+        print(
+            f"{r['batch']:>5} {r['chunk']:>5} {r['frames_per_s']:>10.1f} {r['ms_per_call']:>9.1f}"
+            f" {r['median_ms']:>8.1f} {r['p95_ms']:>8.1f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

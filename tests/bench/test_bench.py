@@ -1,0 +1,63 @@
+"""dreamx-bench: a tiny run (batch 1 and 2, 0.2 s per point) reports every section and draws the plot; the
+yardstick is DIAMOND-size; WorldNet's FLOP count grows with the batch and the pixels."""
+
+import json
+
+import pytest
+import torch
+
+from world_model.bench.cli import main
+from world_model.bench.diamond_ref import DiamondRefUNet, sample_next_frame
+from world_model.bench.flops import worldnet_flops
+from world_model.model.network import WorldNet
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--batch-sizes", "1", "2", "--seconds", "0.2", "--frames-per-step", "1", "--matmul-size", "512"]
+    main([*argv, "--no-cuda", "--out", str(out)])
+    return out
+
+
+def test_report_has_every_section_with_positive_figures(out):
+    results = json.loads((out / "bench.json").read_text())
+    assert results["machine"]["cpu_model"] and results["machine"]["torch_threads"] >= 1
+    assert results["peak"]["cpu"]["gflops"] > 0
+    assert results["learned"]["flops_per_frame"] > 0 and results["yardstick"]["flops_per_frame"] > 0
+    sections = {
+        "learned": results["learned"]["points"],
+        "env": results["env"]["points"]["learned"],
+        "yardstick": results["yardstick"]["points"]["cpu"],
+    }
+    for name, points in sections.items():
+        assert [p["batch"] for p in points] == [1, 2], name
+        for p in points:
+            for key in ("frames_per_s", "ms_per_call", "gflops", "share_of_peak"):
+                assert p[key] > 0, (name, key, p)
+    for p in sections["learned"] + sections["yardstick"]:
+        assert 0 < p["median_ms"] <= p["p95_ms"]
+    assert [r["batch"] for r in results["ratios"]] == [1, 2]
+    for r, learned, env, yardstick in zip(results["ratios"], *sections.values(), strict=True):
+        assert r["alone/yardstick"] == pytest.approx(learned["frames_per_s"] / yardstick["frames_per_s"])
+        assert r["env:learned/yardstick"] == pytest.approx(env["frames_per_s"] / yardstick["frames_per_s"])
+
+
+def test_report_plot_is_a_png(out):
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_yardstick_is_diamond_size():
+    net = DiamondRefUNet()
+    params = sum(p.numel() for p in net.parameters())
+    assert abs(params - 4.4e6) <= 0.3e6, f"{params / 1e6:.2f} M parameters, DIAMOND's Atari model has 4.4 M"
+    frame = sample_next_frame(net, torch.zeros(2, 12, 64, 64), torch.zeros(2, 4, dtype=torch.long), steps=1)
+    assert frame.shape == (2, 3, 64, 64) and torch.isfinite(frame).all()
+
+
+def test_worldnet_flops_scale_with_batch_and_pixels():
+    net = WorldNet()
+    one = worldnet_flops(net, 1, 32, 32)
+    assert one > 0
+    assert worldnet_flops(net, 3, 32, 32) == 3 * one
+    assert worldnet_flops(net, 1, 64, 64) == pytest.approx(4 * one, rel=0.01)

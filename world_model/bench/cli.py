@@ -1,0 +1,159 @@
+"""``dreamx-bench``: frames/s of the learned world model, alone and behind the env + server, against the
+machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
+
+    dreamx-bench                                                  # batch 1, 8, 32, 128; 3 s per point
+    dreamx-bench --batch-sizes 1 8 32 --seconds 2 --out bench_out  # + bench_out/bench.json, bench.png
+    dreamx-bench --backends learned oracle --no-cuda
+
+At each batch size B it measures:
+  learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
+                 call (as dreamx-bench-model): frames/s, ms per call (mean, median, p95)
+  env + server   a B-env DreamX/Explore-v0 vector env -> client -> server -> backend (as dreamx-bench-serve):
+                 frames/s = env-steps/s x frames per step, ms per vector step
+  yardstick      a randomly initialised DIAMOND-size diffusion UNet (about 4.4 M parameters, 64x64, 3 Euler
+                 denoising passes per frame; world_model.bench.diamond_ref), one next frame per call. A
+                 speed yardstick only: its frames are noise.
+GFLOP/s counts each network's convolutions and matmuls (torch's FlopCounterMode; the learned backend's
+warping and splatting are not counted); % peak divides it by the best fp32 matmul rate measured on the
+same device with the same threads. The learned backend runs on the CPU (it has no device option), so the
+model/yardstick ratios use the yardstick on the CPU; with CUDA available the yardstick and the peak are
+also measured there. Benchmarks, not tests: the figures depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from world_model.bench.flops import matmul_peak
+from world_model.bench.machine import describe_machine
+from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
+from world_model.bench.report import plot_frames_per_s, ratio_lines
+from world_model.model.learned import LearnedConfig
+
+# large enough to run near the peak, small enough to take well under a second per matmul
+MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="dreamx-bench",
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--batch-sizes",
+        nargs="+",
+        type=int,
+        default=[1, 8, 32, 128],
+        metavar="B",
+        help="sessions per call / number of envs / yardstick batch (default: 1 8 32 128)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="measurement time per point, after one warm-up call (default: 3)",
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["learned"],
+        help="backends for the env + server path: learned | oracle | constant | constant-flat "
+        "(default: learned)",
+    )
+    p.add_argument(
+        "--frames-per-step",
+        type=int,
+        default=4,
+        help="frames per generate call and per env step (default: 4)",
+    )
+    p.add_argument("--denoising-steps", type=int, default=3, help="yardstick passes per frame (default: 3)")
+    p.add_argument(
+        "--matmul-size",
+        type=int,
+        default=None,
+        help="side of the square fp32 matmul for the peak (default: 2048 on CPU, 8192 on CUDA)",
+    )
+    p.add_argument("--no-cuda", action="store_true", help="measure the yardstick and peak on the CPU only")
+    p.add_argument(
+        "--out", metavar="DIR", help="write DIR/bench.json (machine, settings, figures) and DIR/bench.png"
+    )
+    args = p.parse_args(argv)
+    if min(args.batch_sizes) < 1 or args.seconds <= 0 or args.frames_per_step < 1 or args.denoising_steps < 1:
+        p.error("--batch-sizes, --frames-per-step and --denoising-steps must be >= 1, --seconds > 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement of ``dreamx-bench`` (``args`` from ``parse_args``), printed as it goes; returns
+    what ``--out`` writes to ``bench.json``."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.no_cuda else [])
+    machine = describe_machine()
+    print(", ".join(f"{k} {v}" for k, v in machine.items() if v is not None))
+    peak = {d: matmul_peak(d, args.matmul_size or MATMUL_SIZE[d], args.seconds) for d in devices}
+    print("fp32 matmul peak: " + ", ".join(f"{d} {p['gflops']:.1f} GFLOP/s" for d, p in peak.items()))
+    config = LearnedConfig()
+    cpu_peak, chunk = peak["cpu"]["gflops"], args.frames_per_step
+    learned = measure_learned(args.batch_sizes, chunk, args.seconds, cpu_peak, config)
+    env = measure_env(
+        args.backends,
+        args.batch_sizes,
+        chunk,
+        args.seconds,
+        config.height,
+        learned["flops_per_frame"],
+        cpu_peak,
+    )
+    yardstick = measure_yardstick(
+        args.batch_sizes,
+        devices,
+        args.seconds,
+        args.denoising_steps,
+        config.height,
+        {d: p["gflops"] for d, p in peak.items()},
+    )
+    columns = {"alone/yardstick": learned["points"]}
+    columns |= {f"env:{k}/yardstick": v for k, v in env["points"].items()}
+    ratios = frame_rate_ratios(columns, yardstick["points"]["cpu"])
+    print("\nframes/s ratio, model / yardstick (both on the CPU):")
+    print("\n".join(ratio_lines(ratios)))
+    results = {
+        "machine": machine,
+        "settings": {**vars(args), "devices": devices},
+        "peak": peak,
+        "learned": learned,
+        "env": env,
+        "yardstick": yardstick,
+        "ratios": ratios,
+    }
+    if args.out:
+        write_outputs(results, Path(args.out))
+    return results
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    """``out/bench.json`` (``results``) and ``out/bench.png`` (frames/s against batch size, log-log)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    series = {"learned backend alone (cpu)": results["learned"]["points"]}
+    series |= {f"env + server, {k} (cpu)": v for k, v in results["env"]["points"].items()}
+    series |= {f"DIAMOND-size yardstick ({d})": v for d, v in results["yardstick"]["points"].items()}
+    m = results["machine"]
+    title = f"{m['cpu_model']}, torch threads: {m['torch_threads']}" + (
+        f", {m['cuda_device']}" if "cuda" in results["yardstick"]["points"] else ""
+    )
+    plot_frames_per_s(series, out / "bench.png", title)
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

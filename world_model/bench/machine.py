@@ -1,0 +1,33 @@
+"""What the figures were measured on: CPU model, threads, torch version, CUDA device."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def cpu_model() -> str:
+    """The ``model name`` line of ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_machine() -> dict[str, Any]:
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+    }

@@ -1,0 +1,153 @@
+"""The three measurements of ``dreamx-bench``, each a section of its report: the learned backend alone,
+the env + server path, the DIAMOND-size yardstick. Each prints one table line per point as it goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from world_model.bench.diamond_ref import DiamondRefConfig, DiamondRefUNet, sample_next_frame
+from world_model.bench.flops import forward_flops, worldnet_flops
+from world_model.bench.report import HEADER, point_line
+from world_model.bench.timing import synchronizer, time_calls
+from world_model.model.bench import bench as bench_learned
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.serve.bench import bench_env
+
+YARDSTICK_NOTE = "randomly initialised DIAMOND-size UNet: a speed yardstick only, its frames are noise"
+
+
+def with_flops(point: dict[str, Any], flops_per_frame: float, peak_gflops: float) -> dict[str, Any]:
+    """``point`` plus ``gflops`` (achieved by its frames/s) and ``share_of_peak`` (of ``peak_gflops``)."""
+    gflops = point["frames_per_s"] * flops_per_frame / 1e9
+    return dict(point, gflops=gflops, share_of_peak=gflops / peak_gflops)
+
+
+def measure_learned(
+    batch_sizes: list[int], chunk: int, seconds: float, peak_gflops: float, config: LearnedConfig
+) -> dict[str, Any]:
+    """``LearnedWorldModel.generate`` of ``chunk`` frames for each batch of sessions (on the CPU)."""
+    model = LearnedWorldModel(config)
+    cfg = model.config
+    flops = worldnet_flops(model.net, 1, cfg.height, cfg.width) * cfg.sampler_steps
+    print(f"learned backend: {flops / 1e9:.3f} GFLOP per frame, one call = {chunk} frame(s) per session")
+    print(HEADER)
+    points = []
+    for b in batch_sizes:
+        point = dict(bench_learned(model, b, chunk, seconds), device="cpu")
+        points.append(with_flops(point, flops, peak_gflops))
+        print(point_line("learned backend alone", points[-1]), flush=True)
+    model.shutdown()
+    return {
+        "device": "cpu",
+        "weights": model.checkpoint,
+        "sampler_steps": cfg.sampler_steps,
+        "resolution": [cfg.height, cfg.width],
+        "flops_per_frame": flops,
+        "frames_per_call": chunk,
+        "points": points,
+    }
+
+
+def measure_env(
+    backends: list[str],
+    batch_sizes: list[int],
+    chunk: int,
+    seconds: float,
+    resolution: int,
+    learned_flops: float,
+    peak_gflops: float,
+) -> dict[str, Any]:
+    """``dreamx-bench-serve``'s env path with as many envs as each batch size; frames/s = env-steps/s x
+    ``chunk`` (frames per step). A backend that fails is reported and left out."""
+    print(f"env + server path: frames/s = env-steps/s x {chunk} frame(s) per step; ms/call = per vector step")
+    print(HEADER)
+    points: dict[str, list[dict[str, Any]]] = {}
+    for backend in backends:
+        points[backend] = []
+        for n in batch_sizes:
+            label = f"env + server, {backend}"
+            try:
+                r = bench_env(backend, n, seconds, resolution, chunk)
+            except Exception as exc:  # e.g. a backend that is not installed: the other figures still count
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                print(f"{label:<28} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)
+                continue
+            rate, ms = r["env_steps_per_s"] * chunk, r["ms_per_vector_step"]
+            point = dict(r, device="cpu", batch=n, frames_per_s=rate, ms_per_call=ms)
+            if backend == "learned":
+                point = with_flops(point, learned_flops, peak_gflops)
+            points[backend].append(point)
+            print(point_line(label, point), flush=True)
+    return {"frames_per_step": chunk, "points": points}
+
+
+def bench_yardstick(net: DiamondRefUNet, batch: int, seconds: float, steps: int, size: int) -> dict[str, Any]:
+    """Frames/s of ``sample_next_frame`` for ``batch`` sessions at ``size`` x ``size`` (one frame per call,
+    ``steps`` network passes), on the device ``net`` is on."""
+    cfg, dev = net.cfg, next(net.parameters()).device
+    gen = torch.Generator().manual_seed(0)
+    past = torch.rand(batch, cfg.num_steps_conditioning * cfg.img_channels, size, size, generator=gen)
+    past = (2 * past - 1).to(dev)
+    actions = torch.randint(0, cfg.num_actions, (batch, cfg.num_steps_conditioning), generator=gen).to(dev)
+    times = time_calls(lambda: sample_next_frame(net, past, actions, steps), seconds, synchronizer(dev))
+    stats = times.summary()
+    return {
+        "device": dev.type,
+        "batch": batch,
+        "frames_per_s": stats["calls"] * batch / times.elapsed_s,
+        **stats,
+    }
+
+
+def measure_yardstick(
+    batch_sizes: list[int], devices: list[str], seconds: float, steps: int, size: int, peaks: dict[str, float]
+) -> dict[str, Any]:
+    """The DIAMOND-size yardstick at each batch size on each device; ``peaks``: device -> GFLOP/s."""
+    net = DiamondRefUNet(DiamondRefConfig()).eval()
+    params = sum(p.numel() for p in net.parameters())
+    c, t = net.cfg.img_channels, net.cfg.num_steps_conditioning
+    one = (
+        torch.zeros(1, c, size, size),
+        torch.zeros(1),
+        torch.zeros(1, t * c, size, size),
+        torch.zeros(1, t).long(),
+    )
+    flops = forward_flops(net, *one) * steps
+    print(
+        f"yardstick: {params / 1e6:.2f} M parameters, {flops / 1e9:.3f} GFLOP per frame ({steps} passes), "
+        f"one call = 1 frame per session; {YARDSTICK_NOTE}"
+    )
+    print(HEADER)
+    points: dict[str, list[dict[str, Any]]] = {}
+    for dev in devices:
+        net.to(dev)
+        points[dev] = []
+        for b in batch_sizes:
+            points[dev].append(with_flops(bench_yardstick(net, b, seconds, steps, size), flops, peaks[dev]))
+            print(point_line("DIAMOND-size yardstick", points[dev][-1]), flush=True)
+    return {
+        "params": params,
+        "resolution": [size, size],
+        "denoising_steps": steps,
+        "flops_per_frame": flops,
+        "frames_per_call": 1,
+        "note": YARDSTICK_NOTE,
+        "points": points,
+    }
+
+
+def frame_rate_ratios(
+    columns: dict[str, list[dict[str, Any]]], yardstick: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per batch size of ``yardstick``: each column's frames/s over the yardstick's (None where missing)."""
+    rates = {name: {p["batch"]: p["frames_per_s"] for p in points} for name, points in columns.items()}
+    return [
+        {"batch": y["batch"]}
+        | {
+            name: (col[y["batch"]] / y["frames_per_s"] if y["batch"] in col else None)
+            for name, col in rates.items()
+        }
+        for y in yardstick
+    ]
