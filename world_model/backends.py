@@ -8,9 +8,9 @@ from typing import Any
 
 from world_model.backend import WorldModel
 
-# The backend used when nobody says otherwise (env, server, CLI, launcher). It flips to "learned" when the
-# learned world model ships (issue 4); change it here and nowhere else.
-DEFAULT_BACKEND = "oracle"
+# The backend used when nobody says otherwise (env, server, CLI, launcher): the shipped learned simulator.
+# Change it here and nowhere else.
+DEFAULT_BACKEND = "learned"
 
 # name -> (module, class, config class); imported lazily so that "constant" never loads MuJoCo or torch.
 _REGISTRY: dict[str, tuple[str, str, str]] = {

@@ -295,7 +295,7 @@ def main() -> None:
     report["revisit"], shown = revisit(model, seeds, render, args.chunk, rev_frames)
     report["events"] = events(model, seeds[: args.event_seeds], render, args.chunk)
     report["seconds"] = time.time() - started
-    write_report(report, rollouts[:4] + shown, args.out)
+    write_report(report, rollouts[:2] + shown, args.out)  # two fidelity rollouts, one per revisit protocol
     print(json.dumps({k: report[k] for k in ("fidelity", "camera_control")}, indent=1))
     print(f"wrote {args.out}/report.json, report.md, plots and side_by_side.gif")
 

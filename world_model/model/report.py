@@ -97,7 +97,7 @@ def _plots(report: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def _video(rollouts: list, out: Path, scale: int = 3) -> None:
+def _video(rollouts: list, out: Path, scale: int = 2) -> None:
     from PIL import Image
 
     frames = []

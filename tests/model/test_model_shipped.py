@@ -1,0 +1,83 @@
+"""The shipped learned simulator: loads, is the default backend, follows events and revisits."""
+
+import numpy as np
+import pytest
+
+from world_model.backends import DEFAULT_BACKEND
+from world_model.events import parse_prompt
+from world_model.model.learned import DEFAULT_WEIGHTS, LearnedConfig, LearnedWorldModel
+
+from .helpers import straight_poses, turning_poses
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return LearnedWorldModel(LearnedConfig())
+
+
+def test_shipped_weights_are_small_safetensors_and_the_default_backend(shipped):
+    assert DEFAULT_BACKEND == "learned"
+    assert DEFAULT_WEIGHTS.stat().st_size <= 50 * 2**20
+    assert shipped.header["format"] == "dreamx-worldnet" and int(shipped.header["step"]) > 0
+    assert "dreamx-train" in shipped.header["command"]
+
+
+def _both(model, sessions, rel, events=None):
+    return model.generate(sessions, np.repeat(rel, len(sessions), 0), events or [[] for _ in sessions])
+
+
+@pytest.mark.parametrize("seed", [12, 20])
+def test_lights_off_darkens_the_view_and_stays_dark_after_looking_away(shipped, seed):
+    sid, first, _ = shipped.open(seed)
+    lit = shipped.fork(sid)  # the same session without the event
+    dark, same = _both(shipped, [sid, lit], straight_poses(4, 0.0), [parse_prompt("turn the lights off"), []])
+    assert dark.rgb[-1].mean() < 0.9 * same.rgb[-1].mean()
+    for _ in range(6):  # look away and back
+        _both(shipped, [sid, lit], turning_poses(4, 15.0))
+        _both(shipped, [sid, lit], turning_poses(4, -15.0))
+    dark, same = _both(shipped, [sid, lit], straight_poses(4, 0.0))
+    assert dark.rgb[-1].mean() < 0.85 * same.rgb[-1].mean()
+
+
+@pytest.mark.parametrize("seed", [12, 20])
+def test_coming_back_looks_like_the_first_visit(shipped, seed):
+    sid, first, _ = shipped.open(seed)
+    for _ in range(8):  # turn 320 degrees away ...
+        away = shipped.generate([sid], turning_poses(4, 10.0), [[]])[0]
+    for _ in range(8):  # ... and back
+        back = shipped.generate([sid], turning_poses(4, -10.0), [[]])[0]
+
+    def error(frame):
+        return np.abs(frame.astype(np.float32) - first.rgb[0].astype(np.float32)).mean()
+
+    assert error(back.rgb[-1]) < 0.6 * error(away.rgb[-1])
+
+
+def test_an_episode_starts_from_a_user_image():
+    from dreamx_env.envs.explore import ExploreEnv
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:32], image[32:] = (120, 160, 220), (90, 140, 60)  # sky over grass
+    env = ExploreEnv(server="thread")
+    try:
+        obs, _ = env.reset(seed=0, options={"first_frame": image})
+        assert np.array_equal(obs, image)
+        for _ in range(3):
+            obs, *_ = env.step(np.array([1, 1, 0]))  # W + J, walk and turn: the sky stays above the grass
+        assert obs[:16, :, 2].mean() > obs[-16:, :, 2].mean() + 60
+        assert obs[-16:, :, 1].mean() > obs[-16:, :, 2].mean() + 30
+    finally:
+        env.close()
+
+
+def test_the_env_runs_the_learned_simulator_by_default():
+    from dreamx_env.envs.explore import ExploreEnv
+
+    env = ExploreEnv(server="thread")
+    try:
+        obs, info = env.reset(seed=3)
+        obs2, *_ = env.step(np.array([1, 0, 0]))
+        assert obs.shape == (64, 64, 3) and env.unwrapped.core.backend_name == "learned"
+        assert info["scene_seed"] < 256 and not np.array_equal(obs, obs2)
+    finally:
+        env.close()
