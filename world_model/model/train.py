@@ -116,9 +116,11 @@ class Trainer:
         cfg, rng, store = self.cfg, self.rng, self.store
         rows = rng.choice(self.train_rows, cfg.batch_size)
         ts = rng.integers(1, store.frames, cfg.batch_size)
-        near = (rng.random(cfg.batch_size) < cfg.event_prob) & (len(self.event_frames) > 0)
-        if near.any():  # events are rare in the data: the first frames after one teach the change
-            picked = self.event_frames[rng.integers(0, max(len(self.event_frames), 1), int(near.sum()))]
+        # events are rare in the data: the first frames after one teach the change (no draws at
+        # event_prob=0, so runs without it reproduce)
+        near = rng.random(cfg.batch_size) < cfg.event_prob if cfg.event_prob > 0 else np.zeros(0, bool)
+        if near.any() and len(self.event_frames):
+            picked = self.event_frames[rng.integers(0, len(self.event_frames), int(near.sum()))]
             rows[near] = picked[:, 0]
             ts[near] = np.clip(picked[:, 1] + rng.integers(0, 8, len(picked)), 1, store.frames - 1)
         examples = [store.example(int(n), int(t), rng, cfg.memory_k) for n, t in zip(rows, ts, strict=True)]
