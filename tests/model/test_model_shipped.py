@@ -81,3 +81,13 @@ def test_the_env_runs_the_learned_simulator_by_default():
         assert info["scene_seed"] < 256 and not np.array_equal(obs, obs2)
     finally:
         env.close()
+
+
+def test_bf16_draws_nearly_the_same_frames(shipped):
+    fast = LearnedWorldModel(LearnedConfig(precision="bf16"))
+    a, b = shipped.open(12)[0], fast.open(12)[0]
+    (x,), (y,) = shipped.generate([a], straight_poses(4), [[]]), fast.generate([b], straight_poses(4), [[]])
+    diff = np.abs(x.rgb.astype(np.float32) - y.rgb.astype(np.float32))
+    assert x.rgb.shape == y.rgb.shape and 0 < diff.mean() < 3.0
+    with pytest.raises(ValueError, match="precision must be one of"):
+        LearnedWorldModel(LearnedConfig(precision="fp16"))
