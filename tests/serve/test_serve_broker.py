@@ -255,6 +255,9 @@ def test_a_worker_with_another_backend_is_refused(tmp_path, threads):
     broker = Broker(cfg)
     threads(broker)
     threads(SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=ConstantWorldModel()))
+    deadline = time.monotonic() + 10.0
+    while not broker.workers and time.monotonic() < deadline:  # the 64x64 worker registers first
+        time.sleep(0.02)
     small = ConstantWorldModel(ConstantConfig(height=32, width=32))
     thread, errors = threads(SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=small))
     thread.join(5)
