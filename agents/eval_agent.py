@@ -14,7 +14,6 @@ SB3 .zip files contain pickled Python objects: this loads trusted local files on
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -31,8 +30,7 @@ from agents.policies import (
     resolve_env_id,
     run_episodes,
 )
-
-VALIDATION_SEEDS = (100_000, 200_000)  # design §6: never trained on
+from world_model.options import check_options
 
 
 @dataclass
@@ -54,10 +52,7 @@ class EvalConfig:
 
 
 def eval_config(values: dict[str, Any]) -> EvalConfig:
-    known = {f.name for f in dataclasses.fields(EvalConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown dreamx-eval-agent option(s) {unknown}; options are {sorted(known)}")
+    check_options(values, EvalConfig, "dreamx-eval-agent")
     cfg = EvalConfig(**values)
     if not cfg.policy:
         raise ValueError("say which policy to evaluate: policy=outputs/agents/<run>/policy.zip")
@@ -72,7 +67,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Load ``cfg.policy``, play ``cfg.episodes`` episodes, write the JSON report; returns it."""
     from tqdm import tqdm
 
-    from dreamx_env.envs.core import TRAIN_SEEDS
+    from dreamx_env.envs.core import TRAIN_SEEDS, VALIDATION_SEEDS
     from dreamx_env.sb3 import make_sb3_env
 
     model, card = load_policy(cfg.policy, cfg.algo)

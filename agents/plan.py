@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from agents.planners import PLANNERS, PlannerConfig, make_planner
+from world_model.options import check_options
 
 
 @dataclass
@@ -58,10 +59,7 @@ class PlanConfig:
 
 def plan_config(values: dict[str, Any]) -> PlanConfig:
     """A ``PlanConfig`` from plain values (a Hydra config), with a clear error for unknown keys."""
-    known = {f.name for f in dataclasses.fields(PlanConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown dreamx-plan option(s) {unknown}; options are {sorted(known)}")
+    check_options(values, PlanConfig, "dreamx-plan")
     cfg = PlanConfig(**values)
     if cfg.planner not in PLANNERS:
         raise ValueError(f"planner must be one of {PLANNERS}, got {cfg.planner!r}")

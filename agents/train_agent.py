@@ -32,6 +32,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from agents.policies import ALGOS, PolicyCard, has_success, resolve_env_id, run_episodes
+from world_model.options import check_options
 
 
 class SuccessInfo(VecEnvWrapper):
@@ -84,11 +85,8 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
     """A ``TrainConfig`` from plain values (a Hydra config), with clear errors for unknown keys."""
     values = dict(values)
     agent = dict(values.pop("agent", {}) or {})
-    for name, cls, given in (("", TrainConfig, values), ("agent.", AgentConfig, agent)):
-        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            known = sorted(f"{name}{f.name}" for f in dataclasses.fields(cls))
-            raise ValueError(f"unknown dreamx-train-agent option(s) {unknown}; options are {known}")
+    check_options(values, TrainConfig, "dreamx-train-agent")
+    check_options(agent, AgentConfig, "dreamx-train-agent", prefix="agent.")
     cfg = TrainConfig(agent=AgentConfig(**agent), **values)
     if cfg.agent.name not in ALGOS:
         raise ValueError(f"agent must be one of {ALGOS}, got {cfg.agent.name!r}")

@@ -25,6 +25,7 @@ from world_model.serve.requests import SceneSpec
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
 TRAIN_SEEDS: tuple[int, int] = (0, 100_000)
+VALIDATION_SEEDS: tuple[int, int] = (100_000, 200_000)
 OBS_KEYS: tuple[str, ...] = ("rgb", "depth", "semantic")
 
 

@@ -9,9 +9,10 @@ import zmq
 
 from dreamx_env.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient
 from world_model.constant import ConstantWorldModel
+from world_model.serve.addresses import check_bind_address
 from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
 from world_model.serve.requests import SceneSpec
-from world_model.serve.server import ServerConfig, SimulatorServer, check_bind_address
+from world_model.serve.server import ServerConfig, SimulatorServer
 
 
 def still_poses(b: int, k: int = 4) -> np.ndarray:

@@ -12,7 +12,6 @@ whatever the number of workers: each trajectory's randomness comes from (scene s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -28,6 +27,7 @@ from world_model.engine.dataset import FORMAT_VERSION, MANIFEST, render_trajecto
 from world_model.engine.scenes import SPLITS
 from world_model.engine.trajectories import DEFAULT_KEYMAP, KINDS, make_trajectory, min_frames
 from world_model.engine.world import GroundTruthWorld, RenderConfig
+from world_model.options import check_options
 
 _RNG_SALT = 0x7EA1
 # Settings that may change between runs into one output_dir; any other change would mix datasets.
@@ -106,10 +106,7 @@ class GenerateConfig:
 
 def generate_config(values: dict[str, Any]) -> GenerateConfig:
     """A ``GenerateConfig`` from plain values (a Hydra config), with a clear error for unknown keys."""
-    known = {f.name for f in dataclasses.fields(GenerateConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown generate option(s) {unknown}; options are {sorted(known)}")
+    check_options(values, GenerateConfig, "generate")
     return GenerateConfig(**values)
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from world_model.model.conditioning import (
 )
 from world_model.model.data import Example, TrajectoryStore, to_unit
 from world_model.model.network import WorldNet, inverse_depth
+from world_model.options import check_options
 
 
 @dataclass
@@ -255,10 +256,7 @@ class Trainer:
 
 
 def train_config(d: dict[str, Any]) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown training option(s) {unknown}; options: {sorted(known)}")
+    check_options(d, TrainConfig, "training")
     return TrainConfig(**d)
 
 

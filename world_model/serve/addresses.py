@@ -41,3 +41,25 @@ def make_curve_server(sock: zmq.Socket, secret_key: str, public_key: str | None)
     sock.curve_server = True
     sock.curve_secretkey = secret_key.encode()
     sock.curve_publickey = (public_key or "").encode()
+
+
+def bind_router(
+    ctx: zmq.Context,
+    address: str,
+    max_message_bytes: int,
+    curve_keys: tuple[str, str | None] | None = None,
+    zap_domain: bytes | None = None,
+) -> zmq.Socket:
+    """The ROUTER socket servers and brokers listen on: no linger, a reconnecting peer keeps its identity
+    (and so its sessions), oversized messages dropped by ZeroMQ, CURVE when ``curve_keys`` (secret, public)
+    are given, optionally checked by the ZAP handler of ``zap_domain``."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    if curve_keys is not None:
+        make_curve_server(sock, *curve_keys)
+        if zap_domain is not None:
+            sock.zap_domain = zap_domain
+    sock.bind(address)
+    return sock

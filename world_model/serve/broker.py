@@ -44,7 +44,7 @@ from typing import Any
 import zmq
 
 from world_model.serve import requests as rq
-from world_model.serve.addresses import check_bind_address, is_local, make_curve_server
+from world_model.serve.addresses import bind_router, check_bind_address, is_local
 from world_model.serve.protocol import (
     REQUEST_TYPES,
     ErrorCode,
@@ -178,15 +178,8 @@ class Broker:
     # -- main loop ------------------------------------------------------------------------------------------
     def _socket(self, address: str, zap_domain: bytes) -> zmq.Socket:
         cfg = self.config
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
-        if cfg.curve_secret_key:
-            make_curve_server(sock, cfg.curve_secret_key, cfg.curve_public_key)
-            sock.zap_domain = zap_domain
-        sock.bind(address)
-        return sock
+        keys = (cfg.curve_secret_key, cfg.curve_public_key) if cfg.curve_secret_key else None
+        return bind_router(self._ctx, address, cfg.max_message_bytes, keys, zap_domain)
 
     def serve_forever(self) -> None:
         cfg = self.config

@@ -31,6 +31,7 @@ from typing import Any
 import zmq
 
 from world_model.backends import DEFAULT_BACKEND
+from world_model.options import check_options
 from world_model.serve.broker import Broker, BrokerConfig
 from world_model.serve.requests import Limits
 from world_model.serve.server import ServerConfig, SimulatorServer
@@ -41,10 +42,7 @@ ROLES = ("server", "broker", "worker")
 def server_config(values: dict[str, Any]) -> ServerConfig:
     """A ``ServerConfig`` from plain values (a Hydra config or JSON), with clear errors for unknown keys."""
     values = dict(values)
-    known = {f.name for f in dataclasses.fields(ServerConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown server option(s) {unknown}; options are {sorted(known)}")
+    check_options(values, ServerConfig, "server")
     if values.get("backend") is None:
         values["backend"] = DEFAULT_BACKEND
     values["backend_kwargs"] = dict(values.get("backend_kwargs") or {})

@@ -32,7 +32,7 @@ from world_model.backends import DEFAULT_BACKEND, make_backend
 from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
 from world_model.serve import requests as rq
-from world_model.serve.addresses import check_bind_address, make_curve_server
+from world_model.serve.addresses import bind_router, check_bind_address
 from world_model.serve.batching import BatchPolicy, StepBatcher
 from world_model.serve.link import BrokerLink
 from world_model.serve.protocol import (
@@ -71,9 +71,6 @@ class ServerConfig:
     broker: str | None = None  # the broker's worker_address, e.g. tcp://hostA:5556
     broker_public_key: str | None = None  # z85; needed when the broker is on another host
     worker_name: str | None = None  # in the broker's INFO and in errors; default HOST:PID
-
-
-__all__ = ["ServerConfig", "SimulatorServer", "check_bind_address"]
 
 
 class SimulatorServer:
@@ -118,13 +115,8 @@ class SimulatorServer:
         cfg = self.config
         sock = None
         if self.link is None:
-            sock = self._sock = self._ctx.socket(zmq.ROUTER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its identity and sessions
-            sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
-            if cfg.curve_secret_key:
-                make_curve_server(sock, cfg.curve_secret_key, cfg.curve_public_key)
-            sock.bind(cfg.address)
+            keys = (cfg.curve_secret_key, cfg.curve_public_key) if cfg.curve_secret_key else None
+            sock = self._sock = bind_router(self._ctx, cfg.address, cfg.max_message_bytes, keys)
         wake_r, wake_w = os.pipe()
         self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w)
         self.worker.start()
