@@ -37,8 +37,8 @@ from world_model.model.world_state import WorldState
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "learned_v1.safetensors"
 CAMERA_RADIUS_M = 0.25
-PRECISIONS = ("fp32", "bf16")
 EYE_HEIGHT_M = 1.0
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -55,8 +55,8 @@ class LearnedConfig:
     prefer_older: bool = True  # a surface several memories saw is drawn from the oldest (see warp_memories)
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
-    precision: str = "fp32"  # fp32 | bf16 (CPU autocast: about 2x the network's speed on CPUs with
-    # AVX512-BF16/AMX at batch >= 8; the shipped report was measured in fp32)
+    precision: str = "fp32"  # fp32 | bf16 (CPU autocast: 1.6x the frames/s at batch 8-32 measured on an
+    # AVX512-BF16 CPU; the shipped report was measured in fp32)
     threads: int | None = None
 
 
