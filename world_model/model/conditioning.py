@@ -82,13 +82,15 @@ def entries_from_outputs(
     states: list[WorldState],
     intr: Intrinsics,
 ) -> list[MemoryEntry]:
-    """Memories of generated frames: the network's colour, depth and door pixels at ``poses``."""
+    """Memories of generated frames: the network's colour, depth and door pixels at ``poses``. ``out`` may
+    carry ``labels`` (the semantic argmax) to save computing it again."""
     from world_model.model.network import depth_from_inverse
     from world_model.model.reproject import view_points
     from world_model.semantics import CLASS_ID
 
     depth = depth_from_inverse(out["inv_depth"].detach().float())
-    door = (out["semantic"].detach().argmax(1) == CLASS_ID["door"]).float()
+    labels = out["labels"] if "labels" in out else out["semantic"].detach().argmax(1)
+    door = (labels == CLASS_ID["door"]).float()
     rgb = out["rgb"].detach().float()
     return [
         MemoryEntry(

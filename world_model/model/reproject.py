@@ -100,30 +100,30 @@ def zbuffer_torch(
     ``(depth in 0.1 mm or priority) << 32 | source pixel index`` of the winner, int64 max where empty;
     and the target-camera z of every source pixel."""
     n, h, w = depth.shape
+    hw, dump = h * w, n_groups * h * w  # out-of-view points are sent to one extra "dump" cell
     z, uf, vf, ok = _project(depth, rel, intr)
-    spots = [(torch.floor(uf).long(), torch.floor(vf).long(), z)]
-    if footprint == 2:
+    ok = ok & (z > MIN_Z)
+    u, v = torch.floor(uf).long(), torch.floor(vf).long()
+    if footprint == 2:  # spots [S, N, H*W]: the point's own pixel, then the 2x2 around it, slightly behind
         ub, vb = torch.floor(uf - 0.5).long(), torch.floor(vf - 0.5).long()
-        spots += [(ub + du, vb + dv, z * FOOTPRINT_DEPTH_FACTOR) for du in (0, 1) for dv in (0, 1)]
-    pid_all = torch.arange(n * h * w, device=depth.device).reshape(n, -1)
-    targets, zkeys, pids = [], [], []
-    for u, v, zk in spots:
-        keep = ok & (z > MIN_Z) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        targets.append((groups[:, None] * (h * w) + v * w + u)[keep])
-        zkeys.append(zk[keep])
-        pids.append(pid_all[keep])
-    target, zk, pid = torch.cat(targets), torch.cat(zkeys), torch.cat(pids)
-    key = (torch.round(zk / DEPTH_QUANTUM).long() << KEY_SHIFT) | pid
+        us, vs = torch.stack([u, ub, ub, ub + 1, ub + 1]), torch.stack([v, vb, vb + 1, vb, vb + 1])
+        zs = torch.stack([z, *[z * FOOTPRINT_DEPTH_FACTOR] * 4])
+    else:
+        us, vs, zs = u[None], v[None], z[None]
+    keep = ok & (us >= 0) & (us < w) & (vs >= 0) & (vs < h)
+    target = torch.where(keep, groups[:, None] * hw + vs * w + us, dump).reshape(-1)
+    pid = torch.arange(n * hw, device=depth.device).reshape(1, n, hw)
+    key = ((torch.round(zs / DEPTH_QUANTUM).long() << KEY_SHIFT) + pid).reshape(-1)  # + = | (low bits 0)
     empty = torch.iinfo(torch.int64).max
-    best = torch.full((n_groups * h * w,), empty, dtype=torch.long, device=depth.device)
+    best = torch.full((dump + 1,), empty, dtype=torch.long, device=depth.device)
     best.scatter_reduce_(0, target, key, reduce="amin")
     if priority is not None:
         znear = (best >> KEY_SHIFT).double() * DEPTH_QUANTUM
-        same = zk.double() <= znear[target] * (1 + tolerance) + DEPTH_QUANTUM
-        rank = priority.long()[pid // (h * w)]
-        key = (rank[same] << KEY_SHIFT) | pid[same]
-        best = torch.full_like(best, empty).scatter_reduce_(0, target[same], key, reduce="amin")
-    return best, z
+        same = zs.reshape(-1).double() <= znear[target] * (1 + tolerance) + DEPTH_QUANTUM
+        ranked = ((priority.long() << KEY_SHIFT).reshape(1, n, 1) + pid).expand(len(us), n, hw)
+        key = torch.where(same, ranked.reshape(-1), empty)
+        best = torch.full_like(best, empty).scatter_reduce_(0, target, key, reduce="amin")
+    return best[:dump], z
 
 
 def triton_available() -> bool:
