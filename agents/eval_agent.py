@@ -80,6 +80,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     backend = cfg.backend or (card.backend if card else None)
     if backend is not None:
         kwargs["backend"] = backend
+    if card and backend != card.backend and "backend_options" not in cfg.env_kwargs:
+        kwargs.pop("backend_options", None)  # the training backend's settings (e.g. precision=bf16)
     venv = make_sb3_env(env_id, min(cfg.n_envs, cfg.episodes), **kwargs)
     try:
         check_policy_spaces(model, venv.observation_space, venv.action_space)

@@ -92,6 +92,23 @@ def test_success_is_the_envs_own_signal(ppo_run, tmp_path):
     assert json.loads((tmp_path / "easy.json").read_text())["successes"] == [True] * 3
 
 
+def test_sim_to_real_drops_the_training_backends_options(ppo_run, tmp_path):
+    """A policy trained with backend settings (e.g. learned precision=bf16) evaluates on another backend
+    without them; explicit env_kwargs still reach that backend."""
+    out, _ = ppo_run
+    for name in ("policy.zip", "policy.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    card = json.loads((tmp_path / "policy.json").read_text())
+    card["env_kwargs"]["backend_options"] = {"dim_factor": 0.5}  # a constant-backend-only field
+    (tmp_path / "policy.json").write_text(json.dumps(card))
+    base = {"policy": str(tmp_path / "policy.zip"), "server": "thread", "episodes": 1, "n_envs": 1,
+            "max_episode_steps": 2, "progress": False, "out": str(tmp_path / "r.json")}  # fmt: skip
+    assert evaluate(EvalConfig(**base, backend="oracle"))["backend"] == "oracle"
+    assert evaluate(EvalConfig(**base))["backend"] == "constant"  # its own backend keeps its options
+    with pytest.raises(Exception, match="dim_factor"):
+        evaluate(EvalConfig(**base, backend="oracle", env_kwargs={"backend_options": {"dim_factor": 0.5}}))
+
+
 def test_dqn_trains_on_discrete_actions_and_explore_has_no_success_rate(tmp_path):
     summary = train(train_config({
         "agent": {"name": "dqn", "kwargs": {"learning_starts": 16, "buffer_size": 256},
