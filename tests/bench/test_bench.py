@@ -26,7 +26,7 @@ def test_report_has_every_section_with_positive_figures(out):
     assert results["peak"]["cpu"]["gflops"] > 0
     assert results["learned"]["flops_per_frame"] > 0 and results["yardstick"]["flops_per_frame"] > 0
     sections = {
-        "learned": results["learned"]["points"],
+        "learned": results["learned"]["points"]["cpu"],
         "env": results["env"]["points"]["learned"],
         "yardstick": results["yardstick"]["points"]["cpu"],
     }
@@ -37,8 +37,8 @@ def test_report_has_every_section_with_positive_figures(out):
                 assert p[key] > 0, (name, key, p)
     for p in sections["learned"] + sections["yardstick"]:
         assert 0 < p["median_ms"] <= p["p95_ms"]
-    assert [r["batch"] for r in results["ratios"]] == [1, 2]
-    for r, learned, env, yardstick in zip(results["ratios"], *sections.values(), strict=True):
+    assert list(results["ratios"]) == ["cpu"] and [r["batch"] for r in results["ratios"]["cpu"]] == [1, 2]
+    for r, learned, env, yardstick in zip(results["ratios"]["cpu"], *sections.values(), strict=True):
         assert r["alone/yardstick"] == pytest.approx(learned["frames_per_s"] / yardstick["frames_per_s"])
         assert r["env:learned/yardstick"] == pytest.approx(env["frames_per_s"] / yardstick["frames_per_s"])
 

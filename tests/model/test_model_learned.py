@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from world_model.backends import make_backend
 from world_model.events import parse_prompt
@@ -97,3 +98,15 @@ def test_the_camera_stays_inside_the_scene(tiny_weights):
 def test_registered_as_the_learned_backend(tiny_weights):
     backend = make_backend("learned", weights=str(tiny_weights))
     assert backend.info().name == "learned" and len(backend.info().checkpoint) == 16
+
+
+def test_device_option(tiny_weights, model):
+    on_cpu = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    assert on_cpu.info().extra["device"] == "cpu" and next(on_cpu.net.parameters()).device.type == "cpu"
+    if not torch.cuda.is_available():  # auto falls back to the CPU, with the same frames
+        assert model.device.type == "cpu"
+        assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(_run(model)[1], _run(on_cpu)[1], strict=True))
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cuda"))
+    with pytest.raises(ValueError, match="device must be one of"):
+        LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="gpu"))

@@ -4,6 +4,7 @@ machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
     dreamx-bench                                                  # batch 1, 8, 32, 128; 3 s per point
     dreamx-bench --batch-sizes 1 8 32 --seconds 2 --out bench_out  # + bench_out/bench.json, bench.png
     dreamx-bench --backends learned oracle --no-cuda
+    dreamx-bench --precision bf16 --batch-sizes 1 32 256         # on a GPU: also CUDA, in bfloat16
 
 At each batch size B it measures:
   learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
@@ -15,9 +16,10 @@ At each batch size B it measures:
                  speed yardstick only: its frames are noise.
 GFLOP/s counts each network's convolutions and matmuls (torch's FlopCounterMode; the learned backend's
 warping and splatting are not counted); % peak divides it by the best fp32 matmul rate measured on the
-same device with the same threads. The learned backend runs on the CPU (it has no device option), so the
-model/yardstick ratios use the yardstick on the CPU; with CUDA available the yardstick and the peak are
-also measured there. Benchmarks, not tests: the figures depend on the machine and on what else runs on it.
+same device with the same threads. Everything runs on the CPU, and with CUDA available (unless --no-cuda)
+the learned backend, the yardstick and the peak are measured on the GPU too, the env + server path on the
+GPU only; the model/yardstick ratios compare the two on the same device. Benchmarks, not tests: the
+figures depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from world_model.bench.flops import matmul_peak
 from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
-from world_model.model.learned import LearnedConfig
+from world_model.model.learned import PRECISIONS, LearnedConfig
 
 # large enough to run near the peak, small enough to take well under a second per matmul
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -72,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=4,
         help="frames per generate call and per env step (default: 4)",
     )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="the learned network's precision, alone and behind the server (default: fp32)",
+    )
     p.add_argument("--denoising-steps", type=int, default=3, help="yardstick passes per frame (default: 3)")
     p.add_argument(
         "--matmul-size",
@@ -79,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="side of the square fp32 matmul for the peak (default: 2048 on CPU, 8192 on CUDA)",
     )
-    p.add_argument("--no-cuda", action="store_true", help="measure the yardstick and peak on the CPU only")
+    p.add_argument("--no-cuda", action="store_true", help="measure everything on the CPU only")
     p.add_argument(
         "--out", metavar="DIR", help="write DIR/bench.json (machine, settings, figures) and DIR/bench.png"
     )
@@ -97,9 +105,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(", ".join(f"{k} {v}" for k, v in machine.items() if v is not None))
     peak = {d: matmul_peak(d, args.matmul_size or MATMUL_SIZE[d], args.seconds) for d in devices}
     print("fp32 matmul peak: " + ", ".join(f"{d} {p['gflops']:.1f} GFLOP/s" for d, p in peak.items()))
-    config = LearnedConfig()
-    cpu_peak, chunk = peak["cpu"]["gflops"], args.frames_per_step
-    learned = measure_learned(args.batch_sizes, chunk, args.seconds, cpu_peak, config)
+    config, chunk = LearnedConfig(precision=args.precision), args.frames_per_step
+    gflops = {d: p["gflops"] for d, p in peak.items()}
+    learned = measure_learned(args.batch_sizes, chunk, args.seconds, gflops, config, devices)
     env = measure_env(
         args.backends,
         args.batch_sizes,
@@ -107,21 +115,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.seconds,
         config.height,
         learned["flops_per_frame"],
-        cpu_peak,
+        gflops,
+        learned_options={"device": devices[-1], "precision": args.precision},
     )
     yardstick = measure_yardstick(
-        args.batch_sizes,
-        devices,
-        args.seconds,
-        args.denoising_steps,
-        config.height,
-        {d: p["gflops"] for d, p in peak.items()},
+        args.batch_sizes, devices, args.seconds, args.denoising_steps, config.height, gflops
     )
-    columns = {"alone/yardstick": learned["points"]}
-    columns |= {f"env:{k}/yardstick": v for k, v in env["points"].items()}
-    ratios = frame_rate_ratios(columns, yardstick["points"]["cpu"])
-    print("\nframes/s ratio, model / yardstick (both on the CPU):")
-    print("\n".join(ratio_lines(ratios)))
+    ratios = {}
+    for dev in devices:
+        columns = {"alone/yardstick": learned["points"][dev]}
+        columns |= {f"env:{k}/yardstick": v for k, v in env["points"].items() if v and v[0]["device"] == dev}
+        ratios[dev] = frame_rate_ratios(columns, yardstick["points"][dev])
+        print(f"\nframes/s ratio, model / yardstick (both on {dev}):")
+        print("\n".join(ratio_lines(ratios[dev])))
     results = {
         "machine": machine,
         "settings": {**vars(args), "devices": devices},
@@ -140,8 +146,8 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     """``out/bench.json`` (``results``) and ``out/bench.png`` (frames/s against batch size, log-log)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(results, indent=1))
-    series = {"learned backend alone (cpu)": results["learned"]["points"]}
-    series |= {f"env + server, {k} (cpu)": v for k, v in results["env"]["points"].items()}
+    series = {f"learned backend alone ({d})": v for d, v in results["learned"]["points"].items()}
+    series |= {f"env + server, {k} ({v[0]['device']})": v for k, v in results["env"]["points"].items() if v}
     series |= {f"DIAMOND-size yardstick ({d})": v for d, v in results["yardstick"]["points"].items()}
     m = results["machine"]
     title = f"{m['cpu_model']}, torch threads: {m['torch_threads']}" + (

@@ -3,6 +3,7 @@ the env + server path, the DIAMOND-size yardstick. Each prints one table line pe
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -25,24 +26,33 @@ def with_flops(point: dict[str, Any], flops_per_frame: float, peak_gflops: float
 
 
 def measure_learned(
-    batch_sizes: list[int], chunk: int, seconds: float, peak_gflops: float, config: LearnedConfig
+    batch_sizes: list[int],
+    chunk: int,
+    seconds: float,
+    peaks: dict[str, float],
+    config: LearnedConfig,
+    devices: list[str],
 ) -> dict[str, Any]:
-    """``LearnedWorldModel.generate`` of ``chunk`` frames for each batch of sessions (on the CPU)."""
-    model = LearnedWorldModel(config)
-    cfg = model.config
-    flops = worldnet_flops(model.net, 1, cfg.height, cfg.width) * cfg.sampler_steps
-    print(f"learned backend: {flops / 1e9:.3f} GFLOP per frame, one call = {chunk} frame(s) per session")
-    print(HEADER)
-    points = []
-    for b in batch_sizes:
-        point = dict(bench_learned(model, b, chunk, seconds), device="cpu")
-        points.append(with_flops(point, flops, peak_gflops))
-        print(point_line("learned backend alone", points[-1]), flush=True)
-    model.shutdown()
+    """``LearnedWorldModel.generate`` of ``chunk`` frames for each batch of sessions, on each device of
+    ``devices`` (``peaks``: device -> GFLOP/s)."""
+    points: dict[str, list[dict[str, Any]]] = {}
+    for dev in devices:
+        model = LearnedWorldModel(dataclasses.replace(config, device=dev))
+        cfg = model.config
+        flops = worldnet_flops(model.net, 1, cfg.height, cfg.width) * cfg.sampler_steps
+        if not points:
+            print(f"learned backend: {flops / 1e9:.3f} GFLOP/frame, one call = {chunk} frame(s) per session")
+            print(HEADER)
+        points[dev] = []
+        for b in batch_sizes:
+            point = dict(bench_learned(model, b, chunk, seconds), device=dev)
+            points[dev].append(with_flops(point, flops, peaks[dev]))
+            print(point_line("learned backend alone", points[dev][-1]), flush=True)
+        model.shutdown()
     return {
-        "device": "cpu",
         "weights": model.checkpoint,
         "sampler_steps": cfg.sampler_steps,
+        "precision": cfg.precision,
         "resolution": [cfg.height, cfg.width],
         "flops_per_frame": flops,
         "frames_per_call": chunk,
@@ -57,10 +67,13 @@ def measure_env(
     seconds: float,
     resolution: int,
     learned_flops: float,
-    peak_gflops: float,
+    peaks: dict[str, float],
+    learned_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``dreamx-bench-serve``'s env path with as many envs as each batch size; frames/s = env-steps/s x
-    ``chunk`` (frames per step). A backend that fails is reported and left out."""
+    ``chunk`` (frames per step); ``learned_options`` configure the learned backend (device, precision).
+    A backend that fails is reported and left out."""
+    learned_options = learned_options or {}
     print(f"env + server path: frames/s = env-steps/s x {chunk} frame(s) per step; ms/call = per vector step")
     print(HEADER)
     points: dict[str, list[dict[str, Any]]] = {}
@@ -69,15 +82,17 @@ def measure_env(
         for n in batch_sizes:
             label = f"env + server, {backend}"
             try:
-                r = bench_env(backend, n, seconds, resolution, chunk)
+                options = learned_options if backend == "learned" else {}
+                r = bench_env(backend, n, seconds, resolution, chunk, options)
             except Exception as exc:  # e.g. a backend that is not installed: the other figures still count
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 print(f"{label:<28} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)
                 continue
             rate, ms = r["env_steps_per_s"] * chunk, r["ms_per_vector_step"]
-            point = dict(r, device="cpu", batch=n, frames_per_s=rate, ms_per_call=ms)
+            device = learned_options.get("device", "cpu") if backend == "learned" else "cpu"
+            point = dict(r, device=device, batch=n, frames_per_s=rate, ms_per_call=ms)
             if backend == "learned":
-                point = with_flops(point, learned_flops, peak_gflops)
+                point = with_flops(point, learned_flops, peaks[device])
             points[backend].append(point)
             print(point_line(label, point), flush=True)
     return {"frames_per_step": chunk, "points": points}

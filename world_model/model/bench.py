@@ -3,6 +3,7 @@
     dreamx-bench-model                       # batch 1, 8, 32; chunks of 4 frames; shipped weights
     dreamx-bench-model --batch 1 64 --sampler-steps 2
     dreamx-bench-model --precision bf16      # bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX)
+    dreamx-bench-model --device cuda --batch 1 32 256
 
 Sessions start from banked seeds and walk forward while turning, so memory retrieval and warping do their
 real work. Prints frames/s (all sessions together) and milliseconds per generate call (mean, median, p95).
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from world_model.bench.timing import time_calls
+from world_model.model.device import DEVICES
 from world_model.model.learned import DEFAULT_WEIGHTS, PRECISIONS, LearnedConfig, LearnedWorldModel
 
 
@@ -58,15 +60,21 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=4, help="frames per call (default 4)")
     p.add_argument("--sampler-steps", type=int, default=1)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     model = LearnedWorldModel(
-        LearnedConfig(weights=args.weights, sampler_steps=args.sampler_steps, precision=args.precision)
+        LearnedConfig(
+            weights=args.weights,
+            sampler_steps=args.sampler_steps,
+            precision=args.precision,
+            device=args.device,
+        )
     )
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {model.checkpoint}, "
-        f"{args.precision}"
+        f"{args.precision} on {model.device}"
     )
     print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []

@@ -26,7 +26,8 @@ def warp_memories(
     of accumulated error: revisits show what was seen first); otherwise the nearest depth wins.
     ``footprint`` is ``reproject.splat``'s (2 closes one-pixel cracks)."""
     entries = [e for mem in memories for e in mem]
-    groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem])
+    dev = entries[0].rgb.device  # memories live where the network runs
+    groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
     feats = torch.stack(
         [
             torch.cat([e.rgb, torch.full_like(e.depth, 1.0 if e.lights else -1.0)[None], e.door[None]])
@@ -35,9 +36,9 @@ def warp_memories(
     )
     depth = torch.stack([e.depth for e in entries])
     depth = torch.where(torch.isinf(depth), torch.full_like(depth, SKY_M), depth)  # sky turns with the camera
-    src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64)
-    dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64)
-    priority = torch.tensor([e.time for e in entries]) if prefer_older else None
+    src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
+    dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
+    priority = torch.tensor([e.time for e in entries], device=dev) if prefer_older else None
     warped, zbuf, mask = splat(
         feats, depth, src, dst, groups, len(memories), intr, priority, footprint=footprint
     )
@@ -51,12 +52,12 @@ def assemble(
     """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels and the current
     estimate (default: the warp itself, i.e. the first sampling step)."""
     b, _, h, w = warped.shape
-    x = torch.zeros(b, IN_CHANNELS, h, w)
+    x = torch.zeros(b, IN_CHANNELS, h, w, device=warped.device)
     x[:, 0:7] = warped
     x[:, 7] = 1.0 if depth_known else 0.0
     x[:, 8:11] = warped[:, 0:3] if estimate is None else estimate
     x[:, 11] = 0.0 if estimate is None else 1.0
-    x[:, 12:18] = torch.from_numpy(hints)
+    x[:, 12:18] = torch.from_numpy(hints).to(warped.device)
     return x
 
 
@@ -64,7 +65,7 @@ def first_frame_inputs(rgb: torch.Tensor) -> torch.Tensor:
     """Input for encoding given frames ``rgb [B,3,H,W]`` in [-1, 1]: colour known, depth and semantics to
     predict (the same network, with the depth-known flag off)."""
     b, _, h, w = rgb.shape
-    warped = torch.zeros(b, 7, h, w)
+    warped = torch.zeros(b, 7, h, w, device=rgb.device)
     warped[:, 0:3] = rgb
     warped[:, 4] = 1.0
     warped[:, 5] = 1.0
@@ -92,6 +93,7 @@ def entries_from_outputs(
     labels = out["labels"] if "labels" in out else out["semantic"].detach().argmax(1)
     door = (labels == CLASS_ID["door"]).float()
     rgb = out["rgb"].detach().float()
+    host_depth = depth.cpu().numpy()
     return [
         MemoryEntry(
             rgb[i],
@@ -102,7 +104,7 @@ def entries_from_outputs(
             s.lights_on,
             s.door_open,
             s.version,
-            view_points(depth[i].numpy(), np.asarray(poses[i]), intr),
+            view_points(host_depth[i], np.asarray(poses[i]), intr),
         )
         for i, s in enumerate(states)
     ]

@@ -41,7 +41,8 @@ from world_model.metrics import (
     revisit_pairs,
     ssim,
 )
-from world_model.model.learned import DEFAULT_WEIGHTS, LearnedConfig, LearnedWorldModel
+from world_model.model.device import DEVICES
+from world_model.model.learned import DEFAULT_WEIGHTS, PRECISIONS, LearnedConfig, LearnedWorldModel
 
 HORIZONS = (1, 4, 16, 64, 256)
 REVISIT_KINDS = ("out_and_back", "closed_loop", "translate_rotate")
@@ -268,6 +269,8 @@ def main() -> None:
     p.add_argument("--event-seeds", type=int, default=8, help="seeds per event (default 8)")
     p.add_argument("--chunk", type=int, default=4, help="frames per generate call (default 4)")
     p.add_argument("--sampler-steps", type=int, default=1, help="network passes per frame (default 1)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
     p.add_argument("--quick", action="store_true", help="short rollouts, for a smoke test")
     p.add_argument("--out", type=Path, default=Path("reports/learned_v1"), help="output folder")
     args = p.parse_args()
@@ -278,7 +281,13 @@ def main() -> None:
         raise SystemExit(f"dreamx-eval reports on validation seeds {SPLITS['validation']}; got {args.seeds}")
     frames, rev_frames = (33, 130) if args.quick else (args.frames, args.revisit_frames)
     model = LearnedWorldModel(
-        LearnedConfig(weights=args.weights, collide=False, sampler_steps=args.sampler_steps)
+        LearnedConfig(
+            weights=args.weights,
+            collide=False,
+            sampler_steps=args.sampler_steps,
+            device=args.device,
+            precision=args.precision,
+        )
     )
     render = RenderConfig(model.config.height, model.config.width, model.config.vfov_deg)
     started = time.time()
@@ -288,6 +297,8 @@ def main() -> None:
         "seeds": args.seeds,
         "chunk": args.chunk,
         "sampler_steps": args.sampler_steps,
+        "device": str(model.device),
+        "precision": args.precision,
         "trained_steps": model.header.get("step"),
     }
     report["fidelity"], rollouts = fidelity(model, seeds, render, args.chunk, frames)

@@ -34,6 +34,7 @@ from world_model.model.conditioning import (
     warp_memories,
 )
 from world_model.model.data import Example, TrajectoryStore, to_unit
+from world_model.model.device import resolve_device
 from world_model.model.network import WorldNet, inverse_depth
 from world_model.options import check_options
 
@@ -64,16 +65,10 @@ class TrainConfig:
     seed: int = 0
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, store: TrajectoryStore | None = None) -> None:
         self.cfg = cfg
-        self.device = _device(cfg.device)
+        self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)

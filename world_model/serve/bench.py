@@ -31,10 +31,13 @@ def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]
     return backend, kwargs
 
 
-def bench_env(backend: str, num_envs: int, seconds: float, resolution: int, frames: int) -> dict[str, Any]:
+def bench_env(
+    backend: str, num_envs: int, seconds: float, resolution: int, frames: int, options: dict | None = None
+) -> dict[str, Any]:
     from dreamx_env.envs.explore import ExploreVectorEnv
 
     name, kwargs = backend_options(backend, resolution)
+    kwargs |= options or {}
     env = ExploreVectorEnv(
         num_envs=num_envs,
         backend=name,
