@@ -110,3 +110,14 @@ def test_device_option(tiny_weights, model):
             LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cuda"))
     with pytest.raises(ValueError, match="device must be one of"):
         LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="gpu"))
+
+
+def test_memories_own_their_tensors(model):
+    """A kept memory holds its own frame, not a view that pins the whole batch's output."""
+    sids = [model.open(s)[0] for s in (3, 4)]
+    model.generate(sids, np.stack([straight_poses(2, 0.05)[0]] * 2), [[], []])
+    for sid in sids:
+        for e in [model._sessions[sid].memory.latest, *model._sessions[sid].memory.keyframes]:
+            for t in (e.rgb, e.depth, e.door):
+                assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+        model.close(sid)

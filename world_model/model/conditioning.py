@@ -95,10 +95,10 @@ def entries_from_outputs(
     rgb = out["rgb"].detach().float()
     host_depth = depth.cpu().numpy()
     return [
-        MemoryEntry(
-            rgb[i],
-            depth[i],
-            door[i],
+        MemoryEntry(  # copies, not views: a kept memory must not pin the whole batch's tensors
+            rgb[i].clone(),
+            depth[i].clone(),
+            door[i].clone(),
             np.asarray(poses[i], np.float64),
             times[i],
             s.lights_on,
