@@ -76,6 +76,7 @@ class TrainConfig:
     eval_backend: str | None = None  # None: the training backend (its server)
     checkpoint_every: int = 25_000  # env steps; 0: none
     out_dir: str | None = None  # None: outputs/agents/<algo>-<env>-<backend>-<time>
+    resume: str | None = None  # a checkpoint .zip of this run to continue from, up to total_steps
     device: str = "auto"
     tensorboard: bool = True
     progress: bool = True
@@ -113,7 +114,9 @@ def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[An
 
     class ProgressBar(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=cfg.total_steps, unit="step", disable=not cfg.progress)
+            self.bar = tqdm(
+                total=cfg.total_steps, initial=self.num_timesteps, unit="step", disable=not cfg.progress
+            )
 
         def _on_step(self) -> bool:
             self.bar.update(self.num_timesteps - self.bar.n)
@@ -209,18 +212,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
         card.save(out)  # checkpoints are loadable while training runs
         algo = {"ppo": PPO, "dqn": DQN}[cfg.agent.name]
-        model = algo(
-            policy,
-            VecMonitor(SuccessInfo(venv) if has_success(venv) else venv),  # rollout/ep_rew_mean, success_rate
-            seed=cfg.seed,
-            device=cfg.device,
-            tensorboard_log=str(out / "tb") if cfg.tensorboard else None,
-            verbose=0,
-            **cfg.agent.kwargs,
-        )
+        monitored = VecMonitor(SuccessInfo(venv) if has_success(venv) else venv)  # ep_rew_mean, success_rate
+        tb = str(out / "tb") if cfg.tensorboard else None
+        if cfg.resume:
+            model = load_checkpoint(algo, cfg, monitored, tb)
+        else:
+            model = algo(
+                policy, monitored, seed=cfg.seed, device=cfg.device, tensorboard_log=tb, verbose=0,
+                **cfg.agent.kwargs,
+            )  # fmt: skip
         callbacks, eval_env = make_callbacks(cfg, out, venv)
         t0 = time.perf_counter()
-        model.learn(cfg.total_steps, callback=callbacks, tb_log_name=cfg.agent.name)
+        model.learn(
+            cfg.total_steps - model.num_timesteps,
+            callback=callbacks,
+            tb_log_name=cfg.agent.name,
+            reset_num_timesteps=not cfg.resume,
+        )
         seconds = time.perf_counter() - t0
         model.save(out / "policy.zip")
         eval_s = sum(getattr(c, "seconds", 0.0) for c in callbacks)
@@ -233,6 +241,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             eval_env.close()
         venv.close()
     return {**dataclasses.asdict(card), "out_dir": str(out), "eval_seconds": eval_s}
+
+
+def load_checkpoint(algo: Any, cfg: TrainConfig, env: Any, tensorboard_log: str | None) -> Any:
+    """The model saved in ``cfg.resume``, on ``env``, ready to train on to ``cfg.total_steps``."""
+    path = Path(cfg.resume)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"resume={cfg.resume}: no such checkpoint (a .zip under <out_dir>/checkpoints)"
+        )
+    try:
+        model = algo.load(path, env=env, device=cfg.device, tensorboard_log=tensorboard_log)
+    except ValueError as e:  # SB3: "Observation/Action spaces do not match"
+        raise ValueError(
+            f"resume={cfg.resume} does not fit this env ({e}): resume with the run's options"
+        ) from e
+    if model.num_timesteps >= cfg.total_steps:
+        raise ValueError(
+            f"resume={cfg.resume} already has {model.num_timesteps} steps, total_steps={cfg.total_steps}: "
+            "raise total_steps to train on"
+        )
+    return model
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -127,6 +127,26 @@ def test_dqn_trains_on_discrete_actions_and_explore_has_no_success_rate(tmp_path
     assert "no success condition" in format_report({**report, "out": "x"})
 
 
+def test_resume_trains_on_from_a_checkpoint(ppo_run, tmp_path):
+    out, _ = ppo_run
+    base = {
+        "agent": {"kwargs": {"n_steps": 16}, "env_kwargs": {"event_actions": False}}, "env": "GoalView",
+        "backend": "constant", "server": "thread", "n_envs": 2, "max_episode_steps": 4, "eval_every": 0,
+        "checkpoint_every": 0, "tensorboard": False, "progress": False, "out_dir": str(tmp_path),
+    }  # fmt: skip
+    checkpoint = out / "checkpoints" / "ppo_32_steps.zip"
+    summary = train(train_config({**base, "total_steps": 96, "resume": str(checkpoint)}))
+    model, _ = load_policy(tmp_path / "policy.zip")
+    assert summary["total_steps"] == model.num_timesteps == 96  # 32 from the checkpoint, 64 more
+    assert model.n_steps == 32  # the checkpoint's own settings, not the new agent.kwargs
+    with pytest.raises(ValueError, match="already has 32 steps"):
+        train(train_config({**base, "total_steps": 32, "resume": str(checkpoint)}))
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        train(train_config({**base, "resume": str(tmp_path / "nope.zip")}))
+    with pytest.raises(ValueError, match="does not fit this env.*Action spaces do not match"):
+        train(train_config({**base, "agent": {}, "total_steps": 96, "resume": str(checkpoint)}))
+
+
 def test_bad_options_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match=r"unknown dreamx-train-agent option.*'total_step'"):
         train_config({"total_step": 5})
