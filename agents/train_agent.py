@@ -222,7 +222,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 **cfg.agent.kwargs,
             )  # fmt: skip
         callbacks, eval_env = make_callbacks(cfg, out, venv)
-        t0 = time.perf_counter()
+        t0, start_steps = time.perf_counter(), model.num_timesteps
         model.learn(
             cfg.total_steps - model.num_timesteps,
             callback=callbacks,
@@ -234,13 +234,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         eval_s = sum(getattr(c, "seconds", 0.0) for c in callbacks)
         card.total_steps = int(model.num_timesteps)
         card.train_seconds = seconds
-        card.env_steps_per_s = model.num_timesteps / max(seconds - eval_s, 1e-9)
+        card.env_steps_per_s = (model.num_timesteps - start_steps) / max(seconds - eval_s, 1e-9)  # this leg
         card.save(out)
     finally:
         if eval_env is not None:
             eval_env.close()
         venv.close()
-    return {**dataclasses.asdict(card), "out_dir": str(out), "eval_seconds": eval_s}
+    return {
+        **dataclasses.asdict(card),
+        "out_dir": str(out),
+        "eval_seconds": eval_s,
+        "start_steps": start_steps,
+    }
 
 
 def load_checkpoint(algo: Any, cfg: TrainConfig, env: Any, tensorboard_log: str | None) -> Any:
@@ -265,10 +270,11 @@ def load_checkpoint(algo: Any, cfg: TrainConfig, env: Any, tensorboard_log: str 
 
 
 def format_summary(s: dict[str, Any]) -> str:
+    resumed = f" (from {s['start_steps']})" if s.get("start_steps") else ""
     return (
         f"trained {s['algo']} ({s['policy']}) on {s['env_id']} ({s['backend']}, {s['n_envs']} envs): "
-        f"{s['total_steps']} steps in {s['train_seconds']:.1f} s, {s['env_steps_per_s']:.1f} env-steps/s "
-        f"(evaluation excluded) -> {s['out_dir']}/policy.zip"
+        f"{s['total_steps']} steps{resumed} in {s['train_seconds']:.1f} s, "
+        f"{s['env_steps_per_s']:.1f} env-steps/s (evaluation excluded) -> {s['out_dir']}/policy.zip"
     )
 
 

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from agents.eval_agent import EvalConfig, eval_config, evaluate, format_report
 from agents.keys import keys_to_action
 from agents.policies import action_keys, check_policy_spaces, load_policy
-from agents.train_agent import train, train_config
+from agents.train_agent import format_summary, train, train_config
 from dreamx_env.envs.actions import DISCRETE_KEYS, ActionMapper
 from world_model.geometry import KeyMap
 
@@ -138,6 +138,7 @@ def test_resume_trains_on_from_a_checkpoint(ppo_run, tmp_path):
     summary = train(train_config({**base, "total_steps": 96, "resume": str(checkpoint)}))
     model, _ = load_policy(tmp_path / "policy.zip")
     assert summary["total_steps"] == model.num_timesteps == 96  # 32 from the checkpoint, 64 more
+    assert ": 96 steps (from 32) in " in format_summary({**summary, "out_dir": "x"})
     assert model.n_steps == 32  # the checkpoint's own settings, not the new agent.kwargs
     with pytest.raises(ValueError, match="already has 32 steps"):
         train(train_config({**base, "total_steps": 32, "resume": str(checkpoint)}))
