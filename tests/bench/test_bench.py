@@ -61,3 +61,14 @@ def test_worldnet_flops_scale_with_batch_and_pixels():
     assert one > 0
     assert worldnet_flops(net, 3, 32, 32) == 3 * one
     assert worldnet_flops(net, 1, 64, 64) == pytest.approx(4 * one, rel=0.01)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where there is no GPU")
+def test_asking_for_a_missing_gpu_fails_clearly(capsys):
+    from world_model.bench.cli import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--devices", "cuda"])
+    assert "torch sees no CUDA device" in capsys.readouterr().err
+    assert parse_args(["--devices", "cpu", "cpu"]).devices == ["cpu"]
+    assert parse_args(["--no-cuda"]).devices == ["cpu"]

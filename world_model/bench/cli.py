@@ -5,6 +5,7 @@ machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
     dreamx-bench --batch-sizes 1 8 32 --seconds 2 --out bench_out  # + bench_out/bench.json, bench.png
     dreamx-bench --backends learned oracle --no-cuda
     dreamx-bench --precision bf16 --batch-sizes 1 32 256         # on a GPU: also CUDA, in bfloat16
+    dreamx-bench --devices cuda --batch-sizes 1 32 256            # the GPU alone
 
 At each batch size B it measures:
   learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
@@ -87,20 +88,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="side of the square fp32 matmul for the peak (default: 2048 on CPU, 8192 on CUDA)",
     )
-    p.add_argument("--no-cuda", action="store_true", help="measure everything on the CPU only")
+    p.add_argument(
+        "--devices",
+        nargs="+",
+        choices=("cpu", "cuda"),
+        help="where to measure (default: cpu, and cuda when torch sees a GPU)",
+    )
+    p.add_argument(
+        "--no-cuda", action="store_true", help="measure everything on the CPU only (--devices cpu)"
+    )
     p.add_argument(
         "--out", metavar="DIR", help="write DIR/bench.json (machine, settings, figures) and DIR/bench.png"
     )
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.seconds <= 0 or args.frames_per_step < 1 or args.denoising_steps < 1:
         p.error("--batch-sizes, --frames-per-step and --denoising-steps must be >= 1, --seconds > 0")
+    cuda = torch.cuda.is_available()
+    if args.devices and args.no_cuda:
+        p.error("--devices and --no-cuda together: give one")
+    if args.devices and "cuda" in args.devices and not cuda:
+        p.error("--devices cuda: torch sees no CUDA device here")
+    args.devices = list(
+        dict.fromkeys(args.devices or ["cpu"] + (["cuda"] if cuda and not args.no_cuda else []))
+    )
     return args
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement of ``dreamx-bench`` (``args`` from ``parse_args``), printed as it goes; returns
     what ``--out`` writes to ``bench.json``."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.no_cuda else [])
+    devices = args.devices
     machine = describe_machine()
     print(", ".join(f"{k} {v}" for k, v in machine.items() if v is not None))
     peak = {d: matmul_peak(d, args.matmul_size or MATMUL_SIZE[d], args.seconds) for d in devices}
@@ -130,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("\n".join(ratio_lines(ratios[dev])))
     results = {
         "machine": machine,
-        "settings": {**vars(args), "devices": devices},
+        "settings": vars(args),
         "peak": peak,
         "learned": learned,
         "env": env,

@@ -1,0 +1,82 @@
+"""The learned backend on a GPU: the compiled Triton z-buffer and CUDA generation against the CPU.
+
+Skipped where torch sees no CUDA device (CI); on a GPU machine: ``pytest tests/model/test_model_cuda.py``.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.metrics import psnr
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.model.reproject import splat
+
+from .helpers import straight_poses, turning_poses
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+INTR = Intrinsics.from_fov(64, 64, 70.0)
+
+
+def _poses(rng: np.random.Generator, n: int) -> torch.Tensor:
+    return torch.from_numpy(
+        np.stack(
+            [
+                pose_from_yaw_pitch(rng.uniform(-0.5, 0.5, 3) + [0, 0, 1.0], rng.uniform(-0.6, 0.6), 0.1)
+                for _ in range(n)
+            ]
+        )
+    )
+
+
+@pytest.mark.parametrize("footprint", [1, 2])
+@pytest.mark.parametrize("prefer", [False, True])
+def test_compiled_triton_zbuffer_matches_the_torch_reference(footprint, prefer):
+    rng = np.random.default_rng(10 + footprint + 2 * prefer)
+    n, groups_n = 128, 32  # 4 memories into each of 32 targets, as batch 32 with memory_k=4
+    depth = torch.from_numpy(rng.uniform(0.5, 8.0, (n, 64, 64)).astype(np.float32))
+    depth[rng.random((n, 64, 64)) < 0.1] = float("inf")  # sky
+    feats = torch.from_numpy(rng.random((n, 5, 64, 64)).astype(np.float32))
+    groups = torch.from_numpy(np.repeat(np.arange(groups_n), n // groups_n))
+    src, dst = _poses(rng, n), _poses(rng, groups_n)
+    priority = torch.from_numpy(rng.permutation(n)) if prefer else None
+    args = (groups, groups_n, INTR, priority)
+    ref = splat(feats, depth, src, dst, *args, footprint=footprint, use_triton=False)
+    cuda = [t.cuda() if t is not None else None for t in (feats, depth, src, dst, groups, priority)]
+    got = splat(*cuda[:4], cuda[4], groups_n, INTR, cuda[5], footprint=footprint, use_triton=True)
+    got = [t.cpu() for t in got]
+    assert ref[2].float().mean() > 0.5  # the random views overlap: over half the target pixels filled
+    assert (ref[2] == got[2]).float().mean() > 0.999
+    both = ref[2] & got[2]
+    assert (ref[0] == got[0]).all(dim=1)[both].float().mean() > 0.995
+    assert torch.allclose(ref[1][both], got[1][both], rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def cpu_and_cuda():
+    return [LearnedWorldModel(LearnedConfig(device=d)) for d in ("cpu", "cuda")]
+
+
+def _rollout(model: LearnedWorldModel, seeds: list[int]) -> np.ndarray:
+    sessions = [model.open(s)[0] for s in seeds]
+    frames = []
+    for rel in (straight_poses(4, 0.1), turning_poses(4, 10.0), turning_poses(4, -10.0)):
+        out = model.generate(sessions, np.repeat(rel, len(seeds), 0), [[] for _ in seeds])
+        frames.append(np.stack([f.rgb for f in out]))
+    return np.concatenate(frames, axis=1)  # [B, 12, H, W, 3]
+
+
+def test_cuda_generates_the_cpu_frames(cpu_and_cuda):
+    cpu, cuda = cpu_and_cuda
+    assert cuda.info().extra["device"].startswith("cuda")
+    a, b = _rollout(cpu, [12, 20, 31]), _rollout(cuda, [12, 20, 31])
+    # fp32 on both, but cuDNN's convolutions (TF32 allowed) round differently: close, not identical
+    assert psnr(a[:, :4], b[:, :4]) > 35.0
+    assert psnr(a, b) > 28.0
+
+
+def test_cuda_bf16_stays_close_to_fp32(cpu_and_cuda):
+    fp32 = cpu_and_cuda[1]
+    bf16 = LearnedWorldModel(LearnedConfig(device="cuda", precision="bf16"))
+    a, b = _rollout(fp32, [12, 20]), _rollout(bf16, [12, 20])
+    assert psnr(a[:, :4], b[:, :4]) > 28.0
