@@ -28,13 +28,16 @@ def warp_memories(
     entries = [e for mem in memories for e in mem]
     dev = entries[0].rgb.device  # memories live where the network runs
     groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
-    feats = torch.stack(
-        [
-            torch.cat([e.rgb, torch.full_like(e.depth, 1.0 if e.lights else -1.0)[None], e.door[None]])
-            for e in entries
-        ]
-    )
+    lights = torch.tensor([1.0 if e.lights else -1.0 for e in entries], device=dev)
     depth = torch.stack([e.depth for e in entries])
+    feats = torch.cat(  # one stack per channel group: a few large copies, not one per memory
+        [
+            torch.stack([e.rgb for e in entries]),
+            lights[:, None, None, None].expand(-1, 1, *depth.shape[1:]),
+            torch.stack([e.door for e in entries])[:, None],
+        ],
+        dim=1,
+    )
     depth = torch.where(torch.isinf(depth), torch.full_like(depth, SKY_M), depth)  # sky turns with the camera
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
@@ -47,17 +50,21 @@ def warp_memories(
 
 
 def assemble(
-    warped: torch.Tensor, hints: np.ndarray, estimate: torch.Tensor | None = None, depth_known: bool = True
+    warped: torch.Tensor,
+    hints: np.ndarray | torch.Tensor | None,
+    estimate: torch.Tensor | None = None,
+    depth_known: bool = True,
 ) -> torch.Tensor:
-    """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels and the current
-    estimate (default: the warp itself, i.e. the first sampling step)."""
+    """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels (``None``: none)
+    and the current estimate (default: the warp itself, i.e. the first sampling step)."""
     b, _, h, w = warped.shape
     x = torch.zeros(b, IN_CHANNELS, h, w, device=warped.device)
     x[:, 0:7] = warped
     x[:, 7] = 1.0 if depth_known else 0.0
     x[:, 8:11] = warped[:, 0:3] if estimate is None else estimate
     x[:, 11] = 0.0 if estimate is None else 1.0
-    x[:, 12:18] = torch.from_numpy(hints).to(warped.device)
+    if hints is not None:
+        x[:, 12:18] = torch.as_tensor(hints, device=warped.device)
     return x
 
 
@@ -69,7 +76,7 @@ def first_frame_inputs(rgb: torch.Tensor) -> torch.Tensor:
     warped[:, 0:3] = rgb
     warped[:, 4] = 1.0
     warped[:, 5] = 1.0
-    return assemble(warped, np.zeros((b, 6, h, w), np.float32), depth_known=False)
+    return assemble(warped, None, depth_known=False)
 
 
 def state_batch(states: list[WorldState]) -> torch.Tensor:
@@ -82,9 +89,11 @@ def entries_from_outputs(
     times: list[int],
     states: list[WorldState],
     intr: Intrinsics,
+    host_depth: np.ndarray | None = None,
 ) -> list[MemoryEntry]:
     """Memories of generated frames: the network's colour, depth and door pixels at ``poses``. ``out`` may
-    carry ``labels`` (the semantic argmax) to save computing it again."""
+    carry ``labels`` (the semantic argmax) to save computing it again; ``host_depth`` is the depth already
+    copied to the host, if the caller has it."""
     from world_model.model.network import depth_from_inverse
     from world_model.model.reproject import view_points
     from world_model.semantics import CLASS_ID
@@ -92,19 +101,15 @@ def entries_from_outputs(
     depth = depth_from_inverse(out["inv_depth"].detach().float())
     labels = out["labels"] if "labels" in out else out["semantic"].detach().argmax(1)
     door = (labels == CLASS_ID["door"]).float()
-    rgb = out["rgb"].detach().float()
-    host_depth = depth.cpu().numpy()
-    return [
-        MemoryEntry(  # copies, not views: a kept memory must not pin the whole batch's tensors
-            rgb[i].clone(),
-            depth[i].clone(),
-            door[i].clone(),
-            np.asarray(poses[i], np.float64),
-            times[i],
-            s.lights_on,
-            s.door_open,
-            s.version,
-            view_points(host_depth[i], np.asarray(poses[i]), intr),
+    frames = torch.cat([out["rgb"].detach().float(), depth[:, None], door[:, None]], dim=1)
+    poses = np.asarray(poses, np.float64)
+    points = view_points(depth.cpu().numpy() if host_depth is None else host_depth, poses, intr)
+    entries = []
+    for i, s in enumerate(states):
+        own = frames[i].clone()  # a copy, not a view: a kept memory must not pin the whole batch's tensors
+        entries.append(
+            MemoryEntry(
+                own[0:3], own[3], own[4], poses[i], times[i], s.lights_on, s.door_open, s.version, points[i]
+            )
         )
-        for i, s in enumerate(states)
-    ]
+    return entries

@@ -22,6 +22,7 @@ import torch
 from world_model.backend import BackendInfo, Frames, SceneInfo, UnknownSession, WorldModel
 from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.conditioning import (
     assemble,
@@ -32,9 +33,10 @@ from world_model.model.conditioning import (
 )
 from world_model.model.data import to_unit
 from world_model.model.device import resolve_device
-from world_model.model.memory import MemoryBank
+from world_model.model.memory import MemoryBank, retrieve_many
+from world_model.model.network import depth_from_inverse
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
-from world_model.model.world_state import WorldState
+from world_model.model.world_state import HINT_CHANNELS, WorldState
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "learned_v1.safetensors"
 CAMERA_RADIUS_M = 0.25
@@ -60,6 +62,8 @@ class LearnedConfig:
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast: 1.6x the frames/s at batch 8-32 measured on an
     # AVX512-BF16 CPU; the shipped report was measured in fp32)
     threads: int | None = None
+    cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
+    compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
 
 
 @dataclass
@@ -93,6 +97,11 @@ class LearnedWorldModel(WorldModel):
                 f"the learned weights {cfg.weights} were trained at {size[0]}x{size[1]}; "
                 f"asked for {cfg.height}x{cfg.width}: use resolution={size} or backend='oracle'"
             )
+        self._small = self._large = self._forward  # on a GPU: graphs when small, compiled kernels when large
+        if self.device.type == "cuda" and cfg.cuda_graphs:
+            self._small = GraphedForward(self._forward)
+        if self.device.type == "cuda" and cfg.compile:
+            self._large = CompiledForward(self._forward)
         self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
         self.checkpoint = file_hash(cfg.weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
@@ -220,29 +229,23 @@ class LearnedWorldModel(WorldModel):
             self._oracle = None
 
     # -- generation -------------------------------------------------------------------------------------
-    def _reach(self, s: _Session, target: np.ndarray) -> np.ndarray:
-        """The pose the camera actually reaches: inside the bounds, not into predicted nearby surfaces."""
-        reached = target.copy()
+    def _reach(self, ss: list[_Session], targets: np.ndarray) -> np.ndarray:
+        """The poses ``[B, 4, 4]`` the cameras actually reach: inside the bounds, not into predicted nearby
+        surfaces."""
+        reached = targets.copy()
         if not self.config.collide:
             return reached
-        step = target[:3, 3] - s.pose[:3, 3]
-        forward = float(step @ s.pose[:3, 2])
-        if forward > 1e-6:
-            h, w = s.depth.shape
-            ahead = s.depth[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3]
-            if float(np.min(ahead)) < CAMERA_RADIUS_M + forward:
-                reached[:3, 3] = s.pose[:3, 3]
-        x0, y0, x1, y1 = s.info.bounds
-        reached[0, 3] = (
-            np.clip(reached[0, 3], x0 + CAMERA_RADIUS_M, x1 - CAMERA_RADIUS_M)
-            if np.isfinite(x0)
-            else reached[0, 3]
-        )
-        reached[1, 3] = (
-            np.clip(reached[1, 3], y0 + CAMERA_RADIUS_M, y1 - CAMERA_RADIUS_M)
-            if np.isfinite(y0)
-            else reached[1, 3]
-        )
+        poses = np.stack([s.pose for s in ss])
+        forward = ((targets[:, :3, 3] - poses[:, :3, 3]) * poses[:, :3, 2]).sum(axis=1)
+        h, w = self.config.height, self.config.width
+        ahead = np.array([s.depth[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].min() for s in ss])
+        blocked = (forward > 1e-6) & (ahead < CAMERA_RADIUS_M + forward)
+        reached[blocked, :3, 3] = poses[blocked, :3, 3]
+        x0, y0, x1, y1 = np.array([s.info.bounds for s in ss], np.float64).T
+        for axis, lo, hi in ((0, x0, x1), (1, y0, y1)):
+            at = reached[:, axis, 3]
+            inside = np.clip(at, lo + CAMERA_RADIUS_M, hi - CAMERA_RADIUS_M)
+            reached[:, axis, 3] = np.where(np.isfinite(lo), inside, at)
         return reached
 
     def generate(
@@ -265,7 +268,7 @@ class LearnedWorldModel(WorldModel):
             new_states.append(state)
         for s, state in zip(ss, new_states, strict=True):
             s.state = state
-        starts = [s.pose.copy() for s in ss]
+        starts = np.stack([s.pose for s in ss])
         k_frames = rel.shape[1]
         h, w = self.config.height, self.config.width
         rgb = np.empty((len(ss), k_frames, h, w, 3), np.uint8)
@@ -273,54 +276,69 @@ class LearnedWorldModel(WorldModel):
         semantic = np.empty((len(ss), k_frames, h, w), np.uint8)
         poses = np.empty((len(ss), k_frames, 4, 4))
         for k in range(k_frames):
-            targets = np.stack(
-                [
-                    self._reach(s, start @ rel[b, k])
-                    for b, (s, start) in enumerate(zip(ss, starts, strict=True))
-                ]
-            )
-            out = self._frame(ss, targets)
+            targets = self._reach(ss, starts @ rel[:, k])
+            out, seen = self._frame(ss, targets)
+            colour = ((out["rgb"] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            rgb[:, k] = colour.permute(0, 2, 3, 1).cpu().numpy()  # a few copies per frame from a GPU
+            depth[:, k] = host_depth = depth_from_inverse(out["inv_depth"]).cpu().numpy()
+            semantic[:, k] = host_labels = out["labels"].cpu().numpy()
             entries = entries_from_outputs(
-                out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr
+                out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr, host_depth
             )
-            host = {n: out[n].cpu().numpy() for n in ("rgb", "labels")}  # one copy per frame from a GPU
-            host_depth = torch.stack([e.depth for e in entries]).cpu().numpy()
             for b, (s, e) in enumerate(zip(ss, entries, strict=True)):
                 s.time += 1
                 s.pose = targets[b]
-                s.memory.add(e, self.intr)
-                s.depth, s.semantic = host_depth[b], host["labels"][b]
-                depth[b, k] = s.depth
-                semantic[b, k] = s.semantic
-            colour = (host["rgb"].transpose(0, 2, 3, 1) + 1.0) * 127.5
-            rgb[:, k] = colour.round().clip(0, 255).astype(np.uint8)
+                s.memory.add(e, self.intr, seen[b])
+                s.depth, s.semantic = host_depth[b], host_labels[b]  # not views of what the caller gets
             poses[:, k] = targets
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
-    def _net(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One network pass in the configured precision; outputs in fp32, plus the per-pixel ``labels``."""
-        dev = self.device
-        x = x.to(dev).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            out = self.net(x, state.to(dev), step.to(dev))
+    def _forward(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network in the configured precision; outputs in fp32, plus the per-pixel ``labels``."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            out = self.net(x, state, step)
         out = {k: v.float() for k, v in out.items()}
         out["labels"] = out["semantic"].argmax(1).to(torch.uint8)  # semantic class per pixel
         return out
 
-    def _frame(self, ss: list[_Session], targets: np.ndarray) -> dict[str, torch.Tensor]:
-        memories = [
-            s.memory.retrieve(t, self.intr, self.config.memory_k, s.time + 1)
-            for s, t in zip(ss, targets, strict=True)
-        ]
+    def _net(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One network pass (on a GPU: from a CUDA graph or compiled kernels, see ``acceleration``)."""
+        dev = self.device
+        x = x.to(dev).contiguous(memory_format=torch.channels_last)
+        run = self._small if x.shape[0] <= MAX_GRAPHED_BATCH else self._large
+        return run(x, state.to(dev), step.to(dev))
+
+    def _frame(
+        self, ss: list[_Session], targets: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], list[np.ndarray]]:
+        """Network outputs for every session's next frame at ``targets``, and how much of each session's
+        keyframes these cameras see (for memory's ``add``)."""
+        memories, seen = retrieve_many(
+            [s.memory for s in ss],
+            targets,
+            self.intr,
+            self.config.memory_k,
+            [s.time + 1 for s in ss],
+            self.device,
+        )
         with torch.no_grad():
             warped = warp_memories(
                 memories, targets, self.intr, self.config.prefer_older, self.config.footprint
             )
-            hints = np.concatenate(
-                [s.state.hints(t[None], self.intr) for s, t in zip(ss, targets, strict=True)]
-            )
+            hints = self._hints(ss, targets)
             state = state_batch([s.state for s in ss])
             out = self._net(assemble(warped, hints), state, torch.zeros(len(ss)))
             for _ in range(self.config.sampler_steps - 1):
                 out = self._net(assemble(warped, hints, estimate=out["rgb"]), state, torch.ones(len(ss)))
-        return out
+        return out, seen
+
+    def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:
+        """Event hint channels on the device; ``None`` when no session has props (the common case)."""
+        rows = [b for b, s in enumerate(ss) if s.state.props]
+        if not rows:
+            return None
+        h, w = self.config.height, self.config.width
+        hints = torch.zeros(len(ss), HINT_CHANNELS, h, w, device=self.device)
+        drawn = np.concatenate([ss[b].state.hints(targets[b][None], self.intr) for b in rows])
+        hints[rows] = torch.from_numpy(drawn).to(self.device)
+        return hints

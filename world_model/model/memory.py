@@ -37,33 +37,73 @@ class MemoryEntry:
     points: np.ndarray
 
 
-def footprint_cells(points: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
-    """Which coverage cells of camera ``pose`` the footprints ``points [E,P,3]`` land in: ``[E, cells²]``
-    bool, plus nothing behind the camera or outside the image."""
-    rot, t = pose[:3, :3], pose[:3, 3]
-    cam = (points - t) @ rot  # world -> camera: R^T (p - t)
-    z = cam[..., 2]
-    zs = np.maximum(z, 1e-6)
-    u = intr.fx * cam[..., 0] / zs + intr.cx
-    v = intr.fy * cam[..., 1] / zs + intr.cy
+def _project(points: torch.Tensor, poses: torch.Tensor, intr: Intrinsics):
+    """Pixel ``u, v`` and camera z ``[B, E, P]`` of footprints ``points [B, E, P, 3]`` in cameras ``poses
+    [B, 4, 4]``, and whether each lands in the image in front of the camera. Written element by element,
+    so a session's answer does not depend on the batch it is computed in."""
+    rot, t = poses[:, None, None, :3, :3], poses[:, None, None, :3, 3]
+    d = points - t
+    cam = [
+        d[..., 0] * rot[..., 0, j] + d[..., 1] * rot[..., 1, j] + d[..., 2] * rot[..., 2, j] for j in range(3)
+    ]
+    z = cam[2]
+    zs = z.clamp_min(1e-6)
+    u = intr.fx * cam[0] / zs + intr.cx
+    v = intr.fy * cam[1] / zs + intr.cy
     inside = (z > 0.05) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
-    cu = np.clip((u * COVERAGE_CELLS / intr.width).astype(int), 0, COVERAGE_CELLS - 1)
-    cv = np.clip((v * COVERAGE_CELLS / intr.height).astype(int), 0, COVERAGE_CELLS - 1)
-    cells = np.zeros((points.shape[0], COVERAGE_CELLS * COVERAGE_CELLS), bool)
-    e_idx, p_idx = np.nonzero(inside)
-    cells[e_idx, (cv * COVERAGE_CELLS + cu)[e_idx, p_idx]] = True
-    return cells
+    return u, v, inside
 
 
-def overlap(points: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
-    """Fraction ``[E]`` of each footprint that camera ``pose`` sees (frustum test, no occlusion)."""
-    rot, t = pose[:3, :3], pose[:3, 3]
-    cam = (points - t) @ rot
-    z = np.maximum(cam[..., 2], 1e-6)
-    u = intr.fx * cam[..., 0] / z + intr.cx
-    v = intr.fy * cam[..., 1] / z + intr.cy
-    inside = (cam[..., 2] > 0.05) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
-    return inside.mean(axis=1)
+def coverage(
+    points: torch.Tensor, poses: torch.Tensor, intr: Intrinsics
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For footprints ``points [B, E, P, 3]`` and cameras ``poses [B, 4, 4]``: which coverage cells of each
+    camera every footprint lands in (``[B, E, cells²]`` bool; nothing behind the camera or outside the image)
+    and the fraction of each footprint the camera sees (``[B, E]``, frustum test, no occlusion)."""
+    u, v, inside = _project(points, poses, intr)
+    n = COVERAGE_CELLS
+    cu = (u * n / intr.width).long().clamp(0, n - 1)
+    cv = (v * n / intr.height).long().clamp(0, n - 1)
+    cell = torch.where(inside, cv * n + cu, n * n)  # out of view: an extra cell, dropped below
+    hits = torch.zeros(*cell.shape[:2], n * n + 1, dtype=torch.bool, device=cell.device)
+    hits.scatter_(2, cell, True)
+    return hits[..., : n * n], inside.double().mean(dim=2)
+
+
+def select_many(
+    points: torch.Tensor,
+    valid: torch.Tensor,
+    ages: torch.Tensor,
+    poses: torch.Tensor,
+    intr: Intrinsics,
+    k: int,
+    staleness: float = 0.002,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Memories for ``B`` cameras at once. ``points [B, E, P, 3]`` are each candidate's footprint (index 0:
+    the latest frame), ``valid [B, E]`` marks real candidates (the rest is padding), ``ages [B, E]`` frames
+    since each was seen. Per camera: the latest first, then greedy coverage of the target view (ties and
+    leftovers by overlap minus ``staleness`` per frame of age), up to ``k``. Returns the chosen indices
+    ``[B, k]`` (-1: none) and every candidate's overlap with the camera ``[B, E]``."""
+    cells, seen = coverage(points, poses, intr)
+    cells &= valid[..., None]
+    b = points.shape[0]
+    rows = torch.arange(b, device=points.device)
+    score = torch.where(valid, seen - staleness * ages, -torch.inf)
+    taken = torch.zeros_like(valid)
+    taken[:, 0] = True
+    chosen = torch.full((b, k), -1, dtype=torch.long, device=points.device)
+    chosen[:, 0] = 0
+    covered = cells[:, 0].clone()
+    active = valid.sum(dim=1) > 1
+    for i in range(1, k):
+        gain = (cells & ~covered[:, None]).sum(dim=2) + score
+        gain = torch.where(taken, -torch.inf, gain)
+        best = gain.argmax(dim=1)  # the first of equals, as the order of candidates says
+        active &= cells[rows, best].any(dim=1) & torch.isfinite(gain[rows, best])  # none left: stop
+        chosen[:, i] = torch.where(active, best, -1)
+        taken[rows, best] |= active
+        covered |= cells[rows, best] & active[:, None]
+    return chosen, seen
 
 
 def select(
@@ -75,21 +115,26 @@ def select(
     latest: int,
     staleness: float = 0.002,
 ) -> list[int]:
-    """Indices of up to ``k`` memories for camera ``pose``: ``latest`` first, then greedy coverage of the
-    target view (ties and leftovers by overlap minus ``staleness`` per frame of age)."""
-    cells = footprint_cells(points, pose, intr)
-    score = overlap(points, pose, intr) - staleness * ages
-    chosen = [latest]
-    covered = cells[latest].copy()
-    while len(chosen) < min(k, len(points)):
-        gain = (cells & ~covered).sum(axis=1) + score
-        gain[chosen] = -np.inf
-        best = int(np.argmax(gain))
-        if not cells[best].any():
-            break
-        chosen.append(best)
-        covered |= cells[best]
-    return chosen
+    """:func:`select_many` for one camera: indices of up to ``k`` memories among ``points [E, P, 3]``,
+    ``latest`` first."""
+    order = [latest] + [i for i in range(len(points)) if i != latest]
+    pts = torch.as_tensor(np.asarray(points, np.float64)[order])[None]
+    chosen, _ = select_many(
+        pts,
+        torch.ones(1, len(order), dtype=torch.bool),
+        torch.as_tensor(np.asarray(ages, np.float64)[order])[None],
+        torch.as_tensor(np.asarray(pose, np.float64))[None],
+        intr,
+        k,
+        staleness,
+    )
+    return [order[i] for i in chosen[0].tolist() if i >= 0]
+
+
+def overlap(points: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """Fraction ``[E]`` of each footprint ``points [E, P, 3]`` that camera ``pose`` sees."""
+    pts = torch.as_tensor(np.asarray(points, np.float64))[None]
+    return coverage(pts, torch.as_tensor(np.asarray(pose, np.float64))[None], intr)[1][0].numpy()
 
 
 class MemoryBank:
@@ -100,6 +145,7 @@ class MemoryBank:
         self.keyframes: list[MemoryEntry] = []
         self.used: list[int] = []  # when each keyframe was last retrieved (least recently used goes first)
         self.latest: MemoryEntry | None = None
+        self._points: np.ndarray | None = None  # the keyframes' footprints, stacked when first needed
 
     def __len__(self) -> int:
         return len(self.keyframes) + (self.latest is not None and self.latest not in self.keyframes)
@@ -108,19 +154,23 @@ class MemoryBank:
         """A fork's memory: same (immutable) entries, independent lists."""
         out = MemoryBank(self.capacity, self.same_place_m, self.same_view)
         out.keyframes, out.used, out.latest = list(self.keyframes), list(self.used), self.latest
+        out._points = self._points
         return out
 
-    def add(self, entry: MemoryEntry, intr: Intrinsics) -> None:
+    def keyframe_points(self) -> np.ndarray:
+        """Footprints ``[len(keyframes), P, 3]`` of the keyframes."""
+        if self._points is None:
+            self._points = np.stack([k.points for k in self.keyframes])
+        return self._points
+
+    def add(self, entry: MemoryEntry, intr: Intrinsics, seen: np.ndarray | None = None) -> None:
+        """Remember ``entry``. ``seen [len(keyframes)]``: how much of each keyframe's footprint the entry's
+        camera sees, when the caller has it already (retrieval for that camera computes it)."""
         self.latest = entry
         if self.keyframes:
-            pts = np.stack([k.points for k in self.keyframes])
-            seen = overlap(pts, entry.pose, intr)
-            near = np.array(
-                [
-                    np.linalg.norm(k.pose[:3, 3] - entry.pose[:3, 3]) < self.same_place_m
-                    for k in self.keyframes
-                ]
-            )
+            seen = overlap(self.keyframe_points(), entry.pose, intr) if seen is None else seen
+            positions = np.stack([k.pose[:3, 3] for k in self.keyframes])
+            near = np.linalg.norm(positions - entry.pose[:3, 3], axis=1) < self.same_place_m
             same = near & (seen >= self.same_view)
             for i in np.flatnonzero(same):
                 if self.keyframes[i].version == entry.version:
@@ -129,32 +179,71 @@ class MemoryBank:
             if len(stale):  # the world changed since this place was remembered: the newer view wins
                 self.keyframes[int(stale[0])] = entry
                 self.used[int(stale[0])] = entry.time
+                self._points = None
                 return
         self.keyframes.append(entry)
         self.used.append(entry.time)
+        self._points = None
         if len(self.keyframes) > self.capacity:
             drop = self._most_redundant(intr)
             self.keyframes.pop(drop)
             self.used.pop(drop)
+            self._points = None
 
     def _most_redundant(self, intr: Intrinsics) -> int:
         """The keyframe whose view another keyframe covers best (least recently used among equals)."""
-        pts = np.stack([k.points for k in self.keyframes])
-        seen = np.stack([overlap(pts, k.pose, intr) for k in self.keyframes])  # [viewer, entry]
+        pts = torch.as_tensor(self.keyframe_points())
+        poses = torch.as_tensor(np.stack([k.pose for k in self.keyframes]))
+        seen = coverage(pts[None].expand(len(poses), -1, -1, -1), poses, intr)[1].numpy()  # [viewer, entry]
         np.fill_diagonal(seen, 0.0)
         used = np.asarray(self.used, np.float64)
         return int(np.argmax(seen.max(axis=0) - 1e-6 * (used - used.min())))
 
     def retrieve(self, pose: np.ndarray, intr: Intrinsics, k: int, now: int) -> list[MemoryEntry]:
         """The latest frame and the keyframes that best cover the view from ``pose``."""
-        if self.latest is None:
-            raise RuntimeError("empty memory: open the session with a first frame")
-        entries = [self.latest] + [e for e in self.keyframes if e is not self.latest]
-        pts = np.stack([e.points for e in entries])
-        ages = np.array([now - e.time for e in entries], np.float64)
-        chosen = select(pts, ages, pose, intr, k, latest=0)
-        for i in chosen:
-            for j, kf in enumerate(self.keyframes):
-                if kf is entries[i]:
-                    self.used[j] = now
-        return [entries[i] for i in chosen]
+        return retrieve_many([self], pose[None], intr, k, [now])[0][0]
+
+
+def retrieve_many(
+    banks: list[MemoryBank],
+    poses: np.ndarray,
+    intr: Intrinsics,
+    k: int,
+    now: list[int],
+    device: torch.device | str = "cpu",
+) -> tuple[list[list[MemoryEntry]], list[np.ndarray]]:
+    """:meth:`MemoryBank.retrieve` for many banks and cameras ``poses [B, 4, 4]`` in one batched pass on
+    ``device``. Also returns, per bank, how much of each keyframe the camera sees (for ``add``)."""
+    if any(bank.latest is None for bank in banks):
+        raise RuntimeError("empty memory: open the session with a first frame")
+    sizes = [len(bank.keyframes) for bank in banks]
+    pts = np.zeros((len(banks), 1 + max(sizes), *banks[0].latest.points.shape))
+    valid = np.zeros(pts.shape[:2], bool)
+    ages = np.zeros(pts.shape[:2])
+    for b, bank in enumerate(banks):  # candidates: the latest, then the keyframes (less the latest)
+        pts[b, 0] = bank.latest.points
+        valid[b, 0], ages[b, 0] = True, now[b] - bank.latest.time
+        if sizes[b]:
+            pts[b, 1 : 1 + sizes[b]] = bank.keyframe_points()
+            valid[b, 1 : 1 + sizes[b]] = [kf is not bank.latest for kf in bank.keyframes]
+            ages[b, 1 : 1 + sizes[b]] = [now[b] - kf.time for kf in bank.keyframes]
+    chosen, seen = select_many(
+        torch.as_tensor(pts, device=device),
+        torch.as_tensor(valid, device=device),
+        torch.as_tensor(ages, device=device),
+        torch.as_tensor(np.asarray(poses, np.float64), device=device),
+        intr,
+        k,
+    )
+    chosen, seen = chosen.cpu().numpy(), seen.cpu().numpy()
+    out = []
+    for b, bank in enumerate(banks):
+        picked = [bank.latest if c == 0 else bank.keyframes[c - 1] for c in chosen[b] if c >= 0]
+        for c in chosen[b][1:]:
+            if c > 0:
+                bank.used[c - 1] = now[b]
+        for j, kf in enumerate(bank.keyframes):  # the latest is always retrieved
+            if kf is bank.latest:
+                bank.used[j] = now[b]
+        out.append(picked)
+    return out, [seen[b, 1 : 1 + sizes[b]] for b in range(len(banks))]

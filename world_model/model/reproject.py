@@ -7,6 +7,8 @@ broken by source index, so the result is deterministic whatever the thread count
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -134,16 +136,21 @@ def triton_available() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=8)
+def _footprint_rays(intr: Intrinsics, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ys = (np.arange(grid) * intr.height // grid + intr.height // (2 * grid)).astype(int)
+    xs = (np.arange(grid) * intr.width // grid + intr.width // (2 * grid)).astype(int)
+    return ys, xs, pixel_rays(intr)[np.ix_(ys, xs)]
+
+
 def view_points(
     depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, grid: int = 8, far: float = 30.0
 ) -> np.ndarray:
-    """A sparse sample ``[grid*grid, 3]`` of the world points a frame saw (sky at ``far`` metres): the
-    footprint that view-overlap retrieval compares across cameras."""
-    h, w = depth.shape
-    ys = (np.arange(grid) * h // grid + h // (2 * grid)).astype(int)
-    xs = (np.arange(grid) * w // grid + w // (2 * grid)).astype(int)
-    d = depth[np.ix_(ys, xs)].astype(np.float64)
+    """A sparse sample ``[..., grid*grid, 3]`` of the world points frames ``depth [..., H, W]`` at ``pose
+    [..., 4, 4]`` saw (sky at ``far`` metres): the footprint that view-overlap retrieval compares across
+    cameras."""
+    ys, xs, rays = _footprint_rays(intr, grid)
+    d = depth[..., ys[:, None], xs[None, :]].astype(np.float64)
     d = np.where(np.isfinite(d) & (d > 0), np.minimum(d, far), far)
-    rays = pixel_rays(intr)[np.ix_(ys, xs)]
-    cam = (rays * d[..., None]).reshape(-1, 3)
-    return cam @ pose[:3, :3].T + pose[:3, 3]
+    cam = (rays * d[..., None]).reshape(*d.shape[:-2], -1, 3)
+    return cam @ np.swapaxes(pose[..., :3, :3], -1, -2) + pose[..., None, :3, 3]
