@@ -145,7 +145,8 @@ class MemoryBank:
         self.keyframes: list[MemoryEntry] = []
         self.used: list[int] = []  # when each keyframe was last retrieved (least recently used goes first)
         self.latest: MemoryEntry | None = None
-        self._points: np.ndarray | None = None  # the keyframes' footprints, stacked when first needed
+        self.latest_at = -1  # the latest frame's index among the keyframes (-1: not a keyframe)
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stacked when first needed
 
     def __len__(self) -> int:
         return len(self.keyframes) + (self.latest is not None and self.latest not in self.keyframes)
@@ -154,45 +155,49 @@ class MemoryBank:
         """A fork's memory: same (immutable) entries, independent lists."""
         out = MemoryBank(self.capacity, self.same_place_m, self.same_view)
         out.keyframes, out.used, out.latest = list(self.keyframes), list(self.used), self.latest
-        out._points = self._points
+        out.latest_at, out._arrays = self.latest_at, self._arrays
         return out
 
-    def keyframe_points(self) -> np.ndarray:
-        """Footprints ``[len(keyframes), P, 3]`` of the keyframes."""
-        if self._points is None:
-            self._points = np.stack([k.points for k in self.keyframes])
-        return self._points
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The keyframes' footprints ``[E, P, 3]``, camera positions ``[E, 3]`` and times ``[E]``."""
+        if self._arrays is None:
+            self._arrays = (
+                np.stack([k.points for k in self.keyframes]),
+                np.stack([k.pose[:3, 3] for k in self.keyframes]),
+                np.array([k.time for k in self.keyframes], np.float64),
+            )
+        return self._arrays
 
     def add(self, entry: MemoryEntry, intr: Intrinsics, seen: np.ndarray | None = None) -> None:
         """Remember ``entry``. ``seen [len(keyframes)]``: how much of each keyframe's footprint the entry's
         camera sees, when the caller has it already (retrieval for that camera computes it)."""
-        self.latest = entry
+        self.latest, self.latest_at = entry, -1
         if self.keyframes:
-            seen = overlap(self.keyframe_points(), entry.pose, intr) if seen is None else seen
-            positions = np.stack([k.pose[:3, 3] for k in self.keyframes])
+            points, positions, _ = self.arrays()
+            seen = overlap(points, entry.pose, intr) if seen is None else seen
             near = np.linalg.norm(positions - entry.pose[:3, 3], axis=1) < self.same_place_m
-            same = near & (seen >= self.same_view)
-            for i in np.flatnonzero(same):
-                if self.keyframes[i].version == entry.version:
-                    return  # this place is already remembered in this world state
-            stale = np.flatnonzero(same)
-            if len(stale):  # the world changed since this place was remembered: the newer view wins
-                self.keyframes[int(stale[0])] = entry
-                self.used[int(stale[0])] = entry.time
-                self._points = None
+            same = np.flatnonzero(near & (seen >= self.same_view))
+            if any(self.keyframes[i].version == entry.version for i in same):
+                return  # this place is already remembered in this world state
+            if len(same):  # the world changed since this place was remembered: the newer view wins
+                self.latest_at = int(same[0])
+                self.keyframes[self.latest_at] = entry
+                self.used[self.latest_at] = entry.time
+                self._arrays = None
                 return
         self.keyframes.append(entry)
         self.used.append(entry.time)
-        self._points = None
+        self.latest_at, self._arrays = len(self.keyframes) - 1, None
         if len(self.keyframes) > self.capacity:
             drop = self._most_redundant(intr)
             self.keyframes.pop(drop)
             self.used.pop(drop)
-            self._points = None
+            self._arrays = None
+            self.latest_at = -1 if drop == self.latest_at else self.latest_at - (drop < self.latest_at)
 
     def _most_redundant(self, intr: Intrinsics) -> int:
         """The keyframe whose view another keyframe covers best (least recently used among equals)."""
-        pts = torch.as_tensor(self.keyframe_points())
+        pts = torch.as_tensor(self.arrays()[0])
         poses = torch.as_tensor(np.stack([k.pose for k in self.keyframes]))
         seen = coverage(pts[None].expand(len(poses), -1, -1, -1), poses, intr)[1].numpy()  # [viewer, entry]
         np.fill_diagonal(seen, 0.0)
@@ -224,9 +229,12 @@ def retrieve_many(
         pts[b, 0] = bank.latest.points
         valid[b, 0], ages[b, 0] = True, now[b] - bank.latest.time
         if sizes[b]:
-            pts[b, 1 : 1 + sizes[b]] = bank.keyframe_points()
-            valid[b, 1 : 1 + sizes[b]] = [kf is not bank.latest for kf in bank.keyframes]
-            ages[b, 1 : 1 + sizes[b]] = [now[b] - kf.time for kf in bank.keyframes]
+            points, _, times = bank.arrays()
+            pts[b, 1 : 1 + sizes[b]] = points
+            valid[b, 1 : 1 + sizes[b]] = True
+            if bank.latest_at >= 0:  # no second copy of the latest
+                valid[b, 1 + bank.latest_at] = False
+            ages[b, 1 : 1 + sizes[b]] = now[b] - times
     chosen, seen = select_many(
         torch.as_tensor(pts, device=device),
         torch.as_tensor(valid, device=device),
@@ -242,8 +250,7 @@ def retrieve_many(
         for c in chosen[b][1:]:
             if c > 0:
                 bank.used[c - 1] = now[b]
-        for j, kf in enumerate(bank.keyframes):  # the latest is always retrieved
-            if kf is bank.latest:
-                bank.used[j] = now[b]
+        if bank.latest_at >= 0:  # the latest is always retrieved
+            bank.used[bank.latest_at] = now[b]
         out.append(picked)
     return out, [seen[b, 1 : 1 + sizes[b]] for b in range(len(banks))]
