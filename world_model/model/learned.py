@@ -42,6 +42,7 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "learned_v1.safetensors"
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
 PRECISIONS = ("fp32", "bf16")
+RETRIEVE_ON_HOST_UP_TO = 8  # sessions: fewer, and ~30 kernel launches cost more than the arithmetic
 
 
 @dataclass
@@ -319,7 +320,7 @@ class LearnedWorldModel(WorldModel):
             self.intr,
             self.config.memory_k,
             [s.time + 1 for s in ss],
-            self.device,
+            self.device if len(ss) > RETRIEVE_ON_HOST_UP_TO else "cpu",
         )
         with torch.no_grad():
             warped = warp_memories(
