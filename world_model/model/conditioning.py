@@ -92,13 +92,13 @@ def entries_from_outputs(
     host_depth: np.ndarray | None = None,
 ) -> list[MemoryEntry]:
     """Memories of generated frames: the network's colour, depth and door pixels at ``poses``. ``out`` may
-    carry ``labels`` (the semantic argmax) to save computing it again; ``host_depth`` is the depth already
-    copied to the host, if the caller has it."""
+    carry ``labels`` (the semantic argmax) and metric ``depth`` to save computing them again; ``host_depth``
+    is that depth already copied to the host, if the caller has it."""
     from world_model.model.network import depth_from_inverse
     from world_model.model.reproject import view_points
     from world_model.semantics import CLASS_ID
 
-    depth = depth_from_inverse(out["inv_depth"].detach().float())
+    depth = out["depth"] if "depth" in out else depth_from_inverse(out["inv_depth"].detach().float())
     labels = out["labels"] if "labels" in out else out["semantic"].detach().argmax(1)
     door = (labels == CLASS_ID["door"]).float()
     frames = torch.cat([out["rgb"].detach().float(), depth[:, None], door[:, None]], dim=1)

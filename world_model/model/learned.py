@@ -281,7 +281,7 @@ class LearnedWorldModel(WorldModel):
             out, seen = self._frame(ss, targets)
             colour = ((out["rgb"] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
             rgb[:, k] = colour.permute(0, 2, 3, 1).cpu().numpy()  # a few copies per frame from a GPU
-            depth[:, k] = host_depth = depth_from_inverse(out["inv_depth"]).cpu().numpy()
+            depth[:, k] = host_depth = out["depth"].cpu().numpy()
             semantic[:, k] = host_labels = out["labels"].cpu().numpy()
             entries = entries_from_outputs(
                 out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr, host_depth
@@ -295,11 +295,13 @@ class LearnedWorldModel(WorldModel):
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
     def _forward(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network in the configured precision; outputs in fp32, plus the per-pixel ``labels``."""
+        """The network in the configured precision; outputs in fp32, plus the per-pixel ``labels`` and metric
+        ``depth`` (computed here, so graphs and compiled kernels include them)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             out = self.net(x, state, step)
         out = {k: v.float() for k, v in out.items()}
         out["labels"] = out["semantic"].argmax(1).to(torch.uint8)  # semantic class per pixel
+        out["depth"] = depth_from_inverse(out["inv_depth"])
         return out
 
     def _net(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -20,8 +20,10 @@ MIN_Z = 1e-3  # metres in front of the target camera for a point to land
 FOOTPRINT_DEPTH_FACTOR = 1.01  # footprint writes sit this much behind the point's own pixel
 
 
+@functools.lru_cache(maxsize=8)
 def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Camera-frame rays ``[H, W, 3]`` with z = 1 through every pixel centre."""
+    """Camera-frame rays ``[H, W, 3]`` with z = 1 through every pixel centre (made once per camera and
+    device; do not modify)."""
     return torch.as_tensor(pixel_rays(intr), dtype=torch.float32, device=device)
 
 
