@@ -48,6 +48,11 @@ class Intrinsics:
     def matrix(self) -> np.ndarray:
         return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
 
+    def to_pixels(self, x, y, z):
+        """Pixel ``u, v`` of camera-frame points ``x, y, z`` (numpy or torch, any shape; z > 0: callers
+        guard points behind the camera). The one pinhole projection every module uses."""
+        return self.fx * x / z + self.cx, self.fy * y / z + self.cy
+
 
 @dataclass(frozen=True)
 class Viewpoint:
@@ -121,9 +126,7 @@ def project(points_world: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> tup
     """
     cam = (invert_pose(pose) @ np.c_[points_world, np.ones(len(points_world))].T).T[:, :3]
     z = cam[:, 2]
-    safe = np.where(np.abs(z) < 1e-9, 1e-9, z)
-    u = intr.fx * cam[:, 0] / safe + intr.cx
-    v = intr.fy * cam[:, 1] / safe + intr.cy
+    u, v = intr.to_pixels(cam[:, 0], cam[:, 1], np.where(np.abs(z) < 1e-9, 1e-9, z))
     return np.stack([u, v], axis=1), z
 
 

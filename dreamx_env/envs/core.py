@@ -17,6 +17,7 @@ from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing
 from dreamx_env.launcher import EmbeddedServer, LaunchConfig
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
 from world_model.backends import DEFAULT_BACKEND
+from world_model.engine.scenes import SPLITS
 from world_model.events import EventRecord, parse_prompt
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
@@ -24,8 +25,8 @@ from world_model.serve.protocol import MsgType
 from world_model.serve.requests import SceneSpec
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
-TRAIN_SEEDS: tuple[int, int] = (0, 100_000)
-VALIDATION_SEEDS: tuple[int, int] = (100_000, 200_000)
+TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
+VALIDATION_SEEDS: tuple[int, int] = SPLITS["validation"]
 OBS_KEYS: tuple[str, ...] = ("rgb", "depth", "semantic")
 
 

@@ -41,6 +41,7 @@ def test_memory_stays_bounded_and_skips_redundant_views():
     for t in range(20):  # standing still: one keyframe is enough
         bank.add(_entry(t, 0.0, 0.0), INTR)
     assert len(bank.keyframes) == 1 and bank.latest.time == 19
+    assert len(bank) == 2  # the keyframe, and the latest frame beside it
     for t in range(20, 220):  # spinning around while walking: many distinct views
         bank.add(_entry(t, 0.02 * t, 0.4 * t), INTR)
     assert len(bank.keyframes) == 8
@@ -51,6 +52,7 @@ def test_a_view_from_an_older_world_state_is_replaced():
     bank.add(_entry(0, 0.0, 0.0, version=0), INTR)
     bank.add(_entry(1, 0.0, 0.0, version=1), INTR)  # same place, after an event
     assert [e.version for e in bank.keyframes] == [1]
+    assert len(bank) == 1  # the latest frame is that keyframe
 
 
 def test_fork_copies_are_independent():

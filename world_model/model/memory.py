@@ -47,9 +47,7 @@ def _project(points: torch.Tensor, poses: torch.Tensor, intr: Intrinsics):
         d[..., 0] * rot[..., 0, j] + d[..., 1] * rot[..., 1, j] + d[..., 2] * rot[..., 2, j] for j in range(3)
     ]
     z = cam[2]
-    zs = z.clamp_min(1e-6)
-    u = intr.fx * cam[0] / zs + intr.cx
-    v = intr.fy * cam[1] / zs + intr.cy
+    u, v = intr.to_pixels(cam[0], cam[1], z.clamp_min(1e-6))
     inside = (z > 0.05) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
     return u, v, inside
 
@@ -149,7 +147,7 @@ class MemoryBank:
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stacked when first needed
 
     def __len__(self) -> int:
-        return len(self.keyframes) + (self.latest is not None and self.latest not in self.keyframes)
+        return len(self.keyframes) + (self.latest is not None and self.latest_at < 0)
 
     def copy(self) -> MemoryBank:
         """A fork's memory: same (immutable) entries, independent lists."""

@@ -86,8 +86,7 @@ def _project(depth: torch.Tensor, rel: torch.Tensor, intr: Intrinsics):
     cam = camera_rays(intr, depth.device)[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
     pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
     z = pts[..., 2]
-    zs = z.clamp_min(1e-6)
-    return z, intr.fx * pts[..., 0] / zs + intr.cx, intr.fy * pts[..., 1] / zs + intr.cy, ok.reshape(n, -1)
+    return z, *intr.to_pixels(pts[..., 0], pts[..., 1], z.clamp_min(1e-6)), ok.reshape(n, -1)
 
 
 def zbuffer_torch(

@@ -97,7 +97,7 @@ class WorldState:
                 c = (np.asarray(prop.center) - t) @ rot
                 if c[2] < 0.1:
                     continue
-                uc, vc = intr.fx * c[0] / c[2] + intr.cx, intr.fy * c[1] / c[2] + intr.cy
+                uc, vc = intr.to_pixels(c[0], c[1], c[2])
                 rx, ry = intr.fx * prop.radius / c[2], intr.fy * prop.half_height / c[2]
                 if prop.shape == "ball" or prop.kind == "paint":
                     inside = ((uu - uc) / rx) ** 2 + ((vv - vc) / ry) ** 2 <= 1.0
