@@ -101,6 +101,11 @@ class WorldModel(ABC):
         Returns one ``Frames`` of K frames per session, with the poses actually reached."""
         raise NotImplementedError("generate(sessions, relative_poses [B,K,4,4], events) -> list[Frames]")
 
+    def check_events(self, session: int, events: list[EventRecord]) -> None:  # noqa: B027 - optional
+        """Raise ``ValueError`` saying why if ``session``'s world cannot carry out ``events`` (an object
+        the scene lacks); changes nothing. The server asks before stepping, so a bad command is refused
+        on its own. Default: every event is accepted (the learned model skips what it cannot draw)."""
+
     @abstractmethod
     def fork(self, session: int) -> int:
         """A new session with a copy of ``session``'s full state; the original is untouched."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient, StepResult
+from dreamx_env.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient, StepResult
 from dreamx_env.envs.actions import EVENT_RECORDS, ActionMapper, chunk_poses, level_pose
 from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing, new_episode, score_step
 from dreamx_env.launcher import EmbeddedServer, LaunchConfig
@@ -21,7 +21,7 @@ from world_model.engine.scenes import SPLITS
 from world_model.events import EventRecord, parse_prompt
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
-from world_model.serve.protocol import MsgType
+from world_model.serve.protocol import ErrorCode, MsgType
 from world_model.serve.requests import SceneSpec
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
@@ -239,14 +239,20 @@ class DreamXCore:
         events = [[list(EVENT_RECORDS[e]) + self.queued[i]] for i, e in enumerate(event_ids)]
         specs = {i: self.scene_spec(i, s) for i, s in resets.items()}
         t0 = time.perf_counter()
-        res = self.client.step(
-            self.sessions,
-            rel[:, None],
-            events,
-            self.outputs,
-            "all" if self.config.info_frames else "last",
-            specs,
-        )
+        try:
+            res = self.client.step(
+                self.sessions,
+                rel[:, None],
+                events,
+                self.outputs,
+                "all" if self.config.info_frames else "last",
+                specs,
+            )
+        except ServerError as exc:
+            if exc.code != ErrorCode.BAD_EVENT:
+                raise
+            self.queued = [[] for _ in range(b)]  # else every later step would send them again
+            raise ValueError(f"{exc}. The env did not step; its queued events were dropped.") from None
         self.server_ms = (time.perf_counter() - t0) * 1000
         rewards, terminated, infos = np.zeros(b), np.zeros(b, bool), []
         for i in range(b):

@@ -386,3 +386,10 @@ def test_events_naming_missing_objects_raise(room):
         room.apply_events(as_records("push the nearest table"))
     with pytest.raises(ValueError, match="unknown colour 'mauve'"):
         room.apply_events([EventRecord("drop", "ball", {"color": "mauve"})])
+
+
+def test_events_apply_all_or_nothing(room):
+    lights_off, paint = as_records("turn the lights off"), EventRecord("paint", "box#99", {"color": "blue"})
+    with pytest.raises(ValueError, match="no object 'box#99'"):
+        room.apply_events([*lights_off, paint])  # the bad record comes last
+    assert room.lights_on and not room.events_applied

@@ -101,6 +101,17 @@ def test_command_sends_a_text_event_to_the_next_step(make):
         env.unwrapped.command("summon a dragon")
 
 
+def test_a_command_the_world_cannot_carry_out_is_refused_and_nothing_is_lost(make):
+    envs = make("DreamX/Explore-v0", vector=2, backend="oracle", scene_seed=5)  # scene 5 has no box
+    _, info = envs.reset(seed=0)
+    envs.unwrapped.command("turn the lights off", env_index=1)
+    envs.unwrapped.command("push the nearest box", env_index=0)
+    with pytest.raises(ValueError, match="row 0, step 0: no box to target in this scene.*did not step"):
+        envs.step(np.stack([TURN_LEFT, TURN_LEFT]))
+    _, _, _, _, after = envs.step(np.stack([STILL, STILL]))  # the queue was dropped and the envs go on
+    assert np.allclose(after["pose"], info["pose"]) and list(after["events"]) == [[], []]
+
+
 def test_dict_observations_with_depth_and_semantics(make):
     env = make("DreamX/FindObject-v0", obs_keys=("rgb", "depth", "semantic"), resolution=(48, 64))
     obs, _ = env.reset(seed=4)

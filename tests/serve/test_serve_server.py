@@ -9,6 +9,7 @@ import zmq
 
 from dreamx_env.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient
 from world_model.constant import ConstantWorldModel
+from world_model.events import EventRecord, parse_prompt
 from world_model.serve.addresses import check_bind_address
 from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
 from world_model.serve.requests import SceneSpec
@@ -145,6 +146,26 @@ def test_session_cap_and_unknown_events(serve):
         client.request(MsgType.STEP, meta, {"relative_poses": still_poses(1)})
     client.close_sessions(sessions)
     client.open([SceneSpec(2), SceneSpec(3), SceneSpec(4)])
+
+
+def refuse_pushes(session, events):
+    if any(ev.predicate == "push" for ev in events):
+        raise ValueError("nothing to push here")
+
+
+def test_an_event_the_world_cannot_carry_out_is_refused_and_nothing_steps(serve):
+    address, backend, _ = serve()
+    backend.check_events = refuse_pushes  # a world in which nothing can be pushed
+    client = SimulatorClient(address)
+    sessions = client.open([SceneSpec(0), SceneSpec(1)]).sessions
+    before = {s: backend.pose(s).copy() for s in (1, 2)}
+    events = [[[EventRecord("lights", "room", {"state": "off"})]], [parse_prompt("push the nearest box")]]
+    with pytest.raises(ServerError, match="row 1, step 0: nothing to push here; nothing was stepped") as err:
+        client.step(sessions, forward_poses(2), events)
+    assert err.value.code == ErrorCode.BAD_EVENT
+    assert backend.batches == [] and all(np.array_equal(backend.pose(s), p) for s, p in before.items())
+    moved = client.step(sessions, forward_poses(2))  # the sessions go on
+    assert backend.batches == [2] and not np.allclose(moved.frames["poses"][0, 0, -1], before[1])
 
 
 def test_retry_with_the_same_request_id_is_answered_from_cache(serve):

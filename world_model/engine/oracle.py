@@ -136,6 +136,9 @@ class OracleWorldModel(WorldModel):
         """The ground-truth world behind ``session`` (for evaluation and debugging)."""
         return self._get(session)
 
+    def check_events(self, session: int, events: list[EventRecord]) -> None:
+        self._get(session).check_events(events)
+
     def fork(self, session: int) -> int:
         return self._add(self._get(session).fork())
 
@@ -162,6 +165,8 @@ class OracleWorldModel(WorldModel):
         self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
     ) -> list[Frames]:
         worlds = [self._get(sid) for sid in sessions]
+        for world, evs in zip(worlds, events, strict=True):
+            world.check_events(evs)  # all or nothing: no world moves if one cannot carry out its events
         out = []
         for world, rel, evs in zip(worlds, np.asarray(relative_poses, np.float64), events, strict=True):
             world.apply_events(evs)

@@ -25,10 +25,18 @@ if TYPE_CHECKING:
 DROP_HEIGHT = 1.2
 PUSH_SPEED = 1.5  # m/s the push aims to give the object
 PUSH_SECONDS = 0.2
+TARGETED = ("paint", "push")  # predicates that act on an object already in the scene
 
 
-def apply_event(world: GroundTruthWorld, ev: EventRecord) -> None:
-    """Apply one validated record; raises ``ValueError`` if it names something the world lacks."""
+def resolve_targets(world: GroundTruthWorld, records: list[EventRecord]) -> list[int | None]:
+    """The object each record acts on (None for records without a target), all resolved against the world
+    as it is now; raises ``ValueError`` naming the first target the scene lacks."""
+    return [resolve_target(world, ev.entity) if ev.predicate in TARGETED else None for ev in records]
+
+
+def apply_event(world: GroundTruthWorld, ev: EventRecord, target: int | None = None) -> None:
+    """Apply one validated record to the object ``target`` (resolved here when None); raises
+    ``ValueError`` if it names something the world lacks."""
     if ev.predicate == "lights":
         world.lights_on = ev.attributes["state"] == "on"
         world.model.light_active[:] = 1 if world.lights_on else 0
@@ -37,10 +45,10 @@ def apply_event(world: GroundTruthWorld, ev: EventRecord) -> None:
     elif ev.predicate in ("drop", "spawn"):
         _release(world, ev)
     elif ev.predicate == "paint":
-        k = resolve_target(world, ev.entity)
+        k = resolve_target(world, ev.entity) if target is None else target
         _set_color(world, k, ev.attributes["color"])
     elif ev.predicate == "push":
-        k = resolve_target(world, ev.entity)
+        k = resolve_target(world, ev.entity) if target is None else target
         body = int(world.object_bodies[k])
         offset = world.data.xpos[body, :2] - np.array([world.view.x, world.view.y])
         direction = offset / max(float(np.linalg.norm(offset)), 1e-6)

@@ -199,11 +199,19 @@ class GroundTruthWorld:
         """Something changed the world (an event): physics runs again until it is at rest."""
         self.settled = False
 
-    def apply_events(self, records) -> None:
-        from world_model.engine.physics_events import apply_event
+    def check_events(self, records) -> None:
+        """Raise ``ValueError`` if an event names an object this world lacks; changes nothing."""
+        from world_model.engine.physics_events import resolve_targets
 
-        for record in records:
-            apply_event(self, record)
+        resolve_targets(self, records)
+
+    def apply_events(self, records) -> None:
+        """Apply ``records`` in order, all or nothing: their targets are resolved first, against the world
+        before any of them acts, so a missing target raises ``ValueError`` with the world unchanged."""
+        from world_model.engine.physics_events import apply_event, resolve_targets
+
+        for record, target in zip(records, resolve_targets(self, records), strict=True):
+            apply_event(self, record, target)
             self.wake()
             self.events_applied.append({"frame": self.time_frames, **record.to_dict()})
 

@@ -105,6 +105,7 @@ class ErrorCode:
     UNKNOWN_SESSION = "unknown_session"
     TOO_MANY_SESSIONS = "too_many_sessions"
     BACKEND = "backend"  # the backend raised
+    BAD_EVENT = "bad_event"  # an event the session's world cannot carry out; nothing was stepped
     SHUTTING_DOWN = "shutting_down"
     NO_WORKERS = "no_workers"  # a broker with no live worker
     WORKER_LOST = "worker_lost"  # the worker that held the session died; its state is gone

@@ -153,7 +153,8 @@ class BackendWorker:
     def step_batch(self, batch: list[PendingStep]) -> tuple[list[tuple[bytes, Message]], list[int]]:
         """Advance every session of every request in ``batch``: one ``generate`` call per horizon step (per
         ``max_batch`` sessions), then resets. Returns one reply per request and the generate batch sizes.
-        A request naming a session that is gone gets its own ERROR and does not spoil the batch."""
+        A request naming a session that is gone, or an event its world cannot carry out, gets its own ERROR
+        and does not spoil the batch; its sessions are not stepped."""
         replies, sizes = [], []
         live = []
         for p in batch:
@@ -162,15 +163,14 @@ class BackendWorker:
                 for r, h in enumerate(p.request.sessions)
                 if r not in p.request.resets and h not in self._ids
             ]
+            refused = None if missing else self._refused_events(p)
             if missing:
-                replies.append(
-                    (
-                        p.identity,
-                        error_message(
-                            p.request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open"
-                        ),
-                    )
+                error = error_message(
+                    p.request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open"
                 )
+                replies.append((p.identity, error))
+            elif refused:
+                replies.append((p.identity, error_message(p.request_id, ErrorCode.BAD_EVENT, refused)))
             else:
                 live.append(p)
         batch = live
@@ -208,6 +208,18 @@ class BackendWorker:
                     (p.identity, error_message(p.request_id, ErrorCode.BACKEND, f"reset failed: {exc}"))
                 )
         return replies, sizes
+
+    def _refused_events(self, p: PendingStep) -> str | None:
+        """Why the backend cannot carry out one of the request's events (checked against the worlds as they
+        are before this step), or None."""
+        for r, h in enumerate(p.request.sessions):
+            for t, events in enumerate(p.request.events[r]):
+                if events and r not in p.request.resets:
+                    try:
+                        self.backend.check_events(self._ids[h], events)
+                    except ValueError as exc:
+                        return f"row {r}, step {t}: {exc}; nothing was stepped"
+        return None
 
     def _step_reply(self, p: PendingStep, per_row: list[list[Frames] | None]) -> Message:
         req, meta = p.request, {}
