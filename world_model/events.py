@@ -75,8 +75,8 @@ def vocabulary() -> str:
     """Human-readable vocabulary, used in error messages and the viewer's help."""
     return (
         "predicates: lights on|off, drop <colour> <ball|box|cylinder>, spawn <colour> <shape>, "
-        "push [the nearest] [<colour>] [<shape>|object], open|close the door, "
-        "paint [the nearest] [<shape>|object] <colour>; "
+        "push [the nearest] [<colour>] [<shape>|object], push <shape>#<n>, open|close the door, "
+        "paint [the nearest] [<shape>|object] <colour>, paint <shape>#<n> <colour>; "
         f"colours: {', '.join(COLORS)}; shapes: {', '.join(OBJECT_SHAPES)}; "
         f"distances: 'N m ahead' with N in [{ANCHOR_RANGE_M[0]}, {ANCHOR_RANGE_M[1]}]"
     )
@@ -154,13 +154,15 @@ def _parse_clause(clause: str) -> EventRecord:
         if verb in words:
             shape = shapes[0] if shapes else "ball"
             return EventRecord(pred, shape, {"color": colors[0] if colors else "red"}, anchor=distance)
+    named = re.search(r"([a-z]+)\s*(#\d+)", clause)  # "box#3": that object (names in the scene info)
+    named = f"{_SHAPE_ALIASES.get(named[1], named[1])}{named[2]}" if named else None
     if "paint" in words or "recolor" in words or "recolour" in words:
         if not colors:
             raise ValueError(f"say which colour to paint in {clause!r}; colours: {', '.join(COLORS)}")
-        target = " ".join(["nearest", *colors[:-1], *shapes[:1]])
+        target = named or " ".join(["nearest", *colors[:-1], *shapes[:1]])
         return EventRecord("paint", target, {"color": colors[-1]})
     if "push" in words or "kick" in words or "shove" in words:
-        return EventRecord("push", " ".join(["nearest", *colors[:1], *shapes[:1]]))
+        return EventRecord("push", named or " ".join(["nearest", *colors[:1], *shapes[:1]]))
     unknown = [w for w in words if w not in _FILLER]
     raise ValueError(f"cannot read event {clause!r} (words: {unknown}); {vocabulary()}")
 

@@ -28,6 +28,8 @@ from world_model.semantics import COLORS, OBJECT_SHAPES
     ("kick the yellow ball", [("push", "nearest yellow ball", {}, None)]),
     ("paint the nearest box green", [("paint", "nearest box", {"color": "green"}, None)]),
     ("paint the red box blue", [("paint", "nearest red box", {"color": "blue"}, None)]),
+    ("paint box#3 blue", [("paint", "box#3", {"color": "blue"}, None)]),
+    ("push cube #12", [("push", "box#12", {}, None)]),
 ])
 def test_parse_prompt(prompt, want):
     if want is None:

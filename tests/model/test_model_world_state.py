@@ -47,3 +47,6 @@ def test_paint_targets_the_nearest_object_pixel_and_needs_one_in_view():
     s = _apply(WorldState(), "paint the nearest box green", semantic, depth)
     assert s.props[0].kind == "paint" and s.props[0].center[0] == pytest.approx(3.0, abs=0.05)
     assert s.hints(POSE[None], INTR)[0, 4, 32, 32] == 1.0
+    semantic[10:14, 10:14], depth[10:14, 10:14] = CLASS_ID["ball"], 1.0  # a nearer ball
+    named = _apply(WorldState(), "paint box#3 green", semantic, depth)  # the nearest box, not the ball
+    assert named.props[0].center == pytest.approx(s.props[0].center)

@@ -134,8 +134,9 @@ def _placed(ev: EventRecord, pose: np.ndarray, bounds: tuple[float, float, float
 def _target_point(
     entity: str, pose: np.ndarray, depth: np.ndarray, semantic: np.ndarray, intr: Intrinsics
 ) -> tuple[float, float, float]:
-    """World point of the nearest object pixel in view matching ``"nearest [colour] [shape]"``."""
-    words = entity.replace("nearest", "").replace("object", "").split()
+    """World point of the nearest object pixel in view matching ``"nearest [colour] [shape]"``; a named
+    object ``"shape#n"`` is taken as the nearest of its shape (the model sees classes, not instances)."""
+    words = [w.split("#")[0] for w in entity.replace("nearest", "").replace("object", "").split()]
     shapes = [w for w in words if w in OBJECT_SHAPES]
     classes = np.array([CLASS_ID[s] for s in shapes]) if shapes else OBJECT_CLASSES
     mask = np.isin(semantic, classes) & np.isfinite(depth)
