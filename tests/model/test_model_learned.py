@@ -122,3 +122,13 @@ def test_memories_own_their_tensors(model):
             for t in (e.rgb, e.depth, e.door):  # one frame's channels, not the batch's
                 assert t.untyped_storage().nbytes() == own
         model.close(sid)
+
+
+def test_cpu_compile_option_matches_eager(tiny_weights, model):
+    """``cpu_compile``: the network runs through ``torch.compile`` on the CPU, with the eager frames."""
+    compiled = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu", cpu_compile=True))
+    eager = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    for a, b in zip(_run(compiled, chunks=1)[1], _run(eager, chunks=1)[1], strict=True):
+        assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 2  # inductor fuses in another order
+        assert np.allclose(a.depth, b.depth, rtol=1e-3)
+    assert compiled._small.compiled is not None, "compiling failed and the eager network ran instead"

@@ -3,6 +3,7 @@
     dreamx-bench-model                       # batch 1, 8, 32; chunks of 4 frames; shipped weights
     dreamx-bench-model --batch 1 64 --sampler-steps 2
     dreamx-bench-model --precision bf16      # bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX)
+    dreamx-bench-model --cpu-compile         # torch.compile on the CPU (about a minute per batch size)
     dreamx-bench-model --device cuda --batch 1 32 256
 
 Sessions start from banked seeds and walk forward while turning, so memory retrieval and warping do their
@@ -61,6 +62,7 @@ def main() -> None:
     p.add_argument("--sampler-steps", type=int, default=1)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
+    p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")
     p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
@@ -70,11 +72,13 @@ def main() -> None:
             sampler_steps=args.sampler_steps,
             precision=args.precision,
             device=args.device,
+            cpu_compile=args.cpu_compile,
         )
     )
+    compiled = ", compiled" if args.cpu_compile and model.device.type == "cpu" else ""
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {model.checkpoint}, "
-        f"{args.precision} on {model.device}"
+        f"{args.precision}{compiled} on {model.device}"
     )
     print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []

@@ -65,6 +65,8 @@ class LearnedConfig:
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
+    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size (needs a C++ compiler;
+    # about a minute once per batch size, so opt-in)
 
 
 @dataclass
@@ -103,6 +105,8 @@ class LearnedWorldModel(WorldModel):
             self._small = GraphedForward(self._forward)
         if self.device.type == "cuda" and cfg.compile:
             self._large = CompiledForward(self._forward)
+        if self.device.type == "cpu" and cfg.cpu_compile:
+            self._small = self._large = CompiledForward(self._forward)
         self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
         self.checkpoint = file_hash(cfg.weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
