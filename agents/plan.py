@@ -3,6 +3,7 @@
     dreamx-plan backend=oracle episodes=10                          # imagine and act in the ground truth
     dreamx-plan planner=mppi env_id=DreamX/FindObject-v0 backend=oracle
     dreamx-plan plan_backend=learned act_backend=oracle             # imagine in the model, act in the truth
+    dreamx-plan plan_backend=learned act_backend=oracle +plan_backend_options.precision=bf16
 
 Each real step forks the episode and imagines ``iterations x population`` sequences of ``horizon`` steps
 (see ``agents.planners``), then takes the first action. With only ``backend`` set, one env both imagines and
@@ -11,6 +12,7 @@ action is taken in a second env on ``act_backend`` (either defaults to ``backend
 same seed (same scene, same goal) and both take every chosen action, so the planning env follows the real
 one. Where the backends disagree about collisions the two cameras can drift apart;
 ``pose_drift_m`` in the summary says by how much (mean over episodes of the final position gap).
+``plan_backend_options`` and ``act_backend_options`` go to one env's backend only (``env_kwargs`` to both).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class PlanConfig:
     events: bool = False
     resolution: int = 64
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    plan_backend_options: dict[str, Any] = field(default_factory=dict)  # the planning env's backend only
+    act_backend_options: dict[str, Any] = field(default_factory=dict)  # the acting env's backend only
     out: str | None = None
     progress: bool = True
 
@@ -65,15 +69,22 @@ def plan_config(values: dict[str, Any]) -> PlanConfig:
         raise ValueError(f"planner must be one of {PLANNERS}, got {cfg.planner!r}")
     if cfg.episodes < 1 or cfg.max_steps < 1:
         raise ValueError(f"episodes and max_steps must be >= 1, got {cfg.episodes}, {cfg.max_steps}")
+    if cfg.act_backend_options and cfg.plan_backend is None and cfg.act_backend is None:
+        raise ValueError(
+            "act_backend_options applies to a separate acting env: set plan_backend or act_backend too "
+            "(with one env, use plan_backend_options or env_kwargs.backend_options)"
+        )
     return cfg
 
 
-def _make_env(cfg: PlanConfig, backend: str | None, **extra: Any) -> Any:
+def _make_env(cfg: PlanConfig, backend: str | None, options: dict[str, Any], **extra: Any) -> Any:
     import gymnasium as gym
 
     import dreamx_env  # noqa: F401  (registers the envs)
 
     kwargs = dict(cfg.env_kwargs, resolution=cfg.resolution, max_episode_steps=cfg.max_steps, **extra)
+    if options:
+        kwargs["backend_options"] = {**kwargs.get("backend_options", {}), **options}
     if backend is not None:
         kwargs["backend"] = backend
     return gym.make(cfg.env_id, **kwargs)
@@ -85,7 +96,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
 
     plan_backend, act_backend = cfg.plan_backend or cfg.backend, cfg.act_backend or cfg.backend
     twin = cfg.plan_backend is not None or cfg.act_backend is not None
-    plan_env = _make_env(cfg, plan_backend)
+    plan_env = _make_env(cfg, plan_backend, cfg.plan_backend_options)
     act_env = plan_env
     if twin:  # draw scenes from the planning backend's seeds (the learned one knows only its banked scenes)
         same = (
@@ -94,7 +105,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             else {"scene_seed_range": plan_env.unwrapped.core.seed_range}
         )
         try:
-            act_env = _make_env(cfg, act_backend, **same)
+            act_env = _make_env(cfg, act_backend, cfg.act_backend_options, **same)
         except BaseException:
             plan_env.close()
             raise

@@ -30,8 +30,19 @@ def test_plan_in_one_env_and_act_in_another_stays_in_sync():
     assert "plan in oracle, act in oracle" in format_summary(summary)
 
 
+def test_backend_options_reach_one_env_only():
+    """``dim_factor`` is an option of the constant backend only: the oracle would refuse it."""
+    cfg = PlanConfig(plan_backend="constant", act_backend="oracle", plan_backend_options={"dim_factor": 0.5},
+                     progress=False, **TINY)  # fmt: skip
+    assert run_plan(cfg)["plan_backend"] == "constant"
+    with pytest.raises(RuntimeError, match="no option.*dim_factor"):
+        run_plan(PlanConfig(**{**vars(cfg), "act_backend_options": {"dim_factor": 0.5}}))
+
+
 def test_bad_options_fail_clearly():
     with pytest.raises(ValueError, match="unknown dreamx-plan option.*'horizn'"):
         plan_config({"horizn": 3})
     with pytest.raises(ValueError, match="planner must be one of"):
         plan_config({"planner": "pso"})
+    with pytest.raises(ValueError, match="act_backend_options applies to a separate acting env"):
+        plan_config({"backend": "oracle", "act_backend_options": {"cached_scenes": 2}})
