@@ -110,7 +110,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             plan_env.close()
             raise
     planner = make_planner(cfg.planner, act_env.action_space, cfg.planner_config())
-    successes, returns, lengths, plan_s, drifts = [], [], [], [], []
+    successes, returns, lengths, plan_s, drifts, records = [], [], [], [], [], []
     try:
         bar = tqdm(total=cfg.episodes * cfg.max_steps, unit="step", disable=not cfg.progress)
         for ep in range(cfg.episodes):
@@ -139,9 +139,13 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             successes.append(success)
             returns.append(total)
             lengths.append(steps)
+            record = {"scene_seed": info["scene_seed"], "success": success, "return": total, "steps": steps}
+            record |= {k: float(info[k]) for k in ("goal_distance_m", "goal_angle_deg") if k in info}
             if plan_env is not act_env:
                 gap = info["pose"][:3, 3] - plan_env.unwrapped.core.frames[0].poses[-1][:3, 3]
-                drifts.append(float(np.linalg.norm(gap)))
+                record["pose_drift_m"] = float(np.linalg.norm(gap))
+                drifts.append(record["pose_drift_m"])
+            records.append(record)
         bar.close()
         names = (plan_env.unwrapped.core.backend_name, act_env.unwrapped.core.backend_name)
     finally:
@@ -161,6 +165,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
         "mean_steps": float(np.mean(lengths)),
         "plan_ms_per_step": 1000 * float(np.mean(plan_s)),
         "pose_drift_m": float(np.mean(drifts)) if drifts else 0.0,
+        "per_episode": records,  # scene, outcome, final goal errors (GoalView) and pose drift (two envs)
     }
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
