@@ -4,8 +4,10 @@ import torch
 
 from world_model.backends import make_backend
 from world_model.events import parse_prompt
+from world_model.model.collision import obstacle_points
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.start_bank import StartBank
+from world_model.semantics import CLASS_ID
 
 from .helpers import straight_poses, turning_poses
 
@@ -93,6 +95,21 @@ def test_the_camera_stays_inside_the_scene(tiny_weights):
     x0, y0, x1, y1 = info.bounds
     assert np.all((frames.poses[:, 0, 3] > x0) & (frames.poses[:, 0, 3] < x1))
     assert np.all((frames.poses[:, 1, 3] > y0) & (frames.poses[:, 1, 3] < y1))
+
+
+def test_the_camera_stops_short_of_an_object_it_has_seen(tiny_weights):
+    """A box face 0.5 m ahead in the session's last frame (as if predicted) stops a walk at the first step
+    that would come within ``OBSTACLE_RADIUS_M`` (0.35 m) of it; forks inherit what was seen."""
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
+    sid, first, _ = m.open(7)
+    s = m._sessions[sid]
+    box = np.full_like(s.semantic, CLASS_ID["box"])
+    s.obstacles = (obstacle_points(np.full_like(s.depth, 0.5), box, s.pose, m.intr),)
+    fork = m.fork(sid)
+    for session in (sid, fork):
+        (frames,) = m.generate([session], straight_poses(4, 0.1), [[]])
+        travel = np.linalg.norm(frames.poses[:, :3, 3] - first.poses[0, :3, 3], axis=1)
+        assert np.allclose(travel, 0.1)  # 0.1 m is allowed (0.4 m clear), 0.2 m is not (0.3 m clear)
 
 
 def test_registered_as_the_learned_backend(tiny_weights):

@@ -7,8 +7,9 @@ retrieves memories by view overlap, splats them into the target camera, adds the
 ``WorldNet`` (``sampler_steps`` passes: the first from the warp, the others refining). Every generated frame
 goes back into memory, so revisits are rendered from what was actually seen. Same calls, same frames.
 
-The camera cannot leave the scene's walkable bounds, and does not walk forward into predicted depth closer
-than ``CAMERA_RADIUS_M`` (the engine's camera collides with walls; the learned one sees them).
+The camera cannot leave the scene's walkable bounds, and does not walk into the objects its last frames'
+predicted depth and semantics show (``world_model.model.collision``; the engine's camera collides with the
+scene's geometry, the learned one with what it sees).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
+from world_model.model.collision import obstacle_points, remember, slide
 from world_model.model.conditioning import (
     assemble,
     entries_from_outputs,
@@ -79,6 +81,7 @@ class _Session:
     depth: np.ndarray  # latest predicted depth and semantics (to resolve events like "paint the nearest")
     semantic: np.ndarray
     skipped_events: int = 0  # events with nothing in view to act on
+    obstacles: tuple[np.ndarray, ...] = ()  # floor-plan points of objects recently seen (``collision``)
 
 
 class LearnedWorldModel(WorldModel):
@@ -196,7 +199,8 @@ class LearnedWorldModel(WorldModel):
         depth = entry.depth.cpu().numpy()
         semantic = out["labels"][0].cpu().numpy()
         sid, self._next_id = self._next_id, self._next_id + 1
-        self._sessions[sid] = _Session(memory, state, pose, 0, info, depth, semantic)
+        obstacles = remember((), obstacle_points(depth, semantic, pose, self.intr))
+        self._sessions[sid] = _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles)
         return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
 
     def _get(self, session: int) -> _Session:
@@ -217,6 +221,7 @@ class LearnedWorldModel(WorldModel):
             s.depth,
             s.semantic,
             s.skipped_events,
+            s.obstacles,
         )
         return sid
 
@@ -235,17 +240,15 @@ class LearnedWorldModel(WorldModel):
 
     # -- generation -------------------------------------------------------------------------------------
     def _reach(self, ss: list[_Session], targets: np.ndarray) -> np.ndarray:
-        """The poses ``[B, 4, 4]`` the cameras actually reach: inside the bounds, not into predicted nearby
-        surfaces."""
+        """The poses ``[B, 4, 4]`` the cameras actually reach: inside the bounds, not into the objects their
+        last frames showed (``collision``)."""
         reached = targets.copy()
         if not self.config.collide:
             return reached
-        poses = np.stack([s.pose for s in ss])
-        forward = ((targets[:, :3, 3] - poses[:, :3, 3]) * poses[:, :3, 2]).sum(axis=1)
-        h, w = self.config.height, self.config.width
-        ahead = np.array([s.depth[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].min() for s in ss])
-        blocked = (forward > 1e-6) & (ahead < CAMERA_RADIUS_M + forward)
-        reached[blocked, :3, 3] = poses[blocked, :3, 3]
+        for b, s in enumerate(ss):
+            start, target = s.pose[:2, 3], targets[b, :2, 3]
+            if not np.array_equal(start, target):
+                reached[b, :2, 3] = slide(start, target, np.concatenate(s.obstacles))
         x0, y0, x1, y1 = np.array([s.info.bounds for s in ss], np.float64).T
         for axis, lo, hi in ((0, x0, x1), (1, y0, y1)):
             at = reached[:, axis, 3]
@@ -295,6 +298,9 @@ class LearnedWorldModel(WorldModel):
                 s.pose = targets[b]
                 s.memory.add(e, self.intr, seen[b])
                 s.depth, s.semantic = host_depth[b], host_labels[b]  # not views of what the caller gets
+                if self.config.collide:
+                    seen_objects = obstacle_points(s.depth, s.semantic, s.pose, self.intr)
+                    s.obstacles = remember(s.obstacles, seen_objects)
             poses[:, k] = targets
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
