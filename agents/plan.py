@@ -10,8 +10,11 @@ Each real step forks the episode and imagines ``iterations x population`` sequen
 acts. With ``plan_backend`` or ``act_backend`` set, the planner imagines in an env on ``plan_backend`` and the
 action is taken in a second env on ``act_backend`` (either defaults to ``backend``); both are reset with the
 same seed (same scene, same goal) and both take every chosen action, so the planning env follows the real
-one. Where the backends disagree about collisions the two cameras can drift apart;
-``pose_drift_m`` in the summary says by how much (mean over episodes of the final position gap).
+one. Where the backends disagree about collisions the two cameras drift apart: with ``resync`` (default)
+the planning camera is then put back where the real one is (``dreamx_env.planning.relocate``: it re-opens
+there, with a fresh view and memory), so every plan starts from the real pose (closed loop);
+``resync=false`` only replays the actions (open loop). The summary counts the resyncs, and ``pose_drift_m``
+is the mean over episodes of the final position gap before any resync.
 ``plan_backend_options`` and ``act_backend_options`` go to one env's backend only (``env_kwargs`` to both).
 """
 
@@ -27,7 +30,10 @@ from typing import Any
 import numpy as np
 
 from agents.planners import PLANNERS, PlannerConfig, make_planner
+from dreamx_env.planning import relocate
 from world_model.options import check_options
+
+RESYNC_GAP_M = 1e-3  # a planning camera this far from the real one is put back (``resync``)
 
 
 @dataclass
@@ -47,6 +53,7 @@ class PlanConfig:
     temperature: float = 0.5
     smoothing: float = 0.2
     events: bool = False
+    resync: bool = True  # two envs: put the planning camera where the acting one is after each step
     resolution: int = 64
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     plan_backend_options: dict[str, Any] = field(default_factory=dict)  # the planning env's backend only
@@ -124,13 +131,17 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
                         "set env_kwargs.scene_seed or env_kwargs.scene_seed_range"
                     )
             planner.reset()
-            total, done, steps, success = 0.0, False, 0, False
+            total, done, steps, success, resyncs, gap = 0.0, False, 0, False, 0, 0.0
             while not done:
                 result = planner.plan(plan_env)
                 plan_s.append(result.seconds)
                 _, reward, terminated, truncated, info = act_env.step(result.action)
                 if plan_env is not act_env:
-                    plan_env.step(result.action)
+                    _, _, _, _, plan_info = plan_env.step(result.action)
+                    gap = float(np.linalg.norm(info["pose"][:3, 3] - plan_info["pose"][:3, 3]))
+                    if cfg.resync and gap > RESYNC_GAP_M:
+                        relocate(plan_env, info["pose"])
+                        resyncs += 1
                 total, steps, success = total + reward, steps + 1, bool(info.get("success", False))
                 done = terminated or truncated or steps >= cfg.max_steps
                 bar.update()
@@ -142,9 +153,8 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             record = {"scene_seed": info["scene_seed"], "success": success, "return": total, "steps": steps}
             record |= {k: float(info[k]) for k in ("goal_distance_m", "goal_angle_deg") if k in info}
             if plan_env is not act_env:
-                gap = info["pose"][:3, 3] - plan_env.unwrapped.core.frames[0].poses[-1][:3, 3]
-                record["pose_drift_m"] = float(np.linalg.norm(gap))
-                drifts.append(record["pose_drift_m"])
+                record |= {"pose_drift_m": gap, "resyncs": resyncs}
+                drifts.append(gap)
             records.append(record)
         bar.close()
         names = (plan_env.unwrapped.core.backend_name, act_env.unwrapped.core.backend_name)
@@ -165,6 +175,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
         "mean_steps": float(np.mean(lengths)),
         "plan_ms_per_step": 1000 * float(np.mean(plan_s)),
         "pose_drift_m": float(np.mean(drifts)) if drifts else 0.0,
+        "resyncs": int(sum(r.get("resyncs", 0) for r in records)),
         "per_episode": records,  # scene, outcome, final goal errors (GoalView) and pose drift (two envs)
     }
     if cfg.out:
@@ -180,7 +191,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['planner']} on {s['env_id']} ({where}): success rate {s['success_rate']:.2f} "
         f"({sum(s['successes'])}/{s['episodes']}), mean return {s['mean_return']:.2f}, "
         f"mean steps {s['mean_steps']:.1f}, planning {s['plan_ms_per_step']:.0f} ms/step"
-        + (f", pose drift {s['pose_drift_m']:.2f} m" if twin else "")
+        + (f", pose drift {s['pose_drift_m']:.2f} m, {s['resyncs']} resyncs" if twin else "")
     )
 
 

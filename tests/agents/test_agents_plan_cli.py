@@ -29,6 +29,7 @@ def test_plan_in_one_env_and_act_in_another_stays_in_sync():
     assert summary["twin_envs"] and summary["pose_drift_m"] < 1e-6  # same backend, same scene: no drift
     (episode,) = summary["per_episode"]
     assert episode["steps"] == 2 and episode["goal_distance_m"] > 0 and episode["pose_drift_m"] < 1e-6
+    assert summary["resyncs"] == 0  # nothing to put back
     assert "plan in oracle, act in oracle" in format_summary(summary)
 
 

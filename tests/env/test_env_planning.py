@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dreamx_env.planning import imagine
+from dreamx_env.planning import imagine, relocate
 
 
 def test_imagination_leaves_the_episode_untouched(make):
@@ -37,3 +37,18 @@ def test_imagine_on_a_vector_env_and_bad_input(make):
     assert out.returns.shape == (4,) and np.allclose(out.returns, out.returns[0])
     with pytest.raises(ValueError, match="MultiDiscrete|Box"):
         imagine(envs, np.full((2, 2, 3), 9))
+
+
+def test_relocate_puts_the_camera_where_another_one_is_and_keeps_the_episode(make):
+    env, other = make("DreamX/GoalView-v0"), make("DreamX/GoalView-v0")
+    _, start = env.reset(seed=4)
+    other.reset(seed=4)
+    for _ in range(3):
+        *_, there = other.step(np.array([1, 2, 0]))  # walk and turn
+    relocate(env, there["pose"])
+    core = env.unwrapped.core
+    assert np.allclose(core.frames[0].poses[-1], there["pose"]) and core.states[0].step == 0
+    assert np.allclose(core.states[0].task["pose"], other.unwrapped.core.states[0].task["pose"])  # same goal
+    a, b = env.step(np.array([1, 0, 0])), other.step(np.array([1, 0, 0]))
+    assert np.allclose(a[4]["pose"], b[4]["pose"]) and a[1] == pytest.approx(b[1])  # progress from there
+    assert a[4]["goal_distance_m"] == pytest.approx(b[4]["goal_distance_m"])
