@@ -8,7 +8,8 @@
 The real episode is untouched: the server forks the session N times (its world state, memory and
 pose), all N sequences run in one STEP request of horizon T (T generate calls of batch N on the server),
 the forks are closed, and rewards are scored on copies of the episode's reward state. Three server calls
-in all, whatever N and T.
+in all, whatever N and T. ``relocate(env, pose)`` puts a planning env's camera where the real camera is
+(closed-loop planning in a model while acting in another env).
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ def imagine(
 def relocate(env: Any, pose: np.ndarray, env_index: int = 0) -> None:
     """Put ``env``'s camera at ``pose`` (camera-to-world 4x4), e.g. where another env's camera really is, so
     that planning in ``env`` starts from there (closed-loop planning in a model). The session re-opens in
-    the same scene at ``pose``: its frame is the backend's view from there, and its memory and world state
-    start over. The episode goes on (goal, step count); the task's progress is re-measured from ``pose``
-    without a reward."""
+    the same scene at ``pose``: its frame is the backend's view from there (the learned backend has the
+    engine render it, as for any start pose it has not banked: the real observation), and its memory and
+    world state start over. The episode goes on (goal, step count); the task's progress is re-measured from
+    ``pose`` without a reward."""
     core = env.unwrapped.core
     if core.sessions is None:
         raise RuntimeError("call reset() before relocate()")
