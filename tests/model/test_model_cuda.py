@@ -55,7 +55,7 @@ def test_compiled_triton_zbuffer_matches_the_torch_reference(footprint, prefer):
 
 @pytest.fixture(scope="module")
 def cpu_and_cuda():
-    return [LearnedWorldModel(LearnedConfig(device=d)) for d in ("cpu", "cuda")]
+    return [LearnedWorldModel(LearnedConfig(device=d, collide=False)) for d in ("cpu", "cuda")]
 
 
 def _rollout(model: LearnedWorldModel, seeds: list[int]) -> np.ndarray:
@@ -78,14 +78,14 @@ def test_cuda_generates_the_cpu_frames(cpu_and_cuda):
 
 def test_cuda_bf16_stays_close_to_fp32(cpu_and_cuda):
     fp32 = cpu_and_cuda[1]
-    bf16 = LearnedWorldModel(LearnedConfig(device="cuda", precision="bf16"))
+    bf16 = LearnedWorldModel(LearnedConfig(device="cuda", precision="bf16", collide=False))
     a, b = _rollout(fp32, [12, 20]), _rollout(bf16, [12, 20])
     assert psnr(a[:, :4], b[:, :4]) > 28.0
 
 
 def test_cuda_graphs_replay_the_eager_frames(cpu_and_cuda):
     graphed = cpu_and_cuda[1]
-    eager = LearnedWorldModel(LearnedConfig(device="cuda", cuda_graphs=False))
+    eager = LearnedWorldModel(LearnedConfig(device="cuda", cuda_graphs=False, collide=False))
     for seeds in ([12], [12, 20, 31]):  # one graph per batch size, each replayed on later frames
         assert np.array_equal(_rollout(graphed, seeds), _rollout(eager, seeds))
 
@@ -107,7 +107,7 @@ def test_batched_retrieval_on_the_gpu_picks_the_cpu_memories(cpu_and_cuda):
 
 def test_compiled_network_for_large_batches_stays_close_to_eager(cpu_and_cuda):
     compiled = cpu_and_cuda[1]  # compile is on by default, used above 64 sessions
-    eager = LearnedWorldModel(LearnedConfig(device="cuda", compile=False))
+    eager = LearnedWorldModel(LearnedConfig(device="cuda", compile=False, collide=False))
     seeds = list(range(72))
     a, b = _rollout(compiled, seeds), _rollout(eager, seeds)
     assert psnr(a[:, :4], b[:, :4]) > 35.0  # fused kernels round differently: close, not identical

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -142,9 +144,12 @@ def test_memories_own_their_tensors(model):
 
 
 def test_cpu_compile_option_matches_eager(tiny_weights, model):
-    """``cpu_compile``: the network runs through ``torch.compile`` on the CPU, with the eager frames."""
-    compiled = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu", cpu_compile=True))
-    eager = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    """``cpu_compile``: the network runs through ``torch.compile`` on the CPU, with the eager frames. (The
+    cameras follow the given poses: a rounding difference may flip a random network's object label, and
+    with it where a camera stops.)"""
+    cfg = LearnedConfig(weights=str(tiny_weights), device="cpu", collide=False)
+    compiled = LearnedWorldModel(dataclasses.replace(cfg, cpu_compile=True))
+    eager = LearnedWorldModel(cfg)
     for a, b in zip(_run(compiled, chunks=1)[1], _run(eager, chunks=1)[1], strict=True):
         assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 2  # inductor fuses in another order
         assert np.allclose(a.depth, b.depth, rtol=1e-3)
