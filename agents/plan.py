@@ -117,7 +117,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             plan_env.close()
             raise
     planner = make_planner(cfg.planner, act_env.action_space, cfg.planner_config())
-    successes, returns, lengths, plan_s, drifts, records = [], [], [], [], [], []
+    successes, returns, lengths, plan_s, records = [], [], [], [], []
     try:
         bar = tqdm(total=cfg.episodes * cfg.max_steps, unit="step", disable=not cfg.progress)
         for ep in range(cfg.episodes):
@@ -154,7 +154,6 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
             record |= {k: float(info[k]) for k in ("goal_distance_m", "goal_angle_deg") if k in info}
             if plan_env is not act_env:
                 record |= {"pose_drift_m": gap, "resyncs": resyncs}
-                drifts.append(gap)
             records.append(record)
         bar.close()
         names = (plan_env.unwrapped.core.backend_name, act_env.unwrapped.core.backend_name)
@@ -174,7 +173,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
         "mean_return": float(np.mean(returns)),
         "mean_steps": float(np.mean(lengths)),
         "plan_ms_per_step": 1000 * float(np.mean(plan_s)),
-        "pose_drift_m": float(np.mean(drifts)) if drifts else 0.0,
+        "pose_drift_m": float(np.mean([r.get("pose_drift_m", 0.0) for r in records])),
         "resyncs": int(sum(r.get("resyncs", 0) for r in records)),
         "per_episode": records,  # scene, outcome, final goal errors (GoalView) and pose drift (two envs)
     }

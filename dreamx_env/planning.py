@@ -23,7 +23,6 @@ from gymnasium.vector.utils import batch_space
 from dreamx_env.envs.actions import EVENT_RECORDS
 from dreamx_env.envs.task import Frame, score_step
 from world_model.serve.protocol import MsgType
-from world_model.serve.requests import SceneSpec
 
 
 @dataclass
@@ -94,17 +93,4 @@ def relocate(env: Any, pose: np.ndarray, env_index: int = 0) -> None:
     engine render it, as for any start pose it has not banked: the real observation), and its memory and
     world state start over. The episode goes on (goal, step count); the task's progress is re-measured from
     ``pose`` without a reward."""
-    core = env.unwrapped.core
-    if core.sessions is None:
-        raise RuntimeError("call reset() before relocate()")
-    st = core.states[env_index]
-    spec = SceneSpec(st.scene.seed, start_pose=np.asarray(pose, np.float64))
-    f = core.client.reset([core.sessions[env_index]], [spec], core.outputs).frames
-    frame = Frame(
-        f["rgb"][0],
-        f["poses"][0][None],
-        f["depth"][0] if "depth" in f else None,
-        f["semantic"][0] if "semantic" in f else None,
-    )
-    core.frames[env_index] = frame
-    _, st.success, _ = core.task.progress(st.task, frame)
+    env.unwrapped.core.relocate(env_index, pose)

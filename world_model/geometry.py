@@ -138,9 +138,13 @@ def pixel_rays(intr: Intrinsics) -> np.ndarray:
     return np.stack([uu, vv, np.ones_like(uu)], axis=-1)
 
 
-def unproject(depth: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
-    """World points ``[H, W, 3]`` seen at each pixel centre, given metric z-depth ``[H, W]``."""
-    cam = pixel_rays(intr) * depth[..., None]
+def unproject(
+    depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """World points ``[H, W, 3]`` seen at each pixel centre, given metric z-depth ``[H, W]``; with a boolean
+    ``mask [H, W]``, only those pixels' points ``[N, 3]`` (and only they are computed)."""
+    rays, z = (pixel_rays(intr), depth) if mask is None else (pixel_rays(intr)[mask], depth[mask])
+    cam = rays * z[..., None]
     return cam @ pose[:3, :3].T + pose[:3, 3]
 
 

@@ -17,6 +17,7 @@ SEMANTIC_CLASSES: tuple[str, ...] = (
 )
 CLASS_ID: dict[str, int] = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
 OBJECT_SHAPES: tuple[str, ...] = ("box", "ball", "cylinder", "capsule", "table")
+OBJECT_CLASS_IDS: tuple[int, ...] = tuple(CLASS_ID[shape] for shape in OBJECT_SHAPES)
 
 # Named colours (linear RGB in [0, 1]) for objects, paint and drops.
 COLORS: dict[str, tuple[float, float, float]] = {

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from dreamx_env.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient, StepResult
+from dreamx_env.client import (
+    ClientConfig,
+    OpenResult,
+    ServerError,
+    ServerUnavailable,
+    SimulatorClient,
+    StepResult,
+)
 from dreamx_env.envs.actions import EVENT_RECORDS, ActionMapper, chunk_poses, level_pose
 from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing, new_episode, score_step
 from dreamx_env.launcher import EmbeddedServer, LaunchConfig
@@ -194,13 +201,25 @@ class DreamXCore:
         self.server_ms = self.step_ms = (time.perf_counter() - t0) * 1000
         views = res.frames.get("view_rgb")
         for j, i in enumerate(rows):
-            frame = Frame(
-                res.frames["rgb"][j],
-                res.frames["poses"][j][None],
-                res.frames.get("depth", [None] * len(rows))[j],
-                res.frames.get("semantic", [None] * len(rows))[j],
-            )
-            self._begin(i, res.scenes[j], frame, None if views is None else views[j])
+            self._begin(i, res.scenes[j], self._opened_frame(res, j), None if views is None else views[j])
+
+    def relocate(self, i: int, pose: np.ndarray) -> None:
+        """Put row ``i``'s camera at ``pose``: its session re-opens in the same scene there (fresh memory and
+        world state), the episode goes on, and the task's progress is re-measured from ``pose`` without a
+        reward (``dreamx_env.planning.relocate``)."""
+        if self.sessions is None:
+            raise RuntimeError("call reset() before relocate()")
+        st = self.states[i]
+        spec = SceneSpec(st.scene.seed, start_pose=np.asarray(pose, np.float64))
+        opened = self.client.reset([self.sessions[i]], [spec], self.outputs)
+        self.frames[i] = frame = self._opened_frame(opened, 0)
+        _, st.success, _ = self.task.progress(st.task, frame)
+
+    @staticmethod
+    def _opened_frame(res: OpenResult, j: int) -> Frame:
+        f = res.frames
+        depth, semantic = (f[k][j] if k in f else None for k in ("depth", "semantic"))
+        return Frame(f["rgb"][j], f["poses"][j][None], depth, semantic)
 
     def _begin(self, i: int, scene: Any, frame: Frame, view: np.ndarray | None) -> None:
         self.frames[i] = frame

@@ -36,7 +36,7 @@ def target_mask(frame: Frame, targets: list[dict], rivals: list[dict], intr: Int
     candidates = [*targets, *rivals]
     if frame.depth is not None and all("position" in o for o in candidates):
         depth = np.where(np.isfinite(frame.depth), frame.depth, 0.0)
-        points = unproject(depth, frame.poses[-1], intr)[mask][:, :2]
+        points = unproject(depth, frame.poses[-1], intr, mask)[:, :2]
         centres = np.array([o["position"][:2] for o in candidates], np.float64)
         owner = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
     else:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from world_model.geometry import Intrinsics, unproject
-from world_model.semantics import CLASS_ID, OBJECT_SHAPES
+from world_model.semantics import OBJECT_CLASS_IDS
 
 # engine: a 0.2 m camera against footprint circles, which reach past a box's or table's sides
 OBSTACLE_RADIUS_M = 0.35
 OBSTACLE_BAND_M = (0.02, 2.0)  # heights above the floor (z = 0) of object points that block
-OBJECT_CLASSES = np.array([CLASS_ID[shape] for shape in OBJECT_SHAPES], np.uint8)
 MIN_POINTS = 3  # predicted pixels that make an obstacle (a stray pixel or two of noisy depth do not)
 RECENT_FRAMES = 8  # frames whose surfaces block: what the camera just walked up to and looked down at
 
@@ -29,8 +28,8 @@ def obstacle_points(
 ) -> np.ndarray:
     """Floor-plan positions ``[N, 2]`` of the object pixels of ``semantic [H, W]`` (class ids), placed
     by ``depth [H, W]`` (metric z-depth) seen from ``pose``, within ``OBSTACLE_BAND_M`` of the floor."""
-    keep = np.isin(semantic, OBJECT_CLASSES) & np.isfinite(depth) & (depth > 0)
-    points = unproject(np.where(keep, depth, 0.0), pose, intr)[keep]
+    keep = np.isin(semantic, OBJECT_CLASS_IDS) & np.isfinite(depth) & (depth > 0)
+    points = unproject(depth, pose, intr, keep)
     lo, hi = OBSTACLE_BAND_M
     return points[(points[:, 2] > lo) & (points[:, 2] < hi), :2]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from world_model.events import DEFAULT_ANCHOR_M, EventRecord
 from world_model.geometry import Intrinsics, pixel_rays
-from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
+from world_model.semantics import CLASS_ID, COLORS, OBJECT_CLASS_IDS, OBJECT_SHAPES
 
 # Resting size (radius, half height) of what a drop or spawn brings in: the engine's spare bodies.
 PROP_SIZE: dict[str, tuple[float, float]] = {
@@ -27,7 +27,7 @@ PROP_SIZE: dict[str, tuple[float, float]] = {
     "capsule": (0.1, 0.25),
 }
 PAINT_RADIUS_M = 0.35
-OBJECT_CLASSES = np.array([CLASS_ID[s] for s in OBJECT_SHAPES])
+OBJECT_CLASSES = np.array(OBJECT_CLASS_IDS)
 HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
 
 
