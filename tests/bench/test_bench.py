@@ -9,7 +9,7 @@ import torch
 from world_model.bench.cli import main
 from world_model.bench.diamond_ref import DiamondRefUNet, sample_next_frame
 from world_model.bench.flops import worldnet_flops
-from world_model.model.network import WorldNet
+from world_model.model.network import IN_CHANNELS, WorldNet
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,19 @@ def test_worldnet_flops_scale_with_batch_and_pixels():
     assert one > 0
     assert worldnet_flops(net, 3, 32, 32) == 3 * one
     assert worldnet_flops(net, 1, 64, 64) == pytest.approx(4 * one, rel=0.01)
+
+
+def test_patch_variant_draws_full_frames_for_about_a_quarter_of_the_flops():
+    full, fast = WorldNet(), WorldNet(patch=2)
+    x = torch.randn(2, IN_CHANNELS, 64, 64)
+    with torch.no_grad():
+        out = fast(x, torch.zeros(2, 2), torch.zeros(2))
+    assert out["rgb"].shape == (2, 3, 64, 64) and out["inv_depth"].shape == (2, 64, 64)
+    assert out["semantic"].shape == (2, 10, 64, 64)
+    ratio = worldnet_flops(fast, 1, 64, 64) / worldnet_flops(full, 1, 64, 64)
+    assert 0.2 < ratio < 0.35
+    with pytest.raises(ValueError, match="patch"):
+        WorldNet(patch=0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where there is no GPU")

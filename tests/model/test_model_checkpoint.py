@@ -58,3 +58,24 @@ def test_training_state_resumes_weights_and_optimizer(tiny_widths, tmp_path):
     save_weights(tmp_path / "w.safetensors", net, {"step": 7})
     with pytest.raises(ValueError, match="not a training state"):
         load_train_state(tmp_path / "w.safetensors", net2, opt2)
+
+
+def test_patch_variant_round_trips_and_is_told_apart(tiny_widths, tmp_path):
+    torch.manual_seed(0)
+    net = WorldNet(tiny_widths, patch=2)
+    save_weights(tmp_path / "fast.safetensors", net, {"step": 3})
+    again, header = load_weights(tmp_path / "fast.safetensors")
+    a, b = _outputs(net), _outputs(again)
+    assert again.patch == 2 and header["patch"] == "2"
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a file from before the variant existed has no "patch": it is a full-resolution network
+    tensors = load_file(str(tmp_path / "fast.safetensors"))
+    meta = {"format": "dreamx-worldnet", "version": "1", "widths": json.dumps(list(tiny_widths))}
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="patch 1: .*wrong shapes"):
+        load_weights(tmp_path / "old.safetensors")
+    opt = torch.optim.AdamW(net.parameters())
+    save_train_state(tmp_path / "state.safetensors", net, opt, {"step": 3})
+    full = WorldNet(tiny_widths)
+    with pytest.raises(ValueError, match="not a training state for .* patch 1"):
+        load_train_state(tmp_path / "state.safetensors", full, torch.optim.AdamW(full.parameters()))

@@ -144,7 +144,8 @@ def test_memories_own_their_tensors(model):
 
 
 def test_cpu_compile_option_matches_eager(tiny_weights, model):
-    """``cpu_compile``: the network runs through ``torch.compile`` on the CPU, with the eager frames. (The
+    """``cpu_compile``: the network and the z-buffer run through ``torch.compile`` on the CPU, with the
+    eager frames. (The
     cameras follow the given poses: a rounding difference may flip a random network's object label, and
     with it where a camera stops.)"""
     cfg = LearnedConfig(weights=str(tiny_weights), device="cpu", collide=False)
@@ -154,3 +155,4 @@ def test_cpu_compile_option_matches_eager(tiny_weights, model):
         assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 2  # inductor fuses in another order
         assert np.allclose(a.depth, b.depth, rtol=1e-3)
     assert compiled._small.compiled is not None, "compiling failed and the eager network ran instead"
+    assert compiled._zbuffer.compiled is not None, "compiling failed and the eager z-buffer ran instead"

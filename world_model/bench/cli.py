@@ -6,6 +6,7 @@ machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
     dreamx-bench --backends learned oracle --no-cuda
     dreamx-bench --precision bf16 --batch-sizes 1 32 256         # on a GPU: also CUDA, in bfloat16
     dreamx-bench --devices cuda --batch-sizes 1 32 256            # the GPU alone
+    dreamx-bench --weights learned_fast --precision bf16 --cpu-compile   # the cheap network, all CPU tricks
 
 At each batch size B it measures:
   learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
@@ -14,7 +15,8 @@ At each batch size B it measures:
                  frames/s = env-steps/s x frames per step, ms per vector step
   yardstick      a randomly initialised DIAMOND-size diffusion UNet (about 4.4 M parameters, 64x64, 3 Euler
                  denoising passes per frame; world_model.bench.diamond_ref), one next frame per call. A
-                 speed yardstick only: its frames are noise.
+                 speed yardstick only: its frames are noise. It runs as the learned network does: channels-
+                 last, in --precision, compiled with --cpu-compile.
 GFLOP/s counts each network's convolutions and matmuls (torch's FlopCounterMode; the learned backend's
 warping and splatting are not counted); % peak divides it by the best fp32 matmul rate measured on the
 same device with the same threads. Everything runs on the CPU, and with CUDA available (unless --no-cuda)
@@ -36,7 +38,7 @@ from world_model.bench.flops import matmul_peak
 from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
-from world_model.model.learned import PRECISIONS, LearnedConfig
+from world_model.model.learned import DEFAULT_WEIGHTS, PRECISIONS, SHIPPED_WEIGHTS, LearnedConfig
 
 # large enough to run near the peak, small enough to take well under a second per matmul
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -79,7 +81,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="the learned network's precision, alone and behind the server (default: fp32)",
+        help="the learned network's precision, alone and behind the server, and the yardstick's "
+        "(default: fp32)",
+    )
+    p.add_argument(
+        "--weights",
+        default=str(DEFAULT_WEIGHTS),
+        help="the learned backend's weights: a safetensors path or a shipped name, "
+        f"{' | '.join(SHIPPED_WEIGHTS)} (default: learned_v1)",
+    )
+    p.add_argument(
+        "--cpu-compile",
+        action="store_true",
+        help="torch.compile the learned network, its z-buffer and the yardstick on the CPU "
+        "(about a minute per batch size)",
     )
     p.add_argument("--denoising-steps", type=int, default=3, help="yardstick passes per frame (default: 3)")
     p.add_argument(
@@ -122,7 +137,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(", ".join(f"{k} {v}" for k, v in machine.items() if v is not None))
     peak = {d: matmul_peak(d, args.matmul_size or MATMUL_SIZE[d], args.seconds) for d in devices}
     print("fp32 matmul peak: " + ", ".join(f"{d} {p['gflops']:.1f} GFLOP/s" for d, p in peak.items()))
-    config, chunk = LearnedConfig(precision=args.precision), args.frames_per_step
+    config = LearnedConfig(weights=args.weights, precision=args.precision, cpu_compile=args.cpu_compile)
+    chunk = args.frames_per_step
     gflops = {d: p["gflops"] for d, p in peak.items()}
     learned = measure_learned(args.batch_sizes, chunk, args.seconds, gflops, config, devices)
     env = measure_env(
@@ -133,10 +149,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config.height,
         learned["flops_per_frame"],
         gflops,
-        learned_options={"device": devices[-1], "precision": args.precision},
+        learned_options={
+            "device": devices[-1],
+            "precision": args.precision,
+            "weights": args.weights,
+            "cpu_compile": args.cpu_compile,
+        },
     )
     yardstick = measure_yardstick(
-        args.batch_sizes, devices, args.seconds, args.denoising_steps, config.height, gflops
+        args.batch_sizes,
+        devices,
+        args.seconds,
+        args.denoising_steps,
+        config.height,
+        gflops,
+        args.precision,
+        args.cpu_compile,
     )
     ratios = {}
     for dev in devices:

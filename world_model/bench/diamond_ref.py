@@ -140,19 +140,22 @@ def karras_sigmas(steps: int, cfg: DiamondRefConfig) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_next_frame(
-    net: DiamondRefUNet, past: torch.Tensor, actions: torch.Tensor, steps: int = 3
+    net: DiamondRefUNet, past: torch.Tensor, actions: torch.Tensor, steps: int = 3, forward=None
 ) -> torch.Tensor:
     """One next frame ``[B,C,H,W]`` in [-1, 1] from ``past [B,T*C,H,W]`` and ``actions [B,T]``: ``steps``
-    Euler steps of DIAMOND's EDM denoiser (``steps`` network passes)."""
-    cfg = net.cfg
+    Euler steps of DIAMOND's EDM denoiser (``steps`` network passes, through ``forward`` if given: e.g.
+    ``net`` compiled)."""
+    cfg, forward = net.cfg, forward or net
     x = torch.randn(past.shape[0], cfg.img_channels, *past.shape[2:], device=past.device)
+    if past.is_contiguous(memory_format=torch.channels_last):  # the layout the caller runs the net in
+        x = x.contiguous(memory_format=torch.channels_last)
     sigmas = karras_sigmas(steps, cfg).tolist()
     for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:], strict=True):
         s = math.sqrt(sigma**2 + cfg.sigma_offset_noise**2)
         c_in = 1 / math.sqrt(s**2 + cfg.sigma_data**2)
         c_skip = cfg.sigma_data**2 / (s**2 + cfg.sigma_data**2)
         c_noise = torch.full((x.shape[0],), math.log(s) / 4, device=x.device)
-        out = net(x * c_in, c_noise, past / cfg.sigma_data, actions)
+        out = forward(x * c_in, c_noise, past / cfg.sigma_data, actions)
         denoised = (out * s * math.sqrt(c_skip) + x * c_skip).clamp(-1, 1)
         x = x + (x - denoised) / sigma * (next_sigma - sigma)
     return x

@@ -53,6 +53,8 @@ def measure_learned(
         "weights": model.checkpoint,
         "sampler_steps": cfg.sampler_steps,
         "precision": cfg.precision,
+        "cpu_compile": cfg.cpu_compile,
+        "patch": model.net.patch,
         "resolution": [cfg.height, cfg.width],
         "flops_per_frame": flops,
         "frames_per_call": chunk,
@@ -98,15 +100,30 @@ def measure_env(
     return {"frames_per_step": chunk, "points": points}
 
 
-def bench_yardstick(net: DiamondRefUNet, batch: int, seconds: float, steps: int, size: int) -> dict[str, Any]:
+def bench_yardstick(
+    net: DiamondRefUNet,
+    batch: int,
+    seconds: float,
+    steps: int,
+    size: int,
+    precision: str = "fp32",
+    forward: Any = None,
+) -> dict[str, Any]:
     """Frames/s of ``sample_next_frame`` for ``batch`` sessions at ``size`` x ``size`` (one frame per call,
-    ``steps`` network passes), on the device ``net`` is on."""
+    ``steps`` network passes), on the device ``net`` is on, in channels-last layout as the learned network
+    runs, under bfloat16 autocast when ``precision`` is bf16, through ``forward`` (e.g. ``net`` compiled)
+    when given."""
     cfg, dev = net.cfg, next(net.parameters()).device
     gen = torch.Generator().manual_seed(0)
     past = torch.rand(batch, cfg.num_steps_conditioning * cfg.img_channels, size, size, generator=gen)
-    past = (2 * past - 1).to(dev)
+    past = (2 * past - 1).to(dev).contiguous(memory_format=torch.channels_last)
     actions = torch.randint(0, cfg.num_actions, (batch, cfg.num_steps_conditioning), generator=gen).to(dev)
-    times = time_calls(lambda: sample_next_frame(net, past, actions, steps), seconds, synchronizer(dev))
+
+    def call():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return sample_next_frame(net, past, actions, steps, forward)
+
+    times = time_calls(call, seconds, synchronizer(dev))
     stats = times.summary()
     return {
         "device": dev.type,
@@ -117,9 +134,17 @@ def bench_yardstick(net: DiamondRefUNet, batch: int, seconds: float, steps: int,
 
 
 def measure_yardstick(
-    batch_sizes: list[int], devices: list[str], seconds: float, steps: int, size: int, peaks: dict[str, float]
+    batch_sizes: list[int],
+    devices: list[str],
+    seconds: float,
+    steps: int,
+    size: int,
+    peaks: dict[str, float],
+    precision: str = "fp32",
+    cpu_compile: bool = False,
 ) -> dict[str, Any]:
-    """The DIAMOND-size yardstick at each batch size on each device; ``peaks``: device -> GFLOP/s."""
+    """The DIAMOND-size yardstick at each batch size on each device; ``peaks``: device -> GFLOP/s. It gets
+    what the learned model gets: ``precision``, and ``torch.compile`` on the CPU with ``cpu_compile``."""
     net = DiamondRefUNet(DiamondRefConfig()).eval()
     params = sum(p.numel() for p in net.parameters())
     c, t = net.cfg.img_channels, net.cfg.num_steps_conditioning
@@ -137,15 +162,19 @@ def measure_yardstick(
     print(HEADER)
     points: dict[str, list[dict[str, Any]]] = {}
     for dev in devices:
-        net.to(dev)
+        net.to(dev, memory_format=torch.channels_last)
+        forward = torch.compile(net, dynamic=False) if cpu_compile and dev == "cpu" else None
         points[dev] = []
         for b in batch_sizes:
-            points[dev].append(with_flops(bench_yardstick(net, b, seconds, steps, size), flops, peaks[dev]))
+            point = bench_yardstick(net, b, seconds, steps, size, precision, forward)
+            points[dev].append(with_flops(point, flops, peaks[dev]))
             print(point_line("DIAMOND-size yardstick", points[dev][-1]), flush=True)
     return {
         "params": params,
         "resolution": [size, size],
         "denoising_steps": steps,
+        "precision": precision,
+        "cpu_compile": cpu_compile,
         "flops_per_frame": flops,
         "frames_per_call": 1,
         "note": YARDSTICK_NOTE,

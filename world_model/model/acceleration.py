@@ -59,18 +59,20 @@ class GraphedForward:
 
 
 class CompiledForward:
-    """``forward`` through ``torch.compile`` (one static-shape compile per batch size); where compiling
-    fails (no working toolchain), a warning and the eager ``forward`` from then on."""
+    """``forward`` through ``torch.compile`` (``dynamic=False``: one static-shape compile per batch size);
+    where compiling fails (no working toolchain), a warning and the eager ``forward`` from then on."""
 
-    def __init__(self, forward: Callable[..., dict[str, torch.Tensor]]) -> None:
+    def __init__(self, forward: Callable, dynamic: bool = False) -> None:
         self.eager = forward
-        self.compiled: Callable[..., dict[str, torch.Tensor]] | None = torch.compile(forward, dynamic=False)
+        self.compiled: Callable | None = torch.compile(forward, dynamic=dynamic)
 
-    def __call__(self, *args: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, *args):
         if self.compiled is not None:
             try:
                 return self.compiled(*args)
             except Exception as err:  # noqa: BLE001 - any compiler failure: the eager network still works
-                warnings.warn(f"torch.compile failed, running the network eagerly: {err}", stacklevel=2)
+                warnings.warn(
+                    f"torch.compile failed, running {self.eager.__name__} eagerly: {err}", stacklevel=2
+                )
                 self.compiled = None
         return self.eager(*args)

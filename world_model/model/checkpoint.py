@@ -1,7 +1,8 @@
 """Weights and training state in ``safetensors`` (never pickle), with a checked header.
 
 A weights file holds the network's tensors plus string metadata: ``format`` (``FORMAT``), ``version``,
-``widths``, ``height``/``width``/``vfov_deg`` it was trained at, ``step`` and free-form ``config`` (JSON).
+``widths``, ``patch`` (1 when absent: files from before the cheap variant), ``height``/``width``/
+``vfov_deg`` it was trained at, ``step`` and free-form ``config`` (JSON).
 Loading checks all of it and names what does not match. A training state file adds the optimizer moments.
 """
 
@@ -22,8 +23,16 @@ FORMAT = "dreamx-worldnet"
 VERSION = 1
 
 
+def _architecture(net: WorldNet) -> dict[str, str]:
+    return {"widths": json.dumps(list(net.widths)), "patch": str(net.patch)}
+
+
+def _network(header: dict[str, str]) -> WorldNet:
+    return WorldNet(tuple(json.loads(header["widths"])), int(header.get("patch", "1")))
+
+
 def save_weights(path: str | Path, net: WorldNet, meta: dict[str, Any]) -> None:
-    header = {"format": FORMAT, "version": str(VERSION), "widths": json.dumps(list(net.widths))}
+    header = {"format": FORMAT, "version": str(VERSION), **_architecture(net)}
     header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -53,7 +62,7 @@ def load_weights(path: str | Path, map_location: str = "cpu") -> tuple[WorldNet,
         raise ValueError(
             f"{path}: weights version {header.get('version')}, this code loads version {VERSION}"
         )
-    net = WorldNet(tuple(json.loads(header["widths"])))
+    net = _network(header)
     tensors = load_file(str(path), device=map_location)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -61,7 +70,7 @@ def load_weights(path: str | Path, map_location: str = "cpu") -> tuple[WorldNet,
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
     if missing or unexpected or wrong:
         raise ValueError(
-            f"{path} does not fit WorldNet{tuple(net.widths)}: missing {missing[:3]}, "
+            f"{path} does not fit WorldNet{tuple(net.widths)} patch {net.patch}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}, "
             f"wrong shapes {[(k, tuple(tensors[k].shape), tuple(expected[k].shape)) for k in wrong[:3]]}"
         )
@@ -85,7 +94,7 @@ def save_train_state(
                 if name == "step"
                 else value.detach().cpu().contiguous()
             )
-    header = {"format": FORMAT + "-train", "version": str(VERSION), "widths": json.dumps(list(net.widths))}
+    header = {"format": FORMAT + "-train", "version": str(VERSION), **_architecture(net)}
     header.update({k: json.dumps(v) for k, v in meta.items()})
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
@@ -94,9 +103,11 @@ def save_train_state(
 
 def load_train_state(path: str | Path, net: WorldNet, opt: torch.optim.Optimizer) -> dict[str, Any]:
     header = read_header(path)
-    if header.get("format") != FORMAT + "-train" or json.loads(header["widths"]) != list(net.widths):
+    ours = {k: header.get(k, "1" if k == "patch" else None) for k in ("widths", "patch")}
+    if header.get("format") != FORMAT + "-train" or ours != _architecture(net):
         raise ValueError(
-            f"{path} is not a training state for WorldNet{tuple(net.widths)}; start a new out_dir"
+            f"{path} is not a training state for WorldNet{tuple(net.widths)} patch {net.patch}; "
+            "start a new out_dir"
         )
     tensors = load_file(str(path))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
@@ -105,4 +116,4 @@ def load_train_state(path: str | Path, net: WorldNet, opt: torch.optim.Optimizer
         if state:
             state["step"] = state["step"].reshape(())
             opt.state[p] = state
-    return {k: json.loads(v) for k, v in header.items() if k not in ("format", "version", "widths")}
+    return {k: json.loads(v) for k, v in header.items() if k not in ("format", "version", "widths", "patch")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -20,11 +22,12 @@ def warp_memories(
     intr: Intrinsics,
     prefer_older: bool = False,
     footprint: int = 1,
+    zbuffer: Callable | None = None,
 ) -> torch.Tensor:
     """Channels 0-6 of the input (see ``network``): every target's memories splatted into its camera.
     With ``prefer_older``, a surface seen by several memories comes from the oldest one (fewest generations
     of accumulated error: revisits show what was seen first); otherwise the nearest depth wins.
-    ``footprint`` is ``reproject.splat``'s (2 closes one-pixel cracks)."""
+    ``footprint`` and ``zbuffer`` are ``reproject.splat``'s (footprint 2 closes one-pixel cracks)."""
     entries = [e for mem in memories for e in mem]
     dev = entries[0].rgb.device  # memories live where the network runs
     groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
@@ -43,7 +46,7 @@ def warp_memories(
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
     priority = torch.tensor([e.time for e in entries], device=dev) if prefer_older else None
     warped, zbuf, mask = splat(
-        feats, depth, src, dst, groups, len(memories), intr, priority, footprint=footprint
+        feats, depth, src, dst, groups, len(memories), intr, priority, footprint=footprint, zbuffer=zbuffer
     )
     m = mask[:, None].float()
     return torch.cat([warped[:, 0:3], inverse_depth(zbuf)[:, None] * m, m, warped[:, 3:5]], dim=1)

@@ -42,7 +42,13 @@ from world_model.metrics import (
     ssim,
 )
 from world_model.model.device import DEVICES
-from world_model.model.learned import DEFAULT_WEIGHTS, PRECISIONS, LearnedConfig, LearnedWorldModel
+from world_model.model.learned import (
+    DEFAULT_WEIGHTS,
+    PRECISIONS,
+    SHIPPED_WEIGHTS,
+    LearnedConfig,
+    LearnedWorldModel,
+)
 
 HORIZONS = (1, 4, 16, 64, 256)
 REVISIT_KINDS = ("out_and_back", "closed_loop", "translate_rotate")
@@ -253,7 +259,11 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Writes report.json, report.md, PNG plots and side_by_side.gif to --out.",
     )
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="safetensors weights (default: shipped)")
+    p.add_argument(
+        "--weights",
+        default=str(DEFAULT_WEIGHTS),
+        help=f"safetensors weights, or a shipped name: {' | '.join(SHIPPED_WEIGHTS)} (default: learned_v1)",
+    )
     p.add_argument(
         "--seeds",
         nargs=2,

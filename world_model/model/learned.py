@@ -37,10 +37,13 @@ from world_model.model.data import to_unit
 from world_model.model.device import resolve_device
 from world_model.model.memory import MemoryBank, retrieve_many
 from world_model.model.network import depth_from_inverse
+from world_model.model.reproject import zbuffer_torch
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "learned_v1.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
+SHIPPED_WEIGHTS = ("learned_v1", "learned_fast")  # learned_fast: the cheap variant (2x2 pixel patches)
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
 PRECISIONS = ("fp32", "bf16")
@@ -52,7 +55,9 @@ class LearnedConfig:
     height: int = 64
     width: int = 64
     vfov_deg: float = 70.0
-    weights: str = str(DEFAULT_WEIGHTS)
+    weights: str = str(
+        DEFAULT_WEIGHTS
+    )  # a safetensors path, or the name of shipped weights (SHIPPED_WEIGHTS)
     start_bank: str = str(DEFAULT_BANK)
     memory_k: int = 4  # memories warped into each new frame
     memory_capacity: int = 48  # keyframes per session
@@ -67,8 +72,15 @@ class LearnedConfig:
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
-    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size (needs a C++ compiler;
-    # about a minute once per batch size, so opt-in)
+    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size and the z-buffer
+    # (needs a C++ compiler; about a minute once per batch size, so opt-in)
+
+
+def weights_path(weights: str) -> Path:
+    """The file of ``weights``: a path, or the name of shipped weights ("learned_fast")."""
+    if weights in SHIPPED_WEIGHTS and not Path(weights).exists():
+        return WEIGHTS_DIR / f"{weights}.safetensors"
+    return Path(weights)
 
 
 @dataclass
@@ -94,7 +106,8 @@ class LearnedWorldModel(WorldModel):
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {cfg.precision!r}")
         self.device = resolve_device(cfg.device)
-        self.net, self.header = load_weights(cfg.weights)
+        weights = weights_path(cfg.weights)
+        self.net, self.header = load_weights(weights)
         # channels_last: 1.4-1.5x faster convolutions on the CPU (oneDNN), the fast layout on GPUs too
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         size = (int(self.header.get("height", 64)), int(self.header.get("width", 64)))
@@ -108,10 +121,12 @@ class LearnedWorldModel(WorldModel):
             self._small = GraphedForward(self._forward)
         if self.device.type == "cuda" and cfg.compile:
             self._large = CompiledForward(self._forward)
+        self._zbuffer = None  # reproject.zbuffer_torch; the Triton kernel on CUDA
         if self.device.type == "cpu" and cfg.cpu_compile:
             self._small = self._large = CompiledForward(self._forward)
+            self._zbuffer = CompiledForward(zbuffer_torch, dynamic=True)  # any number of memories
         self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
-        self.checkpoint = file_hash(cfg.weights)
+        self.checkpoint = file_hash(weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
         self._oracle = None
         self._sessions: dict[int, _Session] = {}
@@ -336,7 +351,7 @@ class LearnedWorldModel(WorldModel):
         )
         with torch.no_grad():
             warped = warp_memories(
-                memories, targets, self.intr, self.config.prefer_older, self.config.footprint
+                memories, targets, self.intr, self.config.prefer_older, self.config.footprint, self._zbuffer
             )
             hints = self._hints(ss, targets)
             state = state_batch([s.state for s in ss])

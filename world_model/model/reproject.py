@@ -8,6 +8,7 @@ broken by source index, so the result is deterministic whatever the thread count
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ def splat(
     tolerance: float = 0.05,
     footprint: int = 1,
     use_triton: bool | None = None,
+    zbuffer: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp ``N`` source frames into ``n_groups`` target cameras.
 
@@ -50,7 +52,8 @@ def splat(
     from the preferred one, while nearer surfaces still hide farther ones. ``footprint=2`` also writes each
     point into the 2x2 pixels around it (behind any point that lands there directly), closing the one-pixel
     cracks a turning or approaching camera leaves. The z-buffer runs as a Triton kernel on CUDA
-    (``use_triton=None``: automatic; ``True`` forces it, e.g. under ``TRITON_INTERPRET=1``). Returns warped
+    (``use_triton=None``: automatic; ``True`` forces it, e.g. under ``TRITON_INTERPRET=1``); elsewhere as
+    ``zbuffer`` (default :func:`zbuffer_torch`; the learned backend passes it compiled). Returns warped
     ``feats [G, C, H, W]`` (0 where empty), z-depth ``[G, H, W]`` (inf where empty) and ``mask [G, H, W]``.
     """
     n, c, h, w = feats.shape
@@ -64,7 +67,7 @@ def splat(
 
         best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
     else:
-        best, z = zbuffer_torch(*args)
+        best, z = (zbuffer or zbuffer_torch)(*args, camera_rays(intr, dev))
     empty = torch.iinfo(torch.int64).max
     hit = best != empty
     winner = best[hit] & ((1 << KEY_SHIFT) - 1)
@@ -79,11 +82,13 @@ def splat(
     )
 
 
-def _project(depth: torch.Tensor, rel: torch.Tensor, intr: Intrinsics):
-    """Target-camera z, sub-pixel u, v (``[N, H*W]``) and validity of every source pixel."""
+def _project(depth: torch.Tensor, rel: torch.Tensor, intr: Intrinsics, rays: torch.Tensor | None = None):
+    """Target-camera z, sub-pixel u, v (``[N, H*W]``) and validity of every source pixel (``rays``: the
+    ``camera_rays``, when the caller has them)."""
     n = depth.shape[0]
     ok = torch.isfinite(depth) & (depth > 0)
-    cam = camera_rays(intr, depth.device)[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
+    rays = camera_rays(intr, depth.device) if rays is None else rays
+    cam = rays[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
     pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
     z = pts[..., 2]
     return z, *intr.to_pixels(pts[..., 0], pts[..., 1], z.clamp_min(1e-6)), ok.reshape(n, -1)
@@ -98,13 +103,15 @@ def zbuffer_torch(
     priority: torch.Tensor | None,
     tolerance: float,
     footprint: int,
+    rays: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The z-buffer of :func:`splat` (reference implementation): per target pixel, the packed key
     ``(depth in 0.1 mm or priority) << 32 | source pixel index`` of the winner, int64 max where empty;
-    and the target-camera z of every source pixel."""
+    and the target-camera z of every source pixel. ``rays``: ``camera_rays(intr)``, passed in so a compiled
+    z-buffer does not trace the cache."""
     n, h, w = depth.shape
     hw, dump = h * w, n_groups * h * w  # out-of-view points are sent to one extra "dump" cell
-    z, uf, vf, ok = _project(depth, rel, intr)
+    z, uf, vf, ok = _project(depth, rel, intr, rays)
     ok = ok & (z > MIN_Z)
     u, v = torch.floor(uf).long(), torch.floor(vf).long()
     if footprint == 2:  # spots [S, N, H*W]: the point's own pixel, then the 2x2 around it, slightly behind

@@ -2,6 +2,7 @@
 
     dreamx-train data_dir=data/engine/train out_dir=runs/learned            # ~2 CPU-hours
     dreamx-train +size=gpu                                                  # larger net and batch, CUDA
+    dreamx-train +size=fast out_dir=runs/learned_fast                       # the cheap variant (patch 2)
 
 One command, resumable (``out_dir/train_state.safetensors`` is rewritten every ``checkpoint_every`` steps
 and picked up on restart), a progress bar, TensorBoard logs in ``out_dir/tb`` and sample sheets of held-out
@@ -48,6 +49,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     widths: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
+    patch: int = 1  # 2: the cheap variant, the UNet on 2x2 pixel patches (network.WorldNet)
     memory_k: int = 4  # memories warped into each target (latest + retrieved)
     first_frame_prob: float = 0.1  # rows that encode a given frame (predict its depth and semantics)
     self_context_prob: float = 0.3  # rows whose latest memory is the model's own prediction (exposure bias)
@@ -82,7 +84,7 @@ class Trainer:
         self.holdout_rows = np.flatnonzero(np.isin(self.store.seed, held))
         train = np.isin(np.arange(len(self.store)), self.train_rows)
         self.event_frames = np.argwhere((self.store.events != "") & train[:, None])  # (row, frame) pairs
-        self.net = WorldNet(tuple(cfg.widths)).to(self.device)
+        self.net = WorldNet(tuple(cfg.widths), cfg.patch).to(self.device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.out = Path(cfg.out_dir)
