@@ -114,10 +114,11 @@ def zbuffer_torch(
     z, uf, vf, ok = _project(depth, rel, intr, rays)
     ok = ok & (z > MIN_Z)
     u, v = torch.floor(uf).long(), torch.floor(vf).long()
-    if footprint == 2:  # spots [S, N, H*W]: the point's own pixel, then the 2x2 around it, slightly behind
+    if footprint == 2:  # spots [S, N, H*W]: the 2x2 pixels around the point, which hold its own pixel (at
+        # its depth); the other three get it slightly behind
         ub, vb = torch.floor(uf - 0.5).long(), torch.floor(vf - 0.5).long()
-        us, vs = torch.stack([u, ub, ub, ub + 1, ub + 1]), torch.stack([v, vb, vb + 1, vb, vb + 1])
-        zs = torch.stack([z, *[z * FOOTPRINT_DEPTH_FACTOR] * 4])
+        us, vs = torch.stack([ub, ub, ub + 1, ub + 1]), torch.stack([vb, vb + 1, vb, vb + 1])
+        zs = torch.where((us == u) & (vs == v), z, z * FOOTPRINT_DEPTH_FACTOR)
     else:
         us, vs, zs = u[None], v[None], z[None]
     keep = ok & (us >= 0) & (us < w) & (vs >= 0) & (vs < h)
