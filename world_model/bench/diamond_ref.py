@@ -145,7 +145,7 @@ def sample_next_frame(
     """One next frame ``[B,C,H,W]`` in [-1, 1] from ``past [B,T*C,H,W]`` and ``actions [B,T]``: ``steps``
     Euler steps of DIAMOND's EDM denoiser (``steps`` network passes, through ``forward`` if given: e.g.
     ``net`` compiled)."""
-    cfg, forward = net.cfg, forward or net
+    cfg, forward = net.cfg, net if forward is None else forward
     x = torch.randn(past.shape[0], cfg.img_channels, *past.shape[2:], device=past.device)
     if past.is_contiguous(memory_format=torch.channels_last):  # the layout the caller runs the net in
         x = x.contiguous(memory_format=torch.channels_last)
