@@ -22,8 +22,9 @@ warping and splatting are not counted); % peak divides it by the best fp32 rate 
 measured on the same device with the same threads, as a matmul and as a 1x1 convolution (on this
 project's AMD CPU, MKL's matmul reaches half of what oneDNN's convolutions do). Everything runs on the
 CPU, and with CUDA available (unless --no-cuda) the learned backend, the yardstick and the peak are
-measured on the GPU too, the env + server path on the GPU only; the model/yardstick ratios compare the two on the same device. Benchmarks, not tests: the
-figures depend on the machine and on what else runs on it.
+measured on the GPU too, the env + server path on the GPU only; the model/yardstick ratios compare the
+two on the same device. Benchmarks, not tests: the figures depend on the machine and on what else runs
+on it.
 """
 
 from __future__ import annotations
