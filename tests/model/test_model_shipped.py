@@ -1,25 +1,33 @@
-"""The shipped learned simulator: loads, is the default backend, follows events and revisits."""
+"""The shipped learned simulators (learned_v1, the default, and the cheap learned_fast): load, follow
+events and revisits."""
 
 import numpy as np
 import pytest
 
 from world_model.backends import DEFAULT_BACKEND
 from world_model.events import parse_prompt
-from world_model.model.learned import DEFAULT_WEIGHTS, LearnedConfig, LearnedWorldModel
+from world_model.model.learned import (
+    DEFAULT_WEIGHTS,
+    SHIPPED_WEIGHTS,
+    LearnedConfig,
+    LearnedWorldModel,
+    weights_path,
+)
 
 from .helpers import straight_poses, turning_poses
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return LearnedWorldModel(LearnedConfig())
+@pytest.fixture(scope="module", params=SHIPPED_WEIGHTS)
+def shipped(request):
+    return LearnedWorldModel(LearnedConfig(weights=request.param))
 
 
 def test_shipped_weights_are_small_safetensors_and_the_default_backend(shipped):
-    assert DEFAULT_BACKEND == "learned"
-    assert DEFAULT_WEIGHTS.stat().st_size <= 50 * 2**20
+    assert DEFAULT_BACKEND == "learned" and LearnedConfig().weights == str(DEFAULT_WEIGHTS)
+    assert all(weights_path(name).stat().st_size <= 50 * 2**20 for name in SHIPPED_WEIGHTS)
     assert shipped.header["format"] == "dreamx-worldnet" and int(shipped.header["step"]) > 0
     assert "dreamx-train" in shipped.header["command"]
+    assert shipped.net.patch == (2 if "+size=fast" in shipped.header["command"] else 1)
 
 
 def _both(model, sessions, rel, events=None):
@@ -84,10 +92,17 @@ def test_the_env_runs_the_learned_simulator_by_default():
 
 
 def test_bf16_draws_nearly_the_same_frames(shipped):
-    fast = LearnedWorldModel(LearnedConfig(precision="bf16"))
+    fast = LearnedWorldModel(LearnedConfig(weights=shipped.config.weights, precision="bf16"))
     a, b = shipped.open(12)[0], fast.open(12)[0]
     (x,), (y,) = shipped.generate([a], straight_poses(4), [[]]), fast.generate([b], straight_poses(4), [[]])
     diff = np.abs(x.rgb.astype(np.float32) - y.rgb.astype(np.float32))
     assert x.rgb.shape == y.rgb.shape and 0 < diff.mean() < 3.0
     with pytest.raises(ValueError, match="precision must be one of"):
         LearnedWorldModel(LearnedConfig(precision="fp16"))
+
+
+def test_shipped_weights_are_named_and_a_wrong_name_lists_them():
+    assert weights_path("learned_fast") == DEFAULT_WEIGHTS.parent / "learned_fast.safetensors"
+    assert weights_path(str(DEFAULT_WEIGHTS)) == DEFAULT_WEIGHTS
+    with pytest.raises(FileNotFoundError, match="learned_v1, learned_fast"):
+        LearnedWorldModel(LearnedConfig(weights="learned_fastest"))

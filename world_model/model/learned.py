@@ -80,6 +80,11 @@ def weights_path(weights: str) -> Path:
     """The file of ``weights``: a path, or the name of shipped weights ("learned_fast")."""
     if weights in SHIPPED_WEIGHTS and not Path(weights).exists():
         return WEIGHTS_DIR / f"{weights}.safetensors"
+    if not Path(weights).is_file():
+        raise FileNotFoundError(
+            f"no weights at {weights}: give a safetensors file or a shipped name "
+            f"({', '.join(SHIPPED_WEIGHTS)}); train your own with `dreamx-train`"
+        )
     return Path(weights)
 
 
