@@ -156,3 +156,30 @@ def test_cpu_compile_option_matches_eager(tiny_weights, model):
         assert np.allclose(a.depth, b.depth, rtol=1e-3)
     assert compiled._small.compiled is not None, "compiling failed and the eager network ran instead"
     assert compiled._zbuffer.compiled is not None, "compiling failed and the eager z-buffer ran instead"
+
+
+def test_large_cpu_batches_run_the_network_in_parts_with_the_same_frames(tiny_weights, monkeypatch):
+    """Above ``CPU_NETWORK_BATCH`` sessions the CPU network runs in parts (cache-sized); every session
+    gets the frames it gets when the whole batch runs at once. (Cameras follow the given poses, as in the
+    other numeric comparisons.)"""
+    import world_model.model.learned as learned
+
+    cfg = LearnedConfig(weights=str(tiny_weights), device="cpu", collide=False)
+    runs = {}
+    for parts in (2, 64):
+        monkeypatch.setattr(learned, "CPU_NETWORK_BATCH", parts)
+        m = LearnedWorldModel(cfg)
+        calls = []
+
+        def counted(x, s, t, calls=calls, forward=m._forward):
+            calls.append(len(x))
+            return forward(x, s, t)
+
+        m._small = m._large = counted
+        sids = [m.open(seed)[0] for seed in (1, 2, 3, 4, 5)]
+        rel = np.repeat(turning_poses(2, 5.0), 5, axis=0)
+        runs[parts] = (m.generate(sids, rel, [[] for _ in sids]), calls)
+    (split, split_calls), (whole, whole_calls) = runs[2], runs[64]
+    assert split_calls == [1] * 5 + [2, 2, 1] * 2 and whole_calls == [1] * 5 + [5] * 2
+    for a, b in zip(split, whole, strict=True):
+        assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1 and np.allclose(a.depth, b.depth, rtol=1e-4)

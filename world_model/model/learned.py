@@ -48,6 +48,8 @@ CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
 PRECISIONS = ("fp32", "bf16")
 RETRIEVE_ON_HOST_UP_TO = 8  # sessions: fewer, and ~30 kernel launches cost more than the arithmetic
+CPU_NETWORK_BATCH = 32  # CPU: larger batches go through the network in parts this size (their activations
+# stay in cache: measured 5.0 ms a frame at 32, 8.9 at 128 for learned_v1 in fp32)
 
 
 @dataclass
@@ -335,11 +337,23 @@ class LearnedWorldModel(WorldModel):
         return out
 
     def _net(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One network pass (on a GPU: from a CUDA graph or compiled kernels, see ``acceleration``)."""
+        """One network pass (on a GPU: from a CUDA graph or compiled kernels, see ``acceleration``; on the
+        CPU in parts of at most ``CPU_NETWORK_BATCH``)."""
         dev = self.device
         x = x.to(dev).contiguous(memory_format=torch.channels_last)
+        state, step = state.to(dev), step.to(dev)
+        if dev.type == "cpu" and x.shape[0] > CPU_NETWORK_BATCH:
+            parts = [
+                self._net(
+                    x[i : i + CPU_NETWORK_BATCH],
+                    state[i : i + CPU_NETWORK_BATCH],
+                    step[i : i + CPU_NETWORK_BATCH],
+                )
+                for i in range(0, x.shape[0], CPU_NETWORK_BATCH)
+            ]
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         run = self._small if x.shape[0] <= MAX_GRAPHED_BATCH else self._large
-        return run(x, state.to(dev), step.to(dev))
+        return run(x, state, step)
 
     def _frame(
         self, ss: list[_Session], targets: np.ndarray
