@@ -12,6 +12,7 @@ from world_model.bench.diamond_ref import DiamondRefConfig, DiamondRefUNet, samp
 from world_model.bench.flops import forward_flops, worldnet_flops
 from world_model.bench.report import HEADER, point_line
 from world_model.bench.timing import synchronizer, time_calls
+from world_model.model.acceleration import CompiledForward
 from world_model.model.bench import bench as bench_learned
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.serve.bench import bench_env
@@ -163,7 +164,7 @@ def measure_yardstick(
     points: dict[str, list[dict[str, Any]]] = {}
     for dev in devices:
         net.to(dev, memory_format=torch.channels_last)
-        forward = torch.compile(net, dynamic=False) if cpu_compile and dev == "cpu" else None
+        forward = CompiledForward(net) if cpu_compile and dev == "cpu" else None
         points[dev] = []
         for b in batch_sizes:
             point = bench_yardstick(net, b, seconds, steps, size, precision, forward)

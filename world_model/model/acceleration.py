@@ -71,8 +71,7 @@ class CompiledForward:
             try:
                 return self.compiled(*args)
             except Exception as err:  # noqa: BLE001 - any compiler failure: the eager network still works
-                warnings.warn(
-                    f"torch.compile failed, running {self.eager.__name__} eagerly: {err}", stacklevel=2
-                )
+                name = getattr(self.eager, "__name__", type(self.eager).__name__)
+                warnings.warn(f"torch.compile failed, running {name} eagerly: {err}", stacklevel=2)
                 self.compiled = None
         return self.eager(*args)

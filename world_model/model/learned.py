@@ -57,9 +57,8 @@ class LearnedConfig:
     height: int = 64
     width: int = 64
     vfov_deg: float = 70.0
-    weights: str = str(
-        DEFAULT_WEIGHTS
-    )  # a safetensors path, or the name of shipped weights (SHIPPED_WEIGHTS)
+    # a safetensors path, or the name of shipped weights (SHIPPED_WEIGHTS: learned_v1, learned_fast)
+    weights: str = str(DEFAULT_WEIGHTS)
     start_bank: str = str(DEFAULT_BANK)
     memory_k: int = 4  # memories warped into each new frame
     memory_capacity: int = 48  # keyframes per session
