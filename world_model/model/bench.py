@@ -25,7 +25,7 @@ from world_model.model.device import DEVICES
 from world_model.model.learned import (
     DEFAULT_WEIGHTS,
     PRECISIONS,
-    SHIPPED_WEIGHTS,
+    WEIGHTS_HELP,
     LearnedConfig,
     LearnedWorldModel,
 )
@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument(
         "--weights",
         default=str(DEFAULT_WEIGHTS),
-        help=f"safetensors weights, or a shipped name: {' | '.join(SHIPPED_WEIGHTS)} (default: learned_v1)",
+        help=WEIGHTS_HELP,
     )
     p.add_argument("--batch", nargs="+", type=int, default=[1, 8, 32], help="sessions per call")
     p.add_argument("--chunk", type=int, default=4, help="frames per call (default 4)")

@@ -45,7 +45,7 @@ from world_model.model.device import DEVICES
 from world_model.model.learned import (
     DEFAULT_WEIGHTS,
     PRECISIONS,
-    SHIPPED_WEIGHTS,
+    WEIGHTS_HELP,
     LearnedConfig,
     LearnedWorldModel,
 )
@@ -262,7 +262,7 @@ def main() -> None:
     p.add_argument(
         "--weights",
         default=str(DEFAULT_WEIGHTS),
-        help=f"safetensors weights, or a shipped name: {' | '.join(SHIPPED_WEIGHTS)} (default: learned_v1)",
+        help=WEIGHTS_HELP,
     )
     p.add_argument(
         "--seeds",

@@ -14,6 +14,7 @@ scene's geometry, the learned one with what it sees).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,11 @@ class LearnedConfig:
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
     cpu_compile: bool = False  # CPU: torch.compile the network at every batch size and the z-buffer
     # (needs a C++ compiler; about a minute once per batch size, so opt-in)
+
+
+WEIGHTS_HELP = (  # the --weights help of every CLI that loads the learned model
+    f"safetensors weights, or a shipped name: {' | '.join(SHIPPED_WEIGHTS)} (default: learned_v1)"
+)
 
 
 def weights_path(weights: str) -> Path:
@@ -233,17 +239,7 @@ class LearnedWorldModel(WorldModel):
     def fork(self, session: int) -> int:
         s = self._get(session)
         sid, self._next_id = self._next_id, self._next_id + 1
-        self._sessions[sid] = _Session(
-            s.memory.copy(),
-            s.state,
-            s.pose.copy(),
-            s.time,
-            s.info,
-            s.depth,
-            s.semantic,
-            s.skipped_events,
-            s.obstacles,
-        )
+        self._sessions[sid] = dataclasses.replace(s, memory=s.memory.copy(), pose=s.pose.copy())
         return sid
 
     def close(self, session: int) -> None:

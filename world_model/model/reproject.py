@@ -67,7 +67,8 @@ def splat(
 
         best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
     else:
-        best, z = (zbuffer or zbuffer_torch)(*args, camera_rays(intr, dev))
+        zbuffer = zbuffer_torch if zbuffer is None else zbuffer
+        best, z = zbuffer(*args, camera_rays(intr, dev))
     empty = torch.iinfo(torch.int64).max
     hit = best != empty
     winner = best[hit] & ((1 << KEY_SHIFT) - 1)

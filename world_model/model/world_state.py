@@ -27,7 +27,6 @@ PROP_SIZE: dict[str, tuple[float, float]] = {
     "capsule": (0.1, 0.25),
 }
 PAINT_RADIUS_M = 0.35
-OBJECT_CLASSES = np.array(OBJECT_CLASS_IDS)
 HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
 
 
@@ -138,7 +137,7 @@ def _target_point(
     object ``"shape#n"`` is taken as the nearest of its shape (the model sees classes, not instances)."""
     words = [w.split("#")[0] for w in entity.replace("nearest", "").replace("object", "").split()]
     shapes = [w for w in words if w in OBJECT_SHAPES]
-    classes = np.array([CLASS_ID[s] for s in shapes]) if shapes else OBJECT_CLASSES
+    classes = np.array([CLASS_ID[s] for s in shapes]) if shapes else OBJECT_CLASS_IDS
     mask = np.isin(semantic, classes) & np.isfinite(depth)
     if not mask.any():
         raise ValueError(f"no {' '.join(shapes) or 'object'} in view to target for {entity!r}")
