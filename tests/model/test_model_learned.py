@@ -143,11 +143,13 @@ def test_memories_own_their_tensors(model):
         model.close(sid)
 
 
-def test_cpu_compile_option_matches_eager(tiny_weights, model):
-    """``cpu_compile``: the network and the z-buffer run through ``torch.compile`` on the CPU, with the
-    eager frames. (The
-    cameras follow the given poses: a rounding difference may flip a random network's object label, and
-    with it where a camera stops.)"""
+def test_cpu_compile_option_matches_eager(tiny_weights, model, monkeypatch):
+    """``cpu_compile``: the network and (where the C kernel cannot be built) the z-buffer run through
+    ``torch.compile`` on the CPU, with the eager frames. (The cameras follow the given poses: a rounding
+    difference may flip a random network's object label, and with it where a camera stops.)"""
+    import world_model.model.learned as learned
+
+    monkeypatch.setattr(learned, "native_available", lambda: False)
     cfg = LearnedConfig(weights=str(tiny_weights), device="cpu", collide=False)
     compiled = LearnedWorldModel(dataclasses.replace(cfg, cpu_compile=True))
     eager = LearnedWorldModel(cfg)

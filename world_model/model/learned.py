@@ -39,6 +39,7 @@ from world_model.model.device import resolve_device
 from world_model.model.memory import MemoryBank, retrieve_many
 from world_model.model.network import depth_from_inverse
 from world_model.model.reproject import zbuffer_torch
+from world_model.model.splat_native import available as native_available
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 
@@ -68,13 +69,15 @@ class LearnedConfig:
     prefer_older: bool = True  # a surface several memories saw is drawn from the oldest (see warp_memories)
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
-    device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA
+    device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
+    # as a C kernel on the CPU (splat_native; built on first use)
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast: 1.6x the frames/s at batch 8-32 measured on an
     # AVX512-BF16 CPU; the shipped report was measured in fp32)
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
-    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size and the z-buffer
+    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size (and the z-buffer, when
+    # the C kernel cannot be built)
     # (needs a C++ compiler; about a minute once per batch size, so opt-in)
 
 
@@ -133,10 +136,11 @@ class LearnedWorldModel(WorldModel):
             self._small = GraphedForward(self._forward)
         if self.device.type == "cuda" and cfg.compile:
             self._large = CompiledForward(self._forward)
-        self._zbuffer = None  # reproject.zbuffer_torch; the Triton kernel on CUDA
+        self._zbuffer = None  # splat's choice: Triton on CUDA, the C kernel on the CPU, else zbuffer_torch
         if self.device.type == "cpu" and cfg.cpu_compile:
             self._small = self._large = CompiledForward(self._forward)
-            self._zbuffer = CompiledForward(zbuffer_torch, dynamic=True)  # any number of memories
+            if not native_available():  # the C kernel is faster than the compiled z-buffer
+                self._zbuffer = CompiledForward(zbuffer_torch, dynamic=True)  # any number of memories
         self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
         self.checkpoint = file_hash(weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None

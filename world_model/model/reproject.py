@@ -41,6 +41,7 @@ def splat(
     footprint: int = 1,
     use_triton: bool | None = None,
     zbuffer: Callable | None = None,
+    use_native: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp ``N`` source frames into ``n_groups`` target cameras.
 
@@ -52,8 +53,9 @@ def splat(
     from the preferred one, while nearer surfaces still hide farther ones. ``footprint=2`` also writes each
     point into the 2x2 pixels around it (behind any point that lands there directly), closing the one-pixel
     cracks a turning or approaching camera leaves. The z-buffer runs as a Triton kernel on CUDA
-    (``use_triton=None``: automatic; ``True`` forces it, e.g. under ``TRITON_INTERPRET=1``); elsewhere as
-    ``zbuffer`` (default :func:`zbuffer_torch`; the learned backend passes it compiled). Returns warped
+    (``use_triton=None``: automatic; ``True`` forces it, e.g. under ``TRITON_INTERPRET=1``); on the CPU as
+    the C kernel of ``splat_native`` (``use_native=None``: when it builds and no ``zbuffer`` is given);
+    elsewhere as ``zbuffer`` (default :func:`zbuffer_torch`). All give the same keys. Returns warped
     ``feats [G, C, H, W]`` (0 where empty), z-depth ``[G, H, W]`` (inf where empty) and ``mask [G, H, W]``.
     """
     n, c, h, w = feats.shape
@@ -66,6 +68,14 @@ def splat(
         from world_model.model.splat_triton import zbuffer_triton
 
         best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
+    elif (
+        use_native
+        if use_native is not None
+        else dev.type == "cpu" and zbuffer is None and _native_available()
+    ):
+        from world_model.model.splat_native import splat_native
+
+        return splat_native(feats, depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
     else:
         zbuffer = zbuffer_torch if zbuffer is None else zbuffer
         best, z = zbuffer(*args, camera_rays(intr, dev))
@@ -85,14 +95,16 @@ def splat(
 
 def _project(depth: torch.Tensor, rel: torch.Tensor, intr: Intrinsics, rays: torch.Tensor | None = None):
     """Target-camera z, sub-pixel u, v (``[N, H*W]``) and validity of every source pixel (``rays``: the
-    ``camera_rays``, when the caller has them)."""
+    ``camera_rays``, when the caller has them). Written element by element, in the order the C kernel of
+    ``splat_native`` computes it, so both round alike."""
     n = depth.shape[0]
     ok = torch.isfinite(depth) & (depth > 0)
     rays = camera_rays(intr, depth.device) if rays is None else rays
-    cam = rays[None] * torch.where(ok, depth, torch.ones_like(depth))[..., None]
-    pts = cam.reshape(n, -1, 3) @ rel[:, :3, :3].transpose(1, 2) + rel[:, None, :3, 3]
-    z = pts[..., 2]
-    return z, *intr.to_pixels(pts[..., 0], pts[..., 1], z.clamp_min(1e-6)), ok.reshape(n, -1)
+    d = torch.where(ok, depth, torch.ones_like(depth)).reshape(n, -1)
+    x, y = rays[..., 0].reshape(1, -1) * d, rays[..., 1].reshape(1, -1) * d  # the rays' z is 1
+    r, t = rel[:, None, :3, :3], rel[:, None, :3, 3]
+    px, py, z = (x * r[..., j, 0] + y * r[..., j, 1] + d * r[..., j, 2] + t[..., j] for j in range(3))
+    return z, *intr.to_pixels(px, py, z.clamp_min(1e-6)), ok.reshape(n, -1)
 
 
 def zbuffer_torch(
@@ -136,6 +148,12 @@ def zbuffer_torch(
         key = torch.where(same, ranked.reshape(-1), empty)
         best = torch.full_like(best, empty).scatter_reduce_(0, target, key, reduce="amin")
     return best[:dump], z
+
+
+def _native_available() -> bool:
+    from world_model.model.splat_native import available
+
+    return available()
 
 
 def triton_available() -> bool:

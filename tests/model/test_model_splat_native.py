@@ -1,0 +1,106 @@
+"""The C splat kernel against the torch reference: the same keys, so the same frames bit for bit."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import world_model.model.reproject as reproject
+import world_model.model.splat_native as native
+from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.model.reproject import splat
+
+from .helpers import turning_poses
+
+INTR = Intrinsics.from_fov(32, 32, 70.0)
+needs_compiler = pytest.mark.skipif(native._compiler() is None, reason="no C compiler on this machine")
+
+
+def _random_warp(rng, n=6, g=3):
+    """``n`` random sources (sky, empty pixels and near points included) into ``g`` random targets."""
+    depth = torch.from_numpy(rng.uniform(0.3, 8.0, (n, 32, 32)).astype(np.float32))
+    depth[0, :5] = float("inf")
+    depth[1, :, :3] = 0.0
+    depth[2, 10:12] = 0.0005  # lands behind MIN_Z in most targets
+    feats = torch.from_numpy(rng.random((n, 5, 32, 32)).astype(np.float32))
+    poses = [
+        pose_from_yaw_pitch(rng.normal(0, 0.3, 3), rng.normal(0, 0.3), rng.normal(0, 0.05))
+        for _ in range(n + g)
+    ]
+    src, dst = torch.from_numpy(np.stack(poses[:n])), torch.from_numpy(np.stack(poses[n:]))
+    groups = torch.from_numpy(rng.integers(0, g, n))
+    return feats, depth, src, dst, groups, g
+
+
+@needs_compiler
+@pytest.mark.parametrize("footprint", [1, 2])
+@pytest.mark.parametrize("prefer", [False, True])
+def test_native_splat_is_the_torch_reference_bit_for_bit(footprint, prefer):
+    assert native.available(), "a C compiler is here, but the kernel did not build (see the warning)"
+    rng = np.random.default_rng(footprint + 2 * prefer)
+    filled = []
+    for _ in range(4):
+        feats, depth, src, dst, groups, g = _random_warp(rng)
+        priority = torch.from_numpy(rng.integers(0, 4, len(groups))) if prefer else None
+        args = (feats, depth, src, dst, groups, g, INTR, priority)
+        ref = splat(*args, footprint=footprint, use_native=False)
+        got = splat(*args, footprint=footprint, use_native=True)
+        for a, b in zip(ref, got, strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+        filled.append(ref[2].float().mean().item())
+    assert 0.2 < np.mean(filled) < 0.95  # neither empty nor trivially full
+
+
+@needs_compiler
+def test_native_splat_uses_the_given_threads():
+    """Targets split among threads give the frames one thread gives."""
+    feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(7), n=9, g=5)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(splat(feats, depth, src, dst, groups, g, INTR, groups, footprint=2, use_native=True))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*outs, strict=True))
+
+
+@needs_compiler
+def test_the_learned_backend_warps_with_the_kernel_and_gets_the_torch_frames(tiny_weights, monkeypatch):
+    calls = []
+    kernel = native.splat_native
+    monkeypatch.setattr(native, "splat_native", lambda *a: calls.append(1) or kernel(*a))
+    cfg = LearnedConfig(weights=str(tiny_weights), device="cpu")
+    frames = {}
+    for use in (True, False):
+        monkeypatch.setattr(reproject, "_native_available", lambda use=use: use)
+        model = LearnedWorldModel(cfg)
+        sids = [model.open(seed)[0] for seed in (3, 5)]
+        rel = np.stack([turning_poses(3, 6.0)[0]] * 2)
+        frames[use] = model.generate(sids, rel, [[], []]) + model.generate(sids, rel, [[], []])
+        if use:
+            assert len(calls) == 6, "the learned backend did not use the C kernel"
+    for a, b in zip(frames[True], frames[False], strict=True):
+        for field in dataclasses.fields(a):
+            assert np.array_equal(getattr(a, field.name), getattr(b, field.name)), field.name
+
+
+def test_without_a_working_compiler_splat_keeps_to_torch(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built yet
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    native.load.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="did not build"):
+            assert not native.available()
+        feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(0))
+        assert splat(feats, depth, src, dst, groups, g, INTR)[2].any()  # the torch path, unharmed
+        with pytest.raises(RuntimeError, match="not available"):
+            splat(feats, depth, src, dst, groups, g, INTR, use_native=True)
+        monkeypatch.setenv(native.ENV_DISABLE, "1")
+        native.load.cache_clear()
+        assert not native.available()
+    finally:
+        native.load.cache_clear()  # later tests build (or load) the real kernel again

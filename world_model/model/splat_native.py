@@ -1,0 +1,128 @@
+"""The projection, z-buffer and gather of ``reproject.splat`` as a small C kernel, for the CPU.
+
+``native/splat.c`` is compiled with the system C compiler the first time it is needed (about a second) and
+cached under ``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed by its source, so later processes
+just load it. It is called through ctypes, which releases the GIL, so the target images are split among
+``torch.get_num_threads()`` threads. Where no compiler works, :func:`load` warns once and returns ``None``
+and ``splat`` keeps to the torch path. ``reproject.zbuffer_torch`` is the reference it is tested against
+(same keys, so the same frames bit for bit).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from world_model.geometry import Intrinsics
+from world_model.model.reproject import MIN_Z, camera_rays
+
+SOURCE = Path(__file__).parent / "native" / "splat.c"
+FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+OPENMP = "-fopenmp"  # links libgomp, the OpenMP runtime torch's CPU build already loaded: one thread pool
+ENV_DISABLE = "DREAMX_NO_NATIVE"  # set to 1: never build or use the kernel (torch path only)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dreamx_env"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _build(cc: str, flags: tuple[str, ...]) -> Path:
+    """The compiled library for this source, compiler, flags and machine (built once, then reused)."""
+    tag = f"{SOURCE.read_text()}|{cc}|{flags}|{platform.machine()}|{sys.platform}"
+    lib = cache_dir() / f"splat-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.so"
+    if not lib.exists():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then move into place
+            built = Path(tmp) / lib.name
+            command = [cc, *flags, str(SOURCE), "-o", str(built), "-lm"]
+            subprocess.run(command, check=True, capture_output=True)
+            os.replace(built, lib)
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def load() -> ctypes.CDLL | None:
+    """The kernel library, or ``None`` (with one warning) where it cannot be built or is disabled."""
+    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+        return None
+    cc = _compiler()
+    try:
+        if cc is None:
+            raise RuntimeError("no C compiler found (set CC)")
+        try:
+            lib = ctypes.CDLL(str(_build(cc, (*FLAGS, OPENMP))))
+        except (OSError, subprocess.CalledProcessError):  # no OpenMP: the same kernel on one thread
+            lib = ctypes.CDLL(str(_build(cc, FLAGS)))
+    except subprocess.CalledProcessError as err:
+        warnings.warn(
+            f"native splat kernel did not build, using torch: {err.stderr.decode()[-500:]}", stacklevel=2
+        )
+        return None
+    except (OSError, RuntimeError) as err:
+        warnings.warn(f"native splat kernel unavailable, using torch: {err}", stacklevel=2)
+        return None
+    p, i64, f32, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_int
+    lib.dreamx_splat.argtypes = [
+        *(p, p, p, f32, f32, f32, f32, f32),  # depth, rays, rel, camera, MIN_Z
+        *(p, p, i64, i64, i64, p, i64, f64, i32, i64, i32),  # groups ... threads
+        *(p, p, p, p, p, p, p),  # z, uf, vf, ok (scratch), out, zbuf, mask
+    ]
+    lib.dreamx_splat.restype = ctypes.c_int
+    return lib
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def splat_native(
+    feats: torch.Tensor,
+    depth: torch.Tensor,
+    rel: torch.Tensor,
+    groups: torch.Tensor,
+    n_groups: int,
+    intr: Intrinsics,
+    priority: torch.Tensor | None,
+    tolerance: float,
+    footprint: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``reproject.splat`` on the CPU, given ``rel [N, 4, 4]``, each source camera in its target's frame."""
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the native splat kernel is not available")
+    n, c, h, w = feats.shape
+    feats, depth = feats.float().contiguous(), depth.float().contiguous()
+    rel, rays = rel.float().contiguous(), camera_rays(intr).contiguous()
+    groups = groups.long().contiguous()
+    prio = None if priority is None else priority.long().contiguous()
+    z, uf, vf = (torch.empty(n, h * w) for _ in range(3))
+    ok = torch.empty(n, h * w, dtype=torch.uint8)
+    out = torch.empty(n_groups, c, h, w)
+    zbuf = torch.empty(n_groups, h, w)
+    mask = torch.empty(n_groups, h, w, dtype=torch.bool)
+
+    failed = lib.dreamx_splat(
+        depth.data_ptr(), rays.data_ptr(), rel.data_ptr(), intr.fx, intr.fy, intr.cx, intr.cy, MIN_Z,
+        groups.data_ptr(), None if prio is None else prio.data_ptr(), n, h, w, feats.data_ptr(), c,
+        float(tolerance), footprint, n_groups, torch.get_num_threads(),
+        z.data_ptr(), uf.data_ptr(), vf.data_ptr(), ok.data_ptr(),
+        out.data_ptr(), zbuf.data_ptr(), mask.data_ptr(),
+    )  # fmt: skip
+    if failed:
+        raise MemoryError("native splat kernel: out of memory")
+    return out, zbuf, mask
