@@ -11,6 +11,7 @@ Conventions (used by the env, the engine, the model and the metrics alike):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -138,12 +139,21 @@ def pixel_rays(intr: Intrinsics) -> np.ndarray:
     return np.stack([uu, vv, np.ones_like(uu)], axis=-1)
 
 
+@functools.lru_cache(maxsize=8)
+def _shared_rays(intr: Intrinsics) -> np.ndarray:
+    """``pixel_rays``, made once per camera and read-only (unproject runs for every generated frame)."""
+    rays = pixel_rays(intr)
+    rays.flags.writeable = False
+    return rays
+
+
 def unproject(
     depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, mask: np.ndarray | None = None
 ) -> np.ndarray:
     """World points ``[H, W, 3]`` seen at each pixel centre, given metric z-depth ``[H, W]``; with a boolean
     ``mask [H, W]``, only those pixels' points ``[N, 3]`` (and only they are computed)."""
-    rays, z = (pixel_rays(intr), depth) if mask is None else (pixel_rays(intr)[mask], depth[mask])
+    rays = _shared_rays(intr)
+    rays, z = (rays, depth) if mask is None else (rays[mask], depth[mask])
     cam = rays * z[..., None]
     return cam @ pose[:3, :3].T + pose[:3, 3]
 

@@ -48,8 +48,14 @@ def warp_memories(
     warped, zbuf, mask = splat(
         feats, depth, src, dst, groups, len(memories), intr, priority, footprint=footprint, zbuffer=zbuffer
     )
-    m = mask[:, None].float()
-    return torch.cat([warped[:, 0:3], inverse_depth(zbuf)[:, None] * m, m, warped[:, 3:5]], dim=1)
+    g, _, h, w = warped.shape
+    out = torch.empty(g, h, w, 7, device=dev).permute(0, 3, 1, 2)  # channels last, as the network takes it
+    m = mask.float()
+    out[:, 0:3] = warped[:, 0:3]
+    out[:, 3] = inverse_depth(zbuf) * m
+    out[:, 4] = m
+    out[:, 5:7] = warped[:, 3:5]
+    return out
 
 
 def assemble(
@@ -61,7 +67,7 @@ def assemble(
     """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels (``None``: none)
     and the current estimate (default: the warp itself, i.e. the first sampling step)."""
     b, _, h, w = warped.shape
-    x = torch.zeros(b, IN_CHANNELS, h, w, device=warped.device)
+    x = torch.zeros(b, h, w, IN_CHANNELS, device=warped.device).permute(0, 3, 1, 2)  # channels last
     x[:, 0:7] = warped
     x[:, 7] = 1.0 if depth_known else 0.0
     x[:, 8:11] = warped[:, 0:3] if estimate is None else estimate

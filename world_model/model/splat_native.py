@@ -112,7 +112,7 @@ def splat_native(
     prio = None if priority is None else priority.long().contiguous()
     z, uf, vf = (torch.empty(n, h * w) for _ in range(3))
     ok = torch.empty(n, h * w, dtype=torch.uint8)
-    out = torch.empty(n_groups, c, h, w)
+    out = torch.empty(n_groups, h, w, c)  # channels last, as the network takes it
     zbuf = torch.empty(n_groups, h, w)
     mask = torch.empty(n_groups, h, w, dtype=torch.bool)
 
@@ -125,4 +125,4 @@ def splat_native(
     )  # fmt: skip
     if failed:
         raise MemoryError("native splat kernel: out of memory")
-    return out, zbuf, mask
+    return out.permute(0, 3, 1, 2), zbuf, mask

@@ -124,18 +124,18 @@ static void splat_target(int64_t g, const float *depth, const float *rays, const
     if (best[p] == EMPTY) {
       mask[tp] = 0;
       zbuf[tp] = INFINITY;
-      for (int64_t ch = 0; ch < c; ch++) out[(g * c + ch) * hw + p] = 0.0f;
+      for (int64_t ch = 0; ch < c; ch++) out[tp * c + ch] = 0.0f;
       continue;
     }
     int64_t i = best[p] & LOW_BITS, src = i / hw, q = i % hw;
     mask[tp] = 1;
     zbuf[tp] = z[i];
-    for (int64_t ch = 0; ch < c; ch++) out[(g * c + ch) * hw + p] = feats[(src * c + ch) * hw + q];
+    for (int64_t ch = 0; ch < c; ch++) out[tp * c + ch] = feats[(src * c + ch) * hw + q];
   }
 }
 
 /* Warps sources [N] into targets [G] (see reproject.splat): `rel` [N, 4, 4] each source camera in its
- * target's frame, `feats` [N, C, H*W]; `z, uf, vf, ok` [N, H*W] are scratch; writes `out` [G, C, H*W],
+ * target's frame, `feats` [N, C, H*W]; `z, uf, vf, ok` [N, H*W] are scratch; writes `out` [G, H*W, C],
  * `zbuf` and `mask` [G, H*W]. Targets are split among `threads` OpenMP threads (torch's own pool, when
  * built with -fopenmp). Returns 0, or 1 when out of memory. */
 int dreamx_splat(const float *depth, const float *rays, const float *rel, float fx, float fy, float cx,
