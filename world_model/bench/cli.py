@@ -94,8 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--cpu-compile",
         action="store_true",
-        help="torch.compile the learned network, its z-buffer and the yardstick on the CPU "
-        "(about a minute per batch size)",
+        help="torch.compile the learned network and the yardstick on the CPU (and the z-buffer where its C "
+        "kernel cannot be built; about a minute per batch size)",
     )
     p.add_argument("--denoising-steps", type=int, default=3, help="yardstick passes per frame (default: 3)")
     p.add_argument(

@@ -1,4 +1,4 @@
-"""What the figures were measured on: CPU model, threads, torch version, CUDA device."""
+"""What the figures were measured on: CPU model, threads, torch version, CUDA device, CPU warp kernel."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from world_model.model.splat_native import available as native_available
 
 
 def cpu_model() -> str:
@@ -30,4 +32,5 @@ def describe_machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu_warp": "C kernel" if native_available() else "torch",  # reproject.splat on the CPU
     }
