@@ -1,6 +1,7 @@
 """Triton kernel for the z-buffer of ``reproject.splat`` (used on CUDA; ``TRITON_INTERPRET=1`` runs it on
 CPU for tests). One program handles ``BLOCK`` source pixels: unproject with depth, move into the target
-camera, project, and ``atomic_min`` a packed key into each pixel the point lands on. The priority pass
+camera, project, and ``atomic_min`` a packed key into each pixel the point lands on (its own, or the 2x2
+around it with the three that are not its own slightly behind, as ``zbuffer_torch`` does). The priority pass
 (``splat(priority=...)``) is a second launch that keeps only points near the first pass's nearest depth.
 ``reproject.zbuffer_torch`` is the reference it is tested against.
 """
@@ -91,30 +92,24 @@ def _zbuffer_kernel(
     vf = fy * Y / zs + cy
     base = tl.load(groups_ptr + n, mask=m, other=0) * hw
     rank = tl.load(prio_ptr + n, mask=m, other=0)
-    _land(
-        best_ptr,
-        near_ptr,
-        base,
-        tl.floor(uf).to(tl.int64),
-        tl.floor(vf).to(tl.int64),
-        Z,
-        rank,
-        pix,
-        ok,
-        W,
-        H,
-        quantum,
-        tolerance,
-        PRIORITY,
-    )
-    if FOOTPRINT == 2:
+    u = tl.floor(uf).to(tl.int64)
+    v = tl.floor(vf).to(tl.int64)
+    if FOOTPRINT == 2:  # the 2x2 pixels around the point: its own at its depth, the other three behind
         ub = tl.floor(uf - 0.5).to(tl.int64)
         vb = tl.floor(vf - 0.5).to(tl.int64)
         zb = Z * behind
-        _land(best_ptr, near_ptr, base, ub, vb, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
-        _land(best_ptr, near_ptr, base, ub + 1, vb, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
-        _land(best_ptr, near_ptr, base, ub, vb + 1, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
-        _land(best_ptr, near_ptr, base, ub + 1, vb + 1, zb, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        z00 = tl.where((ub == u) & (vb == v), Z, zb)
+        z01 = tl.where((ub == u) & (vb + 1 == v), Z, zb)
+        z10 = tl.where((ub + 1 == u) & (vb == v), Z, zb)
+        z11 = tl.where((ub + 1 == u) & (vb + 1 == v), Z, zb)
+        _land(best_ptr, near_ptr, base, ub, vb, z00, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        _land(best_ptr, near_ptr, base, ub, vb + 1, z01, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        _land(best_ptr, near_ptr, base, ub + 1, vb, z10, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
+        _land(
+            best_ptr, near_ptr, base, ub + 1, vb + 1, z11, rank, pix, ok, W, H, quantum, tolerance, PRIORITY
+        )
+    else:
+        _land(best_ptr, near_ptr, base, u, v, Z, rank, pix, ok, W, H, quantum, tolerance, PRIORITY)
 
 
 def zbuffer_triton(
