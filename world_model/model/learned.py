@@ -326,14 +326,16 @@ class LearnedWorldModel(WorldModel):
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
     def _forward(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network in the configured precision; outputs in fp32, plus the per-pixel ``labels`` and metric
-        ``depth`` (computed here, so graphs and compiled kernels include them)."""
+        """The network in the configured precision: fp32 ``rgb``, metric ``depth`` and the semantic class per
+        pixel (``labels``), all that generation uses (computed here, so graphs and compiled kernels include
+        them; the semantic logits stay inside, never copied out or concatenated across parts)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             out = self.net(x, state, step)
-        out = {k: v.float() for k, v in out.items()}
-        out["labels"] = out["semantic"].argmax(1).to(torch.uint8)  # semantic class per pixel
-        out["depth"] = depth_from_inverse(out["inv_depth"])
-        return out
+        return {
+            "rgb": out["rgb"].float(),
+            "depth": depth_from_inverse(out["inv_depth"].float()),
+            "labels": out["semantic"].argmax(1).to(torch.uint8),
+        }
 
     def _net(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
         """One network pass (on a GPU: from a CUDA graph or compiled kernels, see ``acceleration``; on the
