@@ -104,3 +104,11 @@ def test_without_a_working_compiler_splat_keeps_to_torch(monkeypatch, tmp_path):
         assert not native.available()
     finally:
         native.load.cache_clear()  # later tests build (or load) the real kernel again
+
+
+@needs_compiler
+def test_the_kernel_refuses_tensors_off_the_cpu():
+    feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(1))
+    rel = torch.linalg.solve(dst[groups], src).float()
+    with pytest.raises(ValueError, match="CPU tensors only"):
+        native.splat_native(feats.to("meta"), depth, rel, groups, g, INTR, None, 0.05, 2)

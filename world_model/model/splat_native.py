@@ -2,10 +2,12 @@
 
 ``native/splat.c`` is compiled with the system C compiler the first time it is needed (about a second) and
 cached under ``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed by its source, so later processes
-just load it. It is called through ctypes, which releases the GIL, so the target images are split among
-``torch.get_num_threads()`` threads. Where no compiler works, :func:`load` warns once and returns ``None``
-and ``splat`` keeps to the torch path. ``reproject.zbuffer_torch`` is the reference it is tested against
-(same keys, so the same frames bit for bit).
+just load it. It is called through ctypes and splits the target images among ``torch.get_num_threads()``
+OpenMP threads: it links libgomp, which torch's CPU build has already loaded, so both share one thread
+pool (a pool of its own fought torch's spinning workers: twice the time). Where no compiler works,
+:func:`load` warns once and returns ``None`` and ``splat`` keeps to the torch path.
+``reproject.zbuffer_torch`` is the reference it is tested against (same keys, so the same frames bit for
+bit).
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ def splat_native(
     lib = load()
     if lib is None:
         raise RuntimeError("the native splat kernel is not available")
+    if any(t.device.type != "cpu" for t in (feats, depth, rel, groups)):
+        raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
     n, c, h, w = feats.shape
     feats, depth = feats.float().contiguous(), depth.float().contiguous()
     rel, rays = rel.float().contiguous(), camera_rays(intr).contiguous()

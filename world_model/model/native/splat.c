@@ -5,8 +5,8 @@
  * per target pixel, the least (depth in DEPTH_QUANTUM units) << 32 | source pixel index among the points
  * landing there; with priorities, a second pass keeps only points within `tolerance` of that nearest depth
  * and takes the least (priority << 32 | source pixel index). The winners' features and depths are then
- * copied into the target images. One call handles the target images [g0, g1); a target's sources are
- * visited in index order, so the result does not depend on how callers split the targets among threads.
+ * copied into the target images. Each target image is one thread's work, its sources visited in index
+ * order, so the result does not depend on the number of threads.
  *
  * Built without -ffast-math and with -ffp-contract=off: every float operation rounds as torch's does.
  */
