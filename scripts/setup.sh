@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything DreamX-Env needs into the current Python (or $PYTHON): Debian's Mesa for offscreen
-# MuJoCo rendering, the CPU build of torch (pinned, so pip never pulls a multi-GB CUDA build), and this
-# repository in editable mode with its test tools. Safe to run again: it only installs what is missing.
+# MuJoCo rendering, a C compiler if there is none, the CPU build of torch (pinned, so pip never pulls a
+# multi-GB CUDA build), and this repository in editable mode with its test tools. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,6 +14,15 @@ if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $GL_PACKAGES >/dev/null
+fi
+
+# 1b. A C compiler: builds the CPU warp kernel on first use (world_model/model/splat_native.py; without
+# one the torch path runs, slower) and serves torch.compile on the CPU.
+if ! command -v cc >/dev/null 2>&1; then
+  echo "setup: installing gcc (builds the CPU warp kernel)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
 fi
 
 # 2. torch, CPU build, before anything that depends on it.
