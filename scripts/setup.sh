@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything DreamX-Env needs into the current Python (or $PYTHON): Debian's Mesa for offscreen
 # MuJoCo rendering, a C compiler if there is none, the CPU build of torch (pinned, so pip never pulls a
-# multi-GB CUDA build), and this repository in editable mode with its test tools. Safe to run again: it only installs what is missing.
+# multi-GB CUDA build), and this repository in editable mode with its test tools. Safe to run again: it
+# only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
