@@ -40,7 +40,7 @@ from world_model.bench.flops import matmul_peak
 from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
-from world_model.model.learned import DEFAULT_WEIGHTS, PRECISIONS, WEIGHTS_HELP, LearnedConfig
+from world_model.model.learned import PRECISIONS, LearnedConfig, add_weights_argument
 
 # large enough to run near the peak, small enough to take well under a second per matmul
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -86,11 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the learned network's precision, alone and behind the server, and the yardstick's "
         "(default: fp32)",
     )
-    p.add_argument(
-        "--weights",
-        default=str(DEFAULT_WEIGHTS),
-        help=f"the learned backend's {WEIGHTS_HELP}",
-    )
+    add_weights_argument(p, whose="the learned backend's ")
     p.add_argument(
         "--cpu-compile",
         action="store_true",

@@ -23,11 +23,10 @@ import torch
 from world_model.bench.timing import time_calls
 from world_model.model.device import DEVICES
 from world_model.model.learned import (
-    DEFAULT_WEIGHTS,
     PRECISIONS,
-    WEIGHTS_HELP,
     LearnedConfig,
     LearnedWorldModel,
+    add_weights_argument,
 )
 
 
@@ -62,11 +61,7 @@ def bench(model: LearnedWorldModel, batch: int, chunk: int, seconds: float) -> d
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="dreamx-bench-model", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--weights",
-        default=str(DEFAULT_WEIGHTS),
-        help=WEIGHTS_HELP,
-    )
+    add_weights_argument(p)
     p.add_argument("--batch", nargs="+", type=int, default=[1, 8, 32], help="sessions per call")
     p.add_argument("--chunk", type=int, default=4, help="frames per call (default 4)")
     p.add_argument("--sampler-steps", type=int, default=1)

@@ -43,11 +43,10 @@ from world_model.metrics import (
 )
 from world_model.model.device import DEVICES
 from world_model.model.learned import (
-    DEFAULT_WEIGHTS,
     PRECISIONS,
-    WEIGHTS_HELP,
     LearnedConfig,
     LearnedWorldModel,
+    add_weights_argument,
 )
 
 HORIZONS = (1, 4, 16, 64, 256)
@@ -259,11 +258,7 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Writes report.json, report.md, PNG plots and side_by_side.gif to --out.",
     )
-    p.add_argument(
-        "--weights",
-        default=str(DEFAULT_WEIGHTS),
-        help=WEIGHTS_HELP,
-    )
+    add_weights_argument(p)
     p.add_argument(
         "--seeds",
         nargs=2,

@@ -14,6 +14,7 @@ scene's geometry, the learned one with what it sees).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,14 +77,18 @@ class LearnedConfig:
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
-    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size (and the z-buffer, when
-    # the C kernel cannot be built)
-    # (needs a C++ compiler; about a minute once per batch size, so opt-in)
+    cpu_compile: bool = False  # CPU: torch.compile the network at every batch size, and the z-buffer where
+    # the C kernel cannot be built (needs a C++ compiler; about a minute once per batch size, so opt-in)
 
 
-WEIGHTS_HELP = (  # the --weights help of every CLI that loads the learned model
-    f"safetensors weights, or a shipped name: {' | '.join(SHIPPED_WEIGHTS)} (default: learned_v1)"
-)
+def add_weights_argument(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """The ``--weights`` option of every CLI that loads the learned model (``whose``: a help prefix)."""
+    names = " | ".join(SHIPPED_WEIGHTS)
+    parser.add_argument(
+        "--weights",
+        default=str(DEFAULT_WEIGHTS),
+        help=f"{whose}safetensors weights, or a shipped name: {names} (default: learned_v1)",
+    )
 
 
 def weights_path(weights: str) -> Path:
@@ -230,7 +235,9 @@ class LearnedWorldModel(WorldModel):
         depth = entry.depth.cpu().numpy()
         semantic = out["labels"][0].cpu().numpy()
         sid, self._next_id = self._next_id, self._next_id + 1
-        obstacles = remember((), obstacle_points(depth, semantic, pose, self.intr))
+        obstacles = (
+            remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
+        )
         self._sessions[sid] = _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles)
         return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
 
