@@ -18,13 +18,13 @@ INTR = Intrinsics.from_fov(32, 32, 70.0)
 needs_compiler = pytest.mark.skipif(native._compiler() is None, reason="no C compiler on this machine")
 
 
-def _random_warp(rng, n=6, g=3):
+def _random_warp(rng, n=6, g=3, size=(32, 32)):
     """``n`` random sources (sky, empty pixels and near points included) into ``g`` random targets."""
-    depth = torch.from_numpy(rng.uniform(0.3, 8.0, (n, 32, 32)).astype(np.float32))
+    depth = torch.from_numpy(rng.uniform(0.3, 8.0, (n, *size)).astype(np.float32))
     depth[0, :5] = float("inf")
     depth[1, :, :3] = 0.0
     depth[2, 10:12] = 0.0005  # lands behind MIN_Z in most targets
-    feats = torch.from_numpy(rng.random((n, 5, 32, 32)).astype(np.float32))
+    feats = torch.from_numpy(rng.random((n, 5, *size)).astype(np.float32))
     poses = [
         pose_from_yaw_pitch(rng.normal(0, 0.3, 3), rng.normal(0, 0.3), rng.normal(0, 0.05))
         for _ in range(n + g)
@@ -51,6 +51,28 @@ def test_native_splat_is_the_torch_reference_bit_for_bit(footprint, prefer):
             assert a.dtype == b.dtype and torch.equal(a, b)
         filled.append(ref[2].float().mean().item())
     assert 0.2 < np.mean(filled) < 0.95  # neither empty nor trivially full
+
+
+@needs_compiler
+def test_native_splat_matches_on_a_wide_image_with_a_target_left_empty():
+    """Rows of another width than columns, and a target no source warps into (all empty)."""
+    feats, depth, src, dst, groups, _ = _random_warp(np.random.default_rng(5), n=5, g=2, size=(20, 36))
+    wide = Intrinsics.from_fov(20, 36, 60.0)
+    groups = torch.tensor([0, 2, 0, 2, 2])  # target 1 gets nothing
+    dst = torch.cat([dst, dst[:1]])
+    for priority in (None, torch.tensor([3, 0, 1, 1, 2])):
+        ref = splat(feats, depth, src, dst, groups, 3, wide, priority, footprint=2, use_native=False)
+        got = splat(feats, depth, src, dst, groups, 3, wide, priority, footprint=2, use_native=True)
+        assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
+        assert not got[2][1].any() and got[2][0].any() and got[2][2].any()
+
+
+@needs_compiler
+def test_native_splat_rejects_a_group_outside_the_targets():
+    feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(2))
+    rel = torch.linalg.solve(dst[groups], src).float()
+    with pytest.raises(ValueError, match="groups must lie in"):
+        native.splat_native(feats, depth, rel, groups + g, g, INTR, None, 0.05, 2)
 
 
 @needs_compiler

@@ -30,7 +30,7 @@ from world_model.geometry import Intrinsics
 from world_model.model.reproject import MIN_Z, camera_rays
 
 SOURCE = Path(__file__).parent / "native" / "splat.c"
-FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
 OPENMP = "-fopenmp"  # links libgomp, the OpenMP runtime torch's CPU build already loaded: one thread pool
 ENV_DISABLE = "DREAMX_NO_NATIVE"  # set to 1: never build or use the kernel (torch path only)
 
@@ -82,10 +82,16 @@ def load() -> ctypes.CDLL | None:
     lib.dreamx_splat.argtypes = [
         *(p, p, p, f32, f32, f32, f32, f32),  # depth, rays, rel, camera, MIN_Z
         *(p, p, i64, i64, i64, p, i64, f64, i32, i64, i32),  # groups ... threads
-        *(p, p, p, p, p, p, p),  # z, uf, vf, ok (scratch), out, zbuf, mask
+        *(p, p, p),  # out, zbuf, mask
     ]
     lib.dreamx_splat.restype = ctypes.c_int
     return lib
+
+
+@functools.lru_cache(maxsize=8)
+def _planar_rays(intr: Intrinsics) -> torch.Tensor:
+    """The x and y ``[2, H*W]`` of ``camera_rays``, one plane each, as the kernel reads them."""
+    return camera_rays(intr)[..., :2].reshape(-1, 2).T.contiguous()
 
 
 def available() -> bool:
@@ -111,11 +117,9 @@ def splat_native(
         raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
     n, c, h, w = feats.shape
     feats, depth = feats.float().contiguous(), depth.float().contiguous()
-    rel, rays = rel.float().contiguous(), camera_rays(intr).contiguous()
+    rel, rays = rel.float().contiguous(), _planar_rays(intr)
     groups = groups.long().contiguous()
     prio = None if priority is None else priority.long().contiguous()
-    z, uf, vf = (torch.empty(n, h * w) for _ in range(3))
-    ok = torch.empty(n, h * w, dtype=torch.uint8)
     out = torch.empty(n_groups, h, w, c)  # channels last, as the network takes it
     zbuf = torch.empty(n_groups, h, w)
     mask = torch.empty(n_groups, h, w, dtype=torch.bool)
@@ -124,9 +128,12 @@ def splat_native(
         depth.data_ptr(), rays.data_ptr(), rel.data_ptr(), intr.fx, intr.fy, intr.cx, intr.cy, MIN_Z,
         groups.data_ptr(), None if prio is None else prio.data_ptr(), n, h, w, feats.data_ptr(), c,
         float(tolerance), footprint, n_groups, torch.get_num_threads(),
-        z.data_ptr(), uf.data_ptr(), vf.data_ptr(), ok.data_ptr(),
         out.data_ptr(), zbuf.data_ptr(), mask.data_ptr(),
     )  # fmt: skip
+    if failed == 2:
+        raise ValueError(f"native splat kernel: a target has too many {h}x{w} sources for 32-bit keys")
+    if failed == 3:
+        raise ValueError(f"groups must lie in [0, {n_groups}), got {groups.min()}..{groups.max()}")
     if failed:
         raise MemoryError("native splat kernel: out of memory")
     return out.permute(0, 3, 1, 2), zbuf, mask
