@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import world_model.model.conditioning as conditioning
 import world_model.model.reproject as reproject
 import world_model.model.splat_native as native
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
@@ -93,11 +94,12 @@ def test_native_splat_uses_the_given_threads():
 @needs_compiler
 def test_the_learned_backend_warps_with_the_kernel_and_gets_the_torch_frames(tiny_weights, monkeypatch):
     calls = []
-    kernel = native.splat_native
-    monkeypatch.setattr(native, "splat_native", lambda *a: calls.append(1) or kernel(*a))
+    kernel = native.splat_sources
+    monkeypatch.setattr(conditioning, "splat_sources", lambda *a, **k: calls.append(1) or kernel(*a, **k))
     cfg = LearnedConfig(weights=str(tiny_weights), device="cpu")
     frames = {}
     for use in (True, False):
+        monkeypatch.setattr(conditioning, "native_available", lambda use=use: use)
         monkeypatch.setattr(reproject, "_native_available", lambda use=use: use)
         model = LearnedWorldModel(cfg)
         sids = [model.open(seed)[0] for seed in (3, 5)]
@@ -105,9 +107,28 @@ def test_the_learned_backend_warps_with_the_kernel_and_gets_the_torch_frames(tin
         frames[use] = model.generate(sids, rel, [[], []]) + model.generate(sids, rel, [[], []])
         if use:
             assert len(calls) == 6, "the learned backend did not use the C kernel"
+    assert len(calls) == 6, "the torch run used the C kernel"
     for a, b in zip(frames[True], frames[False], strict=True):
         for field in dataclasses.fields(a):
             assert np.array_equal(getattr(a, field.name), getattr(b, field.name)), field.name
+
+
+@needs_compiler
+def test_sources_read_in_place_warp_as_the_stacked_tensors():
+    """``splat_sources`` (planes where they lie, sky at a far plane) against ``splat_native`` on the
+    stacked tensors with the sky replaced, including planes that need converting first."""
+    feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(11))
+    rel = reproject.relative_poses(src, dst, groups)
+    priority = torch.arange(len(groups)).flip(0)
+    far = torch.where(torch.isinf(depth), torch.full_like(depth, 50.0), depth)
+    ref = native.splat_native(feats, far, rel, groups, g, INTR, priority, 0.05, 2)
+    sources = [(f[0:2], f[2].double(), f[3:5].transpose(1, 2).contiguous().transpose(1, 2)) for f in feats]
+    got = native.splat_sources(sources, list(depth), rel, groups, g, INTR, priority, 0.05, 2, far=50.0)
+    assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
+    dropped = native.splat_sources(sources, list(depth), rel, groups, g, INTR, priority, 0.05, 2)
+    assert dropped[2].sum() < got[2].sum()  # far=inf: the sky lands nowhere, as in splat
+    with pytest.raises(ValueError, match="planes must be"):
+        native.splat_sources([(f[:, :4],) for f in feats], list(depth), rel, groups, g, INTR, None, 0.05, 2)
 
 
 def test_without_a_working_compiler_splat_keeps_to_torch(monkeypatch, tmp_path):

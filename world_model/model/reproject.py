@@ -19,6 +19,7 @@ DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the 
 KEY_SHIFT = 32
 MIN_Z = 1e-3  # metres in front of the target camera for a point to land
 FOOTPRINT_DEPTH_FACTOR = 1.01  # footprint writes sit this much behind the point's own pixel
+SAME_SURFACE = 0.05  # with priorities, depths within this fraction of the nearest count as its surface
 
 
 @functools.lru_cache(maxsize=8)
@@ -37,7 +38,7 @@ def splat(
     n_groups: int,
     intr: Intrinsics,
     priority: torch.Tensor | None = None,
-    tolerance: float = 0.05,
+    tolerance: float = SAME_SURFACE,
     footprint: int = 1,
     use_triton: bool | None = None,
     zbuffer: Callable | None = None,
@@ -62,7 +63,7 @@ def splat(
     if footprint not in (1, 2):
         raise ValueError(f"footprint must be 1 or 2, got {footprint}")
     dev = feats.device
-    rel = torch.linalg.solve(dst_poses[groups].double(), src_poses.double()).float()  # src -> dst camera
+    rel = relative_poses(src_poses, dst_poses, groups)
     args = (depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
     if use_triton if use_triton is not None else (dev.type == "cuda" and triton_available()):
         from world_model.model.splat_triton import zbuffer_triton
@@ -91,6 +92,11 @@ def splat(
         zbuf.reshape(n_groups, h, w),
         hit.reshape(n_groups, h, w),
     )
+
+
+def relative_poses(src_poses: torch.Tensor, dst_poses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each source camera ``[N, 4, 4]`` in the frame of its target camera ``dst_poses[groups]``."""
+    return torch.linalg.solve(dst_poses[groups].double(), src_poses.double()).float()
 
 
 def _project(depth: torch.Tensor, rel: torch.Tensor, intr: Intrinsics, rays: torch.Tensor | None = None):

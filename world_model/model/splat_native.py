@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -80,7 +81,7 @@ def load() -> ctypes.CDLL | None:
         return None
     p, i64, f32, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_int
     lib.dreamx_splat.argtypes = [
-        *(p, p, p, f32, f32, f32, f32, f32),  # depth, rays, rel, camera, MIN_Z
+        *(p, p, p, f32, f32, f32, f32, f32, f32),  # depth, rays, rel, camera, MIN_Z, far
         *(p, p, i64, i64, i64, p, i64, f64, i32, i64, i32),  # groups ... threads
         *(p, p, p),  # out, zbuf, mask
     ]
@@ -110,23 +111,77 @@ def splat_native(
     footprint: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``reproject.splat`` on the CPU, given ``rel [N, 4, 4]``, each source camera in its target's frame."""
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the native splat kernel is not available")
-    if any(t.device.type != "cpu" for t in (feats, depth, rel, groups)):
-        raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
+    _check_cpu(feats, depth, rel, groups)
     n, c, h, w = feats.shape
+    if (h, w) != (intr.height, intr.width):
+        raise ValueError(f"feats are {h}x{w}, the camera {intr.height}x{intr.width}")
     feats, depth = feats.float().contiguous(), depth.float().contiguous()
+    step = h * w * feats.element_size()  # bytes from one [H, W] plane to the next
+    planes = feats.data_ptr() + step * torch.arange(n * c, dtype=torch.int64)
+    depths = depth.data_ptr() + step * torch.arange(n, dtype=torch.int64)
+    return _run(depths, planes, c, rel, groups, n_groups, intr, priority, tolerance, footprint, float("inf"))
+
+
+def splat_sources(
+    sources: Sequence[Sequence[torch.Tensor]],
+    depths: Sequence[torch.Tensor],
+    rel: torch.Tensor,
+    groups: torch.Tensor,
+    n_groups: int,
+    intr: Intrinsics,
+    priority: torch.Tensor | None,
+    tolerance: float,
+    footprint: int,
+    far: float = float("inf"),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`splat_native` for sources read where they lie, not stacked into one tensor first: source
+    ``i``'s feature channels are the planes of ``sources[i]`` in order (``[k, H, W]`` or ``[H, W]`` CPU
+    tensors), its depth ``depths[i] [H, W]``; infinite depths are warped at ``far`` (inf: they land nowhere,
+    as in ``splat``). Planes that are not contiguous float32 are converted first (then copied after all)."""
+    _check_cpu(rel, groups, *depths)
+    h, w = intr.height, intr.width
+    n, step, kept = len(depths), h * w * 4, []
+
+    def addresses(t: torch.Tensor) -> range:
+        if t.dtype != torch.float32 or not t.is_contiguous():
+            t = t.float().contiguous()
+            kept.append(t)  # alive until the kernel has run
+        if t.shape[-2:] != (h, w):
+            raise ValueError(f"source planes must be [k, {h}, {w}] or [{h}, {w}], got {list(t.shape)}")
+        return range(t.data_ptr(), t.data_ptr() + step * (t.numel() // (h * w)), step)
+
+    planes = [a for tensors in sources for t in tensors for a in addresses(t)]
+    if n == 0 or len(sources) != n or len(planes) % n:
+        raise ValueError(
+            f"need sources with the same channels, one per depth: {len(planes)} planes, {n} depths"
+        )
+    depth_at = torch.tensor([a for d in depths for a in addresses(d)], dtype=torch.int64)
+    if len(depth_at) != n:
+        raise ValueError(f"source depths must be [{h}, {w}] each")
+    plane_at = torch.tensor(planes, dtype=torch.int64)
+    c = len(planes) // n
+    return _run(depth_at, plane_at, c, rel, groups, n_groups, intr, priority, tolerance, footprint, far)
+
+
+def _check_cpu(*tensors: torch.Tensor) -> None:
+    if load() is None:
+        raise RuntimeError("the native splat kernel is not available")
+    if any(t.device.type != "cpu" for t in tensors):
+        raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
+
+
+def _run(depths, planes, c, rel, groups, n_groups, intr, priority, tolerance, footprint, far):
+    """The kernel, given the addresses of each source's depth ``[N]`` and feature planes ``[N * c]``."""
+    h, w = intr.height, intr.width
     rel, rays = rel.float().contiguous(), _planar_rays(intr)
     groups = groups.long().contiguous()
     prio = None if priority is None else priority.long().contiguous()
     out = torch.empty(n_groups, h, w, c)  # channels last, as the network takes it
     zbuf = torch.empty(n_groups, h, w)
     mask = torch.empty(n_groups, h, w, dtype=torch.bool)
-
-    failed = lib.dreamx_splat(
-        depth.data_ptr(), rays.data_ptr(), rel.data_ptr(), intr.fx, intr.fy, intr.cx, intr.cy, MIN_Z,
-        groups.data_ptr(), None if prio is None else prio.data_ptr(), n, h, w, feats.data_ptr(), c,
+    failed = load().dreamx_splat(
+        depths.data_ptr(), rays.data_ptr(), rel.data_ptr(), intr.fx, intr.fy, intr.cx, intr.cy, MIN_Z, far,
+        groups.data_ptr(), None if prio is None else prio.data_ptr(), len(depths), h, w, planes.data_ptr(), c,
         float(tolerance), footprint, n_groups, torch.get_num_threads(),
         out.data_ptr(), zbuf.data_ptr(), mask.data_ptr(),
     )  # fmt: skip

@@ -24,8 +24,10 @@ static const float QUANTUM_F = 1e-4f; /* reproject.DEPTH_QUANTUM, as torch round
 static const double QUANTUM_D = 1e-4; /* ... and for double math */
 static const float BEHIND = 1.01f;    /* reproject.FOOTPRINT_DEPTH_FACTOR */
 
+/* The target camera's pinhole, the least depth a point needs in front of it, and the depth infinite source
+ * pixels are warped at (inf: they land nowhere). */
 typedef struct {
-  float fx, fy, cx, cy, min_z;
+  float fx, fy, cx, cy, min_z, far;
 } Camera;
 
 /* One source's points as its target camera sees them, [H*W] each: target-camera z, the first of the
@@ -55,11 +57,11 @@ static void project(const float *restrict depth, const float *restrict rx, const
                     const float *restrict r, const Camera *cam, int footprint, int32_t h, int32_t w,
                     float *restrict z, int32_t *restrict base, uint8_t *restrict code) {
   const int32_t hw = h * w;
-  const float fx = cam->fx, fy = cam->fy, cx = cam->cx, cy = cam->cy, min_z = cam->min_z;
+  const float fx = cam->fx, fy = cam->fy, cx = cam->cx, cy = cam->cy, min_z = cam->min_z, far = cam->far;
   const float half = footprint == 2 ? 0.5f : 0.0f, right = (float)w + 4.0f, bottom = (float)h + 4.0f;
   const int32_t spots = footprint == 2 ? 15 : 1;
   for (int32_t p = 0; p < hw; p++) {
-    float d = depth[p];
+    float d = depth[p] == INFINITY ? far : depth[p];
     int32_t valid = (d > 0.0f) & (d < INFINITY); /* finite and positive; NaN fails both */
     d = valid ? d : 1.0f;
     float x = rx[p] * d, y = ry[p] * d; /* the rays' z is 1 */
@@ -90,10 +92,11 @@ static inline void keep_least(int64_t *slot, int64_t key) { *slot = key < *slot 
 /* One target image g from its `m` sources `srcs` (in index order): projection, both passes, then the
  * gather. `proj` has room for m projected sources; `best` [H*W] and `limit` [H*W] are scratch; `bits`: the
  * pixel bits of a point's index in a key. */
-static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float *depth, const float *rays,
-                         const float *rel, const Camera *cam, const int64_t *priority, int32_t h, int32_t w,
-                         const float *feats, int64_t c, double tolerance, int footprint, Projected proj,
-                         int bits, float *out, float *zbuf, uint8_t *mask, int64_t *best, double *limit) {
+static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float *const *depth,
+                         const float *rays, const float *rel, const Camera *cam, const int64_t *priority,
+                         int32_t h, int32_t w, const float *const *planes, int64_t c, double tolerance,
+                         int footprint, Projected proj, int bits, float *out, float *zbuf, uint8_t *mask,
+                         int64_t *best, double *limit) {
   const int64_t hw = h * w;
   const int32_t offset[4] = {0, w, 1, w + 1};
   for (int64_t p = 0; p < hw; p++) best[p] = EMPTY;
@@ -102,7 +105,7 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
     const float *z = proj.z + at;
     const int32_t *base = proj.base + at;
     const uint8_t *code = proj.code + at;
-    project(depth + src * hw, rays, rays + hw, rel + src * 16, cam, footprint, h, w, proj.z + at,
+    project(depth[src], rays, rays + hw, rel + src * 16, cam, footprint, h, w, proj.z + at,
             proj.base + at, proj.code + at);
     for (int64_t p = 0; p < hw; p++) {
       const int spots = code[p] & 15, own = code[p] >> 4;
@@ -149,24 +152,26 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
       continue;
     }
     int64_t j = (best[p] & LOW_BITS) >> bits, q = best[p] & low;
-    const float *from = feats + srcs[j] * c * hw + q;
+    const float *const *from = planes + srcs[j] * c;
     mask[tp] = 1;
     zbuf[tp] = proj.z[j * hw + q];
-    for (int64_t ch = 0; ch < c; ch++) out[tp * c + ch] = from[ch * hw];
+    for (int64_t ch = 0; ch < c; ch++) out[tp * c + ch] = from[ch][q];
   }
 }
 
-/* Warps sources [N] into targets [G] (see reproject.splat): `rays` [2, H*W] the x and y of each pixel's
- * camera ray (z = 1), `rel` [N, 4, 4] each source camera in its target's frame, `groups` [N] each source's
- * target, `feats` [N, C, H*W]; writes `out` [G, H*W, C], `zbuf` and `mask` [G, H*W]. Targets are split among
+/* Warps sources [N] into targets [G] (see reproject.splat): `depth` [N] points to each source's [H*W]
+ * depths, `planes` [N * C] to each of its C feature planes [H*W] (read in place: no stacking), `rays`
+ * [2, H*W] holds the x and y of each pixel's camera ray (z = 1), `rel` [N, 4, 4] each source camera in its
+ * target's frame, `groups` [N] each source's target; `far` is the depth of infinite (sky) pixels, or inf to
+ * drop them. Writes `out` [G, H*W, C], `zbuf` and `mask` [G, H*W]. Targets are split among
  * `threads` OpenMP threads (torch's own pool, when built with -fopenmp), each with scratch for one target's
  * sources. Returns 0; 1 when out of memory; 2 when a target has too many sources for the 32 index bits of
  * a key; 3 when a group is not in [0, G). */
-int dreamx_splat(const float *depth, const float *rays, const float *rel, float fx, float fy, float cx,
-                 float cy, float min_z, const int64_t *groups, const int64_t *priority, int64_t n, int64_t h,
-                 int64_t w, const float *feats, int64_t c, double tolerance, int footprint, int64_t n_groups,
-                 int threads, float *out, float *zbuf, uint8_t *mask) {
-  const Camera cam = {fx, fy, cx, cy, min_z};
+int dreamx_splat(const float *const *depth, const float *rays, const float *rel, float fx, float fy,
+                 float cx, float cy, float min_z, float far, const int64_t *groups, const int64_t *priority,
+                 int64_t n, int64_t h, int64_t w, const float *const *planes, int64_t c, double tolerance,
+                 int footprint, int64_t n_groups, int threads, float *out, float *zbuf, uint8_t *mask) {
+  const Camera cam = {fx, fy, cx, cy, min_z, far};
   const int64_t hw = h * w;
   for (int64_t s = 0; s < n; s++)
     if (groups[s] < 0 || groups[s] >= n_groups) return 3;
@@ -201,7 +206,7 @@ int dreamx_splat(const float *depth, const float *rays, const float *rel, float 
     for (int64_t g = 0; g < n_groups; g++)
       if (!failed)
         splat_target(g, order + start[g], start[g + 1] - start[g], depth, rays, rel, &cam, priority, h, w,
-                     feats, c, tolerance, footprint, proj, bits, out, zbuf, mask, best, limit);
+                     planes, c, tolerance, footprint, proj, bits, out, zbuf, mask, best, limit);
     free(best), free(limit), free(proj.z), free(proj.base), free(proj.code);
   }
   free(start), free(order);
