@@ -158,6 +158,17 @@ def unproject(
     return cam @ pose[:3, :3].T + pose[:3, 3]
 
 
+def unproject_many(
+    depth: np.ndarray, poses: np.ndarray, intr: Intrinsics, mask: np.ndarray
+) -> list[np.ndarray]:
+    """:func:`unproject` with a mask for a batch of frames ``depth [B, H, W]`` at ``poses [B, 4, 4]``:
+    each frame's points ``[N_b, 3]`` at the pixels of ``mask [B, H, W]``, the same as one call per frame."""
+    b, y, x = np.nonzero(mask)
+    cam = _shared_rays(intr)[y, x] * depth[b, y, x][:, None]
+    parts = np.split(cam, np.cumsum(np.bincount(b, minlength=len(depth)))[:-1])
+    return [part @ pose[:3, :3].T + pose[:3, 3] for part, pose in zip(parts, poses, strict=True)]
+
+
 def reproject(
     rgb: np.ndarray, depth: np.ndarray, src_pose: np.ndarray, dst_pose: np.ndarray, intr: Intrinsics
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from world_model.geometry import Intrinsics, unproject
+from world_model.geometry import Intrinsics, unproject_many
 from world_model.semantics import OBJECT_CLASS_IDS
 
 # engine: a 0.2 m camera against footprint circles, which reach past a box's or table's sides
@@ -23,15 +23,24 @@ MIN_POINTS = 3  # predicted pixels that make an obstacle (a stray pixel or two o
 RECENT_FRAMES = 8  # frames whose surfaces block: what the camera just walked up to and looked down at
 
 
+_IS_OBJECT = np.isin(np.arange(256), OBJECT_CLASS_IDS)  # by class id: a lookup, not a search per pixel
+
+
 def obstacle_points(
     depth: np.ndarray, semantic: np.ndarray, pose: np.ndarray, intr: Intrinsics
 ) -> np.ndarray:
     """Floor-plan positions ``[N, 2]`` of the object pixels of ``semantic [H, W]`` (class ids), placed
     by ``depth [H, W]`` (metric z-depth) seen from ``pose``, within ``OBSTACLE_BAND_M`` of the floor."""
-    keep = np.isin(semantic, OBJECT_CLASS_IDS) & np.isfinite(depth) & (depth > 0)
-    points = unproject(depth, pose, intr, keep)
+    return obstacle_points_many(depth[None], semantic[None], pose[None], intr)[0]
+
+
+def obstacle_points_many(
+    depth: np.ndarray, semantic: np.ndarray, poses: np.ndarray, intr: Intrinsics
+) -> list[np.ndarray]:
+    """:func:`obstacle_points` of a batch of frames ``[B, H, W]`` seen from ``poses [B, 4, 4]``."""
+    keep = _IS_OBJECT[semantic] & np.isfinite(depth) & (depth > 0)
     lo, hi = OBSTACLE_BAND_M
-    return points[(points[:, 2] > lo) & (points[:, 2] < hi), :2]
+    return [p[(p[:, 2] > lo) & (p[:, 2] < hi), :2] for p in unproject_many(depth, poses, intr, keep)]
 
 
 def remember(recent: tuple[np.ndarray, ...], points: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -27,7 +27,7 @@ from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
-from world_model.model.collision import obstacle_points, remember, slide
+from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide
 from world_model.model.conditioning import (
     assemble,
     entries_from_outputs,
@@ -321,14 +321,15 @@ class LearnedWorldModel(WorldModel):
             entries = entries_from_outputs(
                 out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr, host_depth
             )
+            if self.config.collide:
+                seen_objects = obstacle_points_many(host_depth, host_labels, targets, self.intr)
             for b, (s, e) in enumerate(zip(ss, entries, strict=True)):
                 s.time += 1
                 s.pose = targets[b]
                 s.memory.add(e, self.intr, seen[b])
                 s.depth, s.semantic = host_depth[b], host_labels[b]  # not views of what the caller gets
                 if self.config.collide:
-                    seen_objects = obstacle_points(s.depth, s.semantic, s.pose, self.intr)
-                    s.obstacles = remember(s.obstacles, seen_objects)
+                    s.obstacles = remember(s.obstacles, seen_objects[b])
             poses[:, k] = targets
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
