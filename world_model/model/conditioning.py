@@ -85,13 +85,12 @@ def assemble(
     """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels (``None``: none)
     and the current estimate (default: the warp itself, i.e. the first sampling step)."""
     b, _, h, w = warped.shape
-    x = torch.zeros(b, h, w, IN_CHANNELS, device=warped.device).permute(0, 3, 1, 2)  # channels last
+    x = torch.empty(b, h, w, IN_CHANNELS, device=warped.device).permute(0, 3, 1, 2)  # channels last
     x[:, 0:7] = warped
     x[:, 7] = 1.0 if depth_known else 0.0
     x[:, 8:11] = warped[:, 0:3] if estimate is None else estimate
     x[:, 11] = 0.0 if estimate is None else 1.0
-    if hints is not None:
-        x[:, 12:18] = torch.as_tensor(hints, device=warped.device)
+    x[:, 12:18] = 0.0 if hints is None else torch.as_tensor(hints, device=warped.device)
     return x
 
 
