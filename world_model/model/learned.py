@@ -36,7 +36,7 @@ from world_model.model.conditioning import (
     warp_memories,
 )
 from world_model.model.data import to_unit
-from world_model.model.device import resolve_device
+from world_model.model.device import keep_freed_memory, resolve_device
 from world_model.model.memory import MemoryBank, retrieve_many
 from world_model.model.network import depth_from_inverse
 from world_model.model.reproject import zbuffer_torch
@@ -126,6 +126,8 @@ class LearnedWorldModel(WorldModel):
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {cfg.precision!r}")
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on every step's fresh tensors
         weights = weights_path(cfg.weights)
         self.net, self.header = load_weights(weights)
         # channels_last: 1.4-1.5x faster convolutions on the CPU (oneDNN), the fast layout on GPUs too
