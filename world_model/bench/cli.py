@@ -40,6 +40,7 @@ from world_model.bench.flops import matmul_peak
 from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
+from world_model.model.device import keep_freed_memory
 from world_model.model.learned import PRECISIONS, LearnedConfig, add_weights_argument
 
 # large enough to run near the peak, small enough to take well under a second per matmul
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement of ``dreamx-bench`` (``args`` from ``parse_args``), printed as it goes; returns
     what ``--out`` writes to ``bench.json``."""
     devices = args.devices
-    machine = describe_machine()
+    kept = keep_freed_memory()  # as the CPU backend does, here for every measurement alike (yardstick too)
+    machine = describe_machine() | {"malloc": "freed memory kept" if kept else "default"}
     print(", ".join(f"{k} {v}" for k, v in machine.items() if v is not None))
     peak = {d: matmul_peak(d, args.matmul_size or MATMUL_SIZE[d], args.seconds) for d in devices}
     print(
