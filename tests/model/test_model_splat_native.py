@@ -69,11 +69,15 @@ def test_native_splat_matches_on_a_wide_image_with_a_target_left_empty():
 
 
 @needs_compiler
-def test_native_splat_rejects_a_group_outside_the_targets():
+def test_native_splat_rejects_inputs_it_would_read_out_of_bounds():
     feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(2))
     rel = torch.linalg.solve(dst[groups], src).float()
     with pytest.raises(ValueError, match="groups must lie in"):
         native.splat_native(feats, depth, rel, groups + g, g, INTR, None, 0.05, 2)
+    with pytest.raises(ValueError, match="need rel"):  # one group short: refused, not read past the end
+        native.splat_native(feats, depth, rel, groups[:-1], g, INTR, None, 0.05, 2)
+    with pytest.raises(ValueError, match="depth must be"):
+        native.splat_native(feats, depth[:-1], rel, groups, g, INTR, None, 0.05, 2)
 
 
 @needs_compiler

@@ -115,6 +115,10 @@ def splat_native(
     n, c, h, w = feats.shape
     if (h, w) != (intr.height, intr.width):
         raise ValueError(f"feats are {h}x{w}, the camera {intr.height}x{intr.width}")
+    if depth.shape != (n, h, w):
+        raise ValueError(
+            f"depth must be [{n}, {h}, {w}] for feats {list(feats.shape)}, got {list(depth.shape)}"
+        )
     feats, depth = feats.float().contiguous(), depth.float().contiguous()
     step = h * w * feats.element_size()  # bytes from one [H, W] plane to the next
     planes = feats.data_ptr() + step * torch.arange(n * c, dtype=torch.int64)
@@ -138,11 +142,13 @@ def splat_sources(
     ``i``'s feature channels are the planes of ``sources[i]`` in order (``[k, H, W]`` or ``[H, W]`` CPU
     tensors), its depth ``depths[i] [H, W]``; infinite depths are warped at ``far`` (inf: they land nowhere,
     as in ``splat``). Planes that are not contiguous float32 are converted first (then copied after all)."""
-    _check_cpu(rel, groups, *depths)
+    _check_cpu(rel, groups)
     h, w = intr.height, intr.width
     n, step, kept = len(depths), h * w * 4, []
 
     def addresses(t: torch.Tensor) -> range:
+        if t.is_cuda or t.device.type != "cpu":
+            raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
         if t.dtype != torch.float32 or not t.is_contiguous():
             t = t.float().contiguous()
             kept.append(t)  # alive until the kernel has run
@@ -172,7 +178,11 @@ def _check_cpu(*tensors: torch.Tensor) -> None:
 
 def _run(depths, planes, c, rel, groups, n_groups, intr, priority, tolerance, footprint, far):
     """The kernel, given the addresses of each source's depth ``[N]`` and feature planes ``[N * c]``."""
-    h, w = intr.height, intr.width
+    h, w, n = intr.height, intr.width, len(depths)
+    if rel.shape != (n, 4, 4) or groups.shape != (n,) or (priority is not None and priority.shape != (n,)):
+        raise ValueError(f"{n} sources need rel [{n}, 4, 4], groups and priority [{n}]")
+    if footprint not in (1, 2):
+        raise ValueError(f"footprint must be 1 or 2, got {footprint}")
     rel, rays = rel.float().contiguous(), _planar_rays(intr)
     groups = groups.long().contiguous()
     prio = None if priority is None else priority.long().contiguous()
@@ -181,14 +191,14 @@ def _run(depths, planes, c, rel, groups, n_groups, intr, priority, tolerance, fo
     mask = torch.empty(n_groups, h, w, dtype=torch.bool)
     failed = load().dreamx_splat(
         depths.data_ptr(), rays.data_ptr(), rel.data_ptr(), intr.fx, intr.fy, intr.cx, intr.cy, MIN_Z, far,
-        groups.data_ptr(), None if prio is None else prio.data_ptr(), len(depths), h, w, planes.data_ptr(), c,
+        groups.data_ptr(), None if prio is None else prio.data_ptr(), n, h, w, planes.data_ptr(), c,
         float(tolerance), footprint, n_groups, torch.get_num_threads(),
         out.data_ptr(), zbuf.data_ptr(), mask.data_ptr(),
     )  # fmt: skip
     if failed == 2:
         raise ValueError(f"native splat kernel: a target has too many {h}x{w} sources for 32-bit keys")
     if failed == 3:
-        raise ValueError(f"groups must lie in [0, {n_groups}), got {groups.min()}..{groups.max()}")
+        raise ValueError(f"groups must lie in [0, {n_groups}), got {int(groups.min())}..{int(groups.max())}")
     if failed:
         raise MemoryError("native splat kernel: out of memory")
     return out.permute(0, 3, 1, 2), zbuf, mask
