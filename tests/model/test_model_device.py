@@ -1,6 +1,6 @@
 """Where tensors live, and how the CPU backend sets up the process's allocator."""
 
-import sys
+import platform
 
 import pytest
 
@@ -8,7 +8,7 @@ import world_model.model.device as device
 import world_model.model.learned as learned
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 
-glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
 
 def test_resolve_device_names_and_refusals():
