@@ -37,7 +37,7 @@ def keep_freed_memory() -> bool:
 
     CPU generation allocates and frees tens of MB of tensors per step (network activations, warps, the
     input); by default glibc returns such blocks to the OS and the next step takes every page back through
-    a page fault that zeroes it: measured 1.34 -> 1.12 ms a frame at batch 32 (learned_fast, bf16,
+    a page fault that zeroes it: measured 1.31-1.35 -> 1.11-1.16 ms a frame at batch 32 (learned_fast, bf16,
     compiled). The cost is resident memory that stays at its peak. ``DREAMX_MALLOC_DEFAULT=1``: leave
     malloc alone."""
     if os.environ.get("DREAMX_MALLOC_DEFAULT", "") not in ("", "0") or not sys.platform.startswith("linux"):
