@@ -152,10 +152,9 @@ def unproject(
 ) -> np.ndarray:
     """World points ``[H, W, 3]`` seen at each pixel centre, given metric z-depth ``[H, W]``; with a boolean
     ``mask [H, W]``, only those pixels' points ``[N, 3]`` (and only they are computed)."""
-    rays = _shared_rays(intr)
-    rays, z = (rays, depth) if mask is None else (rays[mask], depth[mask])
-    cam = rays * z[..., None]
-    return cam @ pose[:3, :3].T + pose[:3, 3]
+    if mask is not None:
+        return unproject_many(depth[None], pose[None], intr, mask[None])[0]
+    return _shared_rays(intr) * depth[..., None] @ pose[:3, :3].T + pose[:3, 3]
 
 
 def unproject_many(

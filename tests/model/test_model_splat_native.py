@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import world_model.model.conditioning as conditioning
 import world_model.model.reproject as reproject
 import world_model.model.splat_native as native
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
@@ -98,12 +97,11 @@ def test_native_splat_uses_the_given_threads():
 @needs_compiler
 def test_the_learned_backend_warps_with_the_kernel_and_gets_the_torch_frames(tiny_weights, monkeypatch):
     calls = []
-    kernel = native.splat_sources
-    monkeypatch.setattr(conditioning, "splat_sources", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    kernel = native.splat_native
+    monkeypatch.setattr(native, "splat_native", lambda *a, **k: calls.append(1) or kernel(*a, **k))
     cfg = LearnedConfig(weights=str(tiny_weights), device="cpu")
     frames = {}
     for use in (True, False):
-        monkeypatch.setattr(conditioning, "native_available", lambda use=use: use)
         monkeypatch.setattr(reproject, "_native_available", lambda use=use: use)
         model = LearnedWorldModel(cfg)
         sids = [model.open(seed)[0] for seed in (3, 5)]
@@ -119,20 +117,25 @@ def test_the_learned_backend_warps_with_the_kernel_and_gets_the_torch_frames(tin
 
 @needs_compiler
 def test_sources_read_in_place_warp_as_the_stacked_tensors():
-    """``splat_sources`` (planes where they lie, sky at a far plane) against ``splat_native`` on the
-    stacked tensors with the sky replaced, including planes that need converting first."""
+    """``splat_native`` given planes where they lie (sky at a far plane) against ``splat_native`` on the
+    stacked tensors with the sky replaced, including planes that need converting first; and ``splat``'s
+    torch path, which stacks such sources, against both."""
     feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(11))
     rel = reproject.relative_poses(src, dst, groups)
     priority = torch.arange(len(groups)).flip(0)
     far = torch.where(torch.isinf(depth), torch.full_like(depth, 50.0), depth)
     ref = native.splat_native(feats, far, rel, groups, g, INTR, priority, 0.05, 2)
     sources = [(f[0:2], f[2].double(), f[3:5].transpose(1, 2).contiguous().transpose(1, 2)) for f in feats]
-    got = native.splat_sources(sources, list(depth), rel, groups, g, INTR, priority, 0.05, 2, far=50.0)
+    got = native.splat_native(sources, list(depth), rel, groups, g, INTR, priority, 0.05, 2, far=50.0)
     assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
-    dropped = native.splat_sources(sources, list(depth), rel, groups, g, INTR, priority, 0.05, 2)
+    stacked = splat(
+        sources, list(depth), src, dst, groups, g, INTR, priority, 0.05, 2, use_native=False, far=50.0
+    )
+    assert all(torch.equal(a, b) for a, b in zip(ref, stacked, strict=True))
+    dropped = native.splat_native(sources, list(depth), rel, groups, g, INTR, priority, 0.05, 2)
     assert dropped[2].sum() < got[2].sum()  # far=inf: the sky lands nowhere, as in splat
     with pytest.raises(ValueError, match="planes must be"):
-        native.splat_sources([(f[:, :4],) for f in feats], list(depth), rel, groups, g, INTR, None, 0.05, 2)
+        native.splat_native([(f[:, :4],) for f in feats], list(depth), rel, groups, g, INTR, None, 0.05, 2)
 
 
 def test_without_a_working_compiler_splat_keeps_to_torch(monkeypatch, tmp_path):

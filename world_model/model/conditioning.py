@@ -11,9 +11,7 @@ import torch
 from world_model.geometry import Intrinsics
 from world_model.model.memory import MemoryEntry
 from world_model.model.network import IN_CHANNELS, inverse_depth
-from world_model.model.reproject import SAME_SURFACE, relative_poses, splat
-from world_model.model.splat_native import available as native_available
-from world_model.model.splat_native import splat_sources
+from world_model.model.reproject import splat
 from world_model.model.world_state import WorldState
 
 SKY_M = 1000.0  # sky (infinite depth) is warped as a far plane, so turning keeps it where it was seen
@@ -37,29 +35,12 @@ def warp_memories(
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
     priority = torch.tensor([e.time for e in entries], device=dev) if prefer_older else None
-    if dev.type == "cpu" and zbuffer is None and native_available():  # read in place, nothing stacked
-        rel, lights = relative_poses(src, dst, groups), _lights_planes(intr.height, intr.width)
-        sources = [(e.rgb, lights[e.lights], e.door) for e in entries]
-        warped, zbuf, mask = splat_sources(
-            sources, [e.depth for e in entries], rel, groups, len(memories), intr, priority,
-            SAME_SURFACE, footprint, far=SKY_M,
-        )  # fmt: skip
-    else:
-        depth = torch.stack([e.depth for e in entries])
-        lights = torch.tensor([1.0 if e.lights else -1.0 for e in entries], device=dev)
-        feats = torch.cat(  # one stack per channel group: a few large copies, not one per memory
-            [
-                torch.stack([e.rgb for e in entries]),
-                lights[:, None, None, None].expand(-1, 1, *depth.shape[1:]),
-                torch.stack([e.door for e in entries])[:, None],
-            ],
-            dim=1,
-        )
-        depth = torch.where(torch.isinf(depth), torch.full_like(depth, SKY_M), depth)  # sky turns with camera
-        n = len(memories)
-        warped, zbuf, mask = splat(
-            feats, depth, src, dst, groups, n, intr, priority, SAME_SURFACE, footprint, zbuffer=zbuffer
-        )
+    lights = _lights_planes(intr.height, intr.width, dev)
+    sources = [(e.rgb, lights[e.lights], e.door) for e in entries]  # read in place by the C kernel
+    warped, zbuf, mask = splat(
+        sources, [e.depth for e in entries], src, dst, groups, len(memories), intr, priority,
+        footprint=footprint, zbuffer=zbuffer, far=SKY_M,  # the sky turns with the camera
+    )  # fmt: skip
     g, _, h, w = warped.shape
     out = torch.empty(g, h, w, 7, device=dev).permute(0, 3, 1, 2)  # channels last, as the network takes it
     m = mask.float()
@@ -71,9 +52,9 @@ def warp_memories(
 
 
 @functools.lru_cache(maxsize=4)
-def _lights_planes(h: int, w: int) -> dict[bool, torch.Tensor]:
+def _lights_planes(h: int, w: int, device: torch.device) -> dict[bool, torch.Tensor]:
     """The lights channel of a memory seen with the lights on (+1) or off (-1), one shared plane each."""
-    return {True: torch.ones(h, w), False: torch.full((h, w), -1.0)}
+    return {True: torch.ones(h, w, device=device), False: torch.full((h, w), -1.0, device=device)}
 
 
 def assemble(

@@ -8,7 +8,7 @@ broken by source index, so the result is deterministic whatever the thread count
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +30,8 @@ def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.T
 
 
 def splat(
-    feats: torch.Tensor,
-    depth: torch.Tensor,
+    feats: torch.Tensor | Sequence[Sequence[torch.Tensor]],
+    depth: torch.Tensor | Sequence[torch.Tensor],
     src_poses: torch.Tensor,
     dst_poses: torch.Tensor,
     groups: torch.Tensor,
@@ -43,12 +43,16 @@ def splat(
     use_triton: bool | None = None,
     zbuffer: Callable | None = None,
     use_native: bool | None = None,
+    far: float = float("inf"),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp ``N`` source frames into ``n_groups`` target cameras.
 
     ``feats [N, C, H, W]`` are carried along (colour, flags), ``depth [N, H, W]`` is metric z-depth
-    (inf or <= 0: nothing there), ``src_poses [N, 4, 4]`` camera-to-world of each source,
-    ``dst_poses [G, 4, 4]`` of each target, ``groups [N]`` the target of each source. With ``priority [N]``
+    (inf or <= 0: nothing there; with a finite ``far``, inf is a surface ``far`` metres away, as the sky
+    is drawn), ``src_poses [N, 4, 4]`` camera-to-world of each source, ``dst_poses [G, 4, 4]`` of each
+    target, ``groups [N]`` the target of each source. ``feats`` and ``depth`` may also come source by
+    source, where they lie: per source a sequence of ``[k, H, W]`` or ``[H, W]`` planes, and a sequence of
+    ``[H, W]`` depths (the C kernel reads them in place, the other paths stack them). With ``priority [N]``
     (non-negative ints, lower wins), a pixel takes the highest-priority source among those within
     ``tolerance`` (relative) of the nearest depth there: the same surface seen by several memories comes
     from the preferred one, while nearer surfaces still hide farther ones. ``footprint=2`` also writes each
@@ -59,24 +63,30 @@ def splat(
     elsewhere as ``zbuffer`` (default :func:`zbuffer_torch`). All give the same keys. Returns warped
     ``feats [G, C, H, W]`` (0 where empty), z-depth ``[G, H, W]`` (inf where empty) and ``mask [G, H, W]``.
     """
-    n, c, h, w = feats.shape
     if footprint not in (1, 2):
         raise ValueError(f"footprint must be 1 or 2, got {footprint}")
-    dev = feats.device
+    stacked = isinstance(feats, torch.Tensor)
+    dev = feats.device if stacked else depth[0].device
     rel = relative_poses(src_poses, dst_poses, groups)
-    args = (depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
-    if use_triton if use_triton is not None else (dev.type == "cuda" and triton_available()):
-        from world_model.model.splat_triton import zbuffer_triton
-
-        best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
-    elif (
+    triton = use_triton if use_triton is not None else (dev.type == "cuda" and triton_available())
+    if not triton and (
         use_native
         if use_native is not None
         else dev.type == "cpu" and zbuffer is None and _native_available()
     ):
         from world_model.model.splat_native import splat_native
 
-        return splat_native(feats, depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
+        return splat_native(feats, depth, rel, groups, n_groups, intr, priority, tolerance, footprint, far)
+    if not stacked:
+        feats, depth = stack_sources(feats, depth)
+    if far != float("inf"):
+        depth = torch.where(depth == float("inf"), torch.full_like(depth, far), depth)
+    n, c, h, w = feats.shape
+    args = (depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
+    if triton:
+        from world_model.model.splat_triton import zbuffer_triton
+
+        best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
     else:
         zbuffer = zbuffer_torch if zbuffer is None else zbuffer
         best, z = zbuffer(*args, camera_rays(intr, dev))
@@ -92,6 +102,15 @@ def splat(
         zbuf.reshape(n_groups, h, w),
         hit.reshape(n_groups, h, w),
     )
+
+
+def stack_sources(
+    sources: Sequence[Sequence[torch.Tensor]], depths: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``feats [N, C, H, W]`` and ``depth [N, H, W]`` of sources given plane by plane (see :func:`splat`):
+    one stack per plane group, a few large copies rather than one per source."""
+    parts = [torch.stack([planes[j] for planes in sources]) for j in range(len(sources[0]))]
+    return torch.cat([p if p.dim() == 4 else p[:, None] for p in parts], dim=1), torch.stack(list(depths))
 
 
 def relative_poses(src_poses: torch.Tensor, dst_poses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

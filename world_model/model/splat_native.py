@@ -100,35 +100,8 @@ def available() -> bool:
 
 
 def splat_native(
-    feats: torch.Tensor,
-    depth: torch.Tensor,
-    rel: torch.Tensor,
-    groups: torch.Tensor,
-    n_groups: int,
-    intr: Intrinsics,
-    priority: torch.Tensor | None,
-    tolerance: float,
-    footprint: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``reproject.splat`` on the CPU, given ``rel [N, 4, 4]``, each source camera in its target's frame."""
-    _check_cpu(feats, depth, rel, groups)
-    n, c, h, w = feats.shape
-    if (h, w) != (intr.height, intr.width):
-        raise ValueError(f"feats are {h}x{w}, the camera {intr.height}x{intr.width}")
-    if depth.shape != (n, h, w):
-        raise ValueError(
-            f"depth must be [{n}, {h}, {w}] for feats {list(feats.shape)}, got {list(depth.shape)}"
-        )
-    feats, depth = feats.float().contiguous(), depth.float().contiguous()
-    step = h * w * feats.element_size()  # bytes from one [H, W] plane to the next
-    planes = feats.data_ptr() + step * torch.arange(n * c, dtype=torch.int64)
-    depths = depth.data_ptr() + step * torch.arange(n, dtype=torch.int64)
-    return _run(depths, planes, c, rel, groups, n_groups, intr, priority, tolerance, footprint, float("inf"))
-
-
-def splat_sources(
-    sources: Sequence[Sequence[torch.Tensor]],
-    depths: Sequence[torch.Tensor],
+    feats: torch.Tensor | Sequence[Sequence[torch.Tensor]],
+    depth: torch.Tensor | Sequence[torch.Tensor],
     rel: torch.Tensor,
     groups: torch.Tensor,
     n_groups: int,
@@ -138,40 +111,46 @@ def splat_sources(
     footprint: int,
     far: float = float("inf"),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`splat_native` for sources read where they lie, not stacked into one tensor first: source
-    ``i``'s feature channels are the planes of ``sources[i]`` in order (``[k, H, W]`` or ``[H, W]`` CPU
-    tensors), its depth ``depths[i] [H, W]``; infinite depths are warped at ``far`` (inf: they land nowhere,
-    as in ``splat``). Planes that are not contiguous float32 are converted first (then copied after all)."""
+    """``reproject.splat`` on the CPU, given ``rel [N, 4, 4]``, each source camera in its target's frame.
+    ``feats`` and ``depth`` come as ``splat`` takes them: tensors, or per source its planes where they lie
+    (read in place, never stacked; planes that are not contiguous float32 are converted first)."""
+    if load() is None:
+        raise RuntimeError("the native splat kernel is not available")
     _check_cpu(rel, groups)
     h, w = intr.height, intr.width
-    n, step, kept = len(depths), h * w * 4, []
-
-    def addresses(t: torch.Tensor) -> range:
-        if t.is_cuda or t.device.type != "cpu":
-            raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
-        if t.dtype != torch.float32 or not t.is_contiguous():
-            t = t.float().contiguous()
-            kept.append(t)  # alive until the kernel has run
-        if t.shape[-2:] != (h, w):
-            raise ValueError(f"source planes must be [k, {h}, {w}] or [{h}, {w}], got {list(t.shape)}")
-        return range(t.data_ptr(), t.data_ptr() + step * (t.numel() // (h * w)), step)
-
-    planes = [a for tensors in sources for t in tensors for a in addresses(t)]
-    if n == 0 or len(sources) != n or len(planes) % n:
-        raise ValueError(
-            f"need sources with the same channels, one per depth: {len(planes)} planes, {n} depths"
-        )
-    depth_at = torch.tensor([a for d in depths for a in addresses(d)], dtype=torch.int64)
-    if len(depth_at) != n:
-        raise ValueError(f"source depths must be [{h}, {w}] each")
-    plane_at = torch.tensor(planes, dtype=torch.int64)
+    kept: list[torch.Tensor] = []  # converted planes, alive until the kernel has run
+    stacked = isinstance(feats, torch.Tensor)
+    if stacked and feats.dim() != 4:
+        raise ValueError(f"feats must be [N, C, {h}, {w}], got {list(feats.shape)}")
+    n = len(feats)
+    per_source = [_planes(feats, h, w, kept)] if stacked else [_planes(t, h, w, kept) for t in feats]
+    if not stacked and len({len(a) for a in per_source}) > 1:
+        raise ValueError("every source needs the same feature channels")
+    planes = [a for addresses in per_source for a in addresses]
+    depths = _planes(depth, h, w, kept)
+    if n == 0 or len(depths) != n:
+        raise ValueError(f"depth must be one [{h}, {w}] plane per source: {len(depths)} for {n} sources")
+    plane_at, depth_at = torch.tensor(planes, dtype=torch.int64), torch.tensor(depths, dtype=torch.int64)
     c = len(planes) // n
     return _run(depth_at, plane_at, c, rel, groups, n_groups, intr, priority, tolerance, footprint, far)
 
 
+def _planes(tensors: torch.Tensor | Sequence[torch.Tensor], h: int, w: int, kept: list) -> list[int]:
+    """The addresses of the ``[H, W]`` planes of ``tensors`` (each ``[..., H, W]``), in order."""
+    out = []
+    for t in [tensors] if isinstance(tensors, torch.Tensor) else tensors:
+        _check_cpu(t)
+        if t.shape[-2:] != (h, w):
+            raise ValueError(f"source planes must be [..., {h}, {w}] as the camera is, got {list(t.shape)}")
+        if t.dtype != torch.float32 or not t.is_contiguous():
+            t = t.float().contiguous()
+            kept.append(t)
+        step = h * w * 4
+        out.extend(range(t.data_ptr(), t.data_ptr() + step * (t.numel() // (h * w)), step))
+    return out
+
+
 def _check_cpu(*tensors: torch.Tensor) -> None:
-    if load() is None:
-        raise RuntimeError("the native splat kernel is not available")
     if any(t.device.type != "cpu" for t in tensors):
         raise ValueError("the native splat kernel runs on CPU tensors only (on CUDA, splat uses Triton)")
 
