@@ -62,7 +62,7 @@ def test_training_state_resumes_weights_and_optimizer(tiny_widths, tmp_path):
 
 def test_patch_variant_round_trips_and_is_told_apart(tiny_widths, tmp_path):
     torch.manual_seed(0)
-    net = WorldNet(tiny_widths, patch=2)
+    net = WorldNet(tiny_widths, patch=2).eval()  # loaded weights come in eval mode
     save_weights(tmp_path / "fast.safetensors", net, {"step": 3})
     again, header = load_weights(tmp_path / "fast.safetensors")
     a, b = _outputs(net), _outputs(again)
