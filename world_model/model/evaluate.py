@@ -276,6 +276,11 @@ def main() -> None:
     p.add_argument("--sampler-steps", type=int, default=1, help="network passes per frame (default 1)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
+    p.add_argument(
+        "--cpu-compile",
+        action="store_true",
+        help="torch.compile the network on the CPU, as dreamx-bench --cpu-compile serves it",
+    )
     p.add_argument("--quick", action="store_true", help="short rollouts, for a smoke test")
     p.add_argument("--out", type=Path, default=Path("reports/learned_v1"), help="output folder")
     args = p.parse_args()
@@ -292,6 +297,7 @@ def main() -> None:
             sampler_steps=args.sampler_steps,
             device=args.device,
             precision=args.precision,
+            cpu_compile=args.cpu_compile,
         )
     )
     render = RenderConfig(model.config.height, model.config.width, model.config.vfov_deg)
@@ -304,6 +310,7 @@ def main() -> None:
         "sampler_steps": args.sampler_steps,
         "device": str(model.device),
         "precision": args.precision,
+        "cpu_compile": args.cpu_compile,
         "trained_steps": model.header.get("step"),
     }
     report["fidelity"], rollouts = fidelity(model, seeds, render, args.chunk, frames)
