@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from world_model.geometry import Intrinsics
-from world_model.model.reproject import MIN_Z, camera_rays
+from world_model.model.reproject import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, MIN_Z, camera_rays
 
 SOURCE = Path(__file__).parent / "native" / "splat.c"
 FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
@@ -82,6 +82,7 @@ def load() -> ctypes.CDLL | None:
     p, i64, f32, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_int
     lib.dreamx_splat.argtypes = [
         *(p, p, p, f32, f32, f32, f32, f32, f32),  # depth, rays, rel, camera, MIN_Z, far
+        *(f64, f32),  # DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR
         *(p, p, i64, i64, i64, p, i64, f64, i32, i64, i32),  # groups ... threads
         *(p, p, p),  # out, zbuf, mask
     ]
@@ -170,6 +171,7 @@ def _run(depths, planes, c, rel, groups, n_groups, intr, priority, tolerance, fo
     mask = torch.empty(n_groups, h, w, dtype=torch.bool)
     failed = load().dreamx_splat(
         depths.data_ptr(), rays.data_ptr(), rel.data_ptr(), intr.fx, intr.fy, intr.cx, intr.cy, MIN_Z, far,
+        DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR,
         groups.data_ptr(), None if prio is None else prio.data_ptr(), n, h, w, planes.data_ptr(), c,
         float(tolerance), footprint, n_groups, torch.get_num_threads(),
         out.data_ptr(), zbuf.data_ptr(), mask.data_ptr(),

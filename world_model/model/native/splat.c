@@ -20,14 +20,13 @@
 #define EMPTY INT64_MAX
 #define LOW_BITS ((((int64_t)1) << KEY_SHIFT) - 1)
 
-static const float QUANTUM_F = 1e-4f; /* reproject.DEPTH_QUANTUM, as torch rounds it for float math */
-static const double QUANTUM_D = 1e-4; /* ... and for double math */
-static const float BEHIND = 1.01f;    /* reproject.FOOTPRINT_DEPTH_FACTOR */
-
-/* The target camera's pinhole, the least depth a point needs in front of it, and the depth infinite source
- * pixels are warped at (inf: they land nowhere). */
+/* The target camera's pinhole, the least depth a point needs in front of it, the depth infinite source
+ * pixels are warped at (inf: they land nowhere), and the z-buffer's constants as reproject.py defines them:
+ * `quantum` (DEPTH_QUANTUM, metres per depth-key unit) and `behind` (FOOTPRINT_DEPTH_FACTOR). */
 typedef struct {
   float fx, fy, cx, cy, min_z, far;
+  double quantum;
+  float behind;
 } Camera;
 
 /* One source's points as its target camera sees them, [H*W] each: target-camera z, the first of the
@@ -84,8 +83,9 @@ static void project(const float *restrict depth, const float *restrict rx, const
   }
 }
 
-/* depth key: z in DEPTH_QUANTUM units, to nearest with ties to even (torch.round) */
-static inline int64_t depth_units(float z) { return llrintf(z / QUANTUM_F); }
+/* depth key: z in `quantum` units (as torch rounds DEPTH_QUANTUM for float math), to nearest with ties to
+ * even (torch.round) */
+static inline int64_t depth_units(float z, float quantum) { return llrintf(z / quantum); }
 
 static inline void keep_least(int64_t *slot, int64_t key) { *slot = key < *slot ? key : *slot; }
 
@@ -99,6 +99,7 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
                          int64_t *best, double *limit) {
   const int64_t hw = h * w;
   const int32_t offset[4] = {0, w, 1, w + 1};
+  const float quantum = (float)cam->quantum, factor = cam->behind;
   for (int64_t p = 0; p < hw; p++) best[p] = EMPTY;
   for (int64_t j = 0; j < m; j++) { /* pass 1: the nearest depth */
     const int64_t src = srcs[j], at = j * hw;
@@ -110,8 +111,8 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
     for (int64_t p = 0; p < hw; p++) {
       const int spots = code[p] & 15, own = code[p] >> 4;
       if (!spots) continue;
-      int64_t point = j << bits | p, near = (depth_units(z[p]) << KEY_SHIFT) + point;
-      int64_t behind = footprint == 2 ? (depth_units(z[p] * BEHIND) << KEY_SHIFT) + point : near;
+      int64_t point = j << bits | p, near = (depth_units(z[p], quantum) << KEY_SHIFT) + point;
+      int64_t behind = footprint == 2 ? (depth_units(z[p] * factor, quantum) << KEY_SHIFT) + point : near;
       if (spots == 15) { /* all four in the image (the common case): no tests */
         for (int s = 0; s < 4; s++) keep_least(&best[base[p] + offset[s]], s == own ? near : behind);
         continue;
@@ -122,7 +123,7 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
   }
   if (priority != NULL) { /* pass 2: among points near that depth, the preferred source */
     for (int64_t p = 0; p < hw; p++) {
-      limit[p] = (double)(best[p] >> KEY_SHIFT) * QUANTUM_D * (1.0 + tolerance) + QUANTUM_D;
+      limit[p] = (double)(best[p] >> KEY_SHIFT) * cam->quantum * (1.0 + tolerance) + cam->quantum;
       best[p] = EMPTY;
     }
     for (int64_t j = 0; j < m; j++) {
@@ -133,7 +134,7 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
       for (int64_t p = 0; p < hw; p++) {
         const int spots = code[p] & 15, own = code[p] >> 4;
         if (!spots) continue;
-        const double near = (double)z[p], behind = (double)(z[p] * BEHIND);
+        const double near = (double)z[p], behind = (double)(z[p] * factor);
         const int64_t key = (priority[src] << KEY_SHIFT) + (j << bits | p);
         for (int s = 0; s < 4; s++) {
           const int64_t t = base[p] + offset[s];
@@ -168,10 +169,11 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
  * sources. Returns 0; 1 when out of memory; 2 when a target has too many sources for the 32 index bits of
  * a key; 3 when a group is not in [0, G). */
 int dreamx_splat(const float *const *depth, const float *rays, const float *rel, float fx, float fy,
-                 float cx, float cy, float min_z, float far, const int64_t *groups, const int64_t *priority,
+                 float cx, float cy, float min_z, float far, double quantum, float behind,
+                 const int64_t *groups, const int64_t *priority,
                  int64_t n, int64_t h, int64_t w, const float *const *planes, int64_t c, double tolerance,
                  int footprint, int64_t n_groups, int threads, float *out, float *zbuf, uint8_t *mask) {
-  const Camera cam = {fx, fy, cx, cy, min_z, far};
+  const Camera cam = {fx, fy, cx, cy, min_z, far, quantum, behind};
   const int64_t hw = h * w;
   for (int64_t s = 0; s < n; s++)
     if (groups[s] < 0 || groups[s] >= n_groups) return 3;
