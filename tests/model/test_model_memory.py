@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
-from world_model.model.memory import MemoryBank, MemoryEntry
+from world_model.model.memory import MemoryBank, MemoryEntry, coverage
 from world_model.model.reproject import view_points
 
 INTR = Intrinsics.from_fov(64, 64, 70.0)
@@ -45,6 +45,23 @@ def test_memory_stays_bounded_and_skips_redundant_views():
     for t in range(20, 220):  # spinning around while walking: many distinct views
         bank.add(_entry(t, 0.02 * t, 0.4 * t), INTR)
     assert len(bank.keyframes) == 8
+
+
+def test_the_kept_overlap_matrix_matches_one_computed_whole():
+    rng = np.random.default_rng(0)
+    bank = MemoryBank(capacity=6)
+    for t in range(80):  # wandering, with events now and then: keyframes are added, replaced and dropped
+        x, yaw = rng.uniform(-1, 1), rng.uniform(-np.pi, np.pi)
+        bank.add(_entry(t, x, yaw, version=t // 20, depth_m=rng.uniform(1, 6)), INTR)
+        fork = bank.copy()
+        fork.add(_entry(t, -x, -yaw), INTR)  # a fork's additions leave the original alone
+        if t % 7 == 0:
+            points = torch.as_tensor(np.stack([k.points for k in bank.keyframes]))
+            poses = torch.as_tensor(np.stack([k.pose for k in bank.keyframes]))
+            whole = coverage(points[None].expand(len(poses), -1, -1, -1), poses, INTR)[1].numpy()
+            np.testing.assert_array_equal(bank._views_now(INTR), whole)
+            np.testing.assert_array_equal(bank.arrays()[0], points.numpy())
+    assert len(bank.keyframes) == 6
 
 
 def test_a_view_from_an_older_world_state_is_replaced():

@@ -40,14 +40,15 @@ class MemoryEntry:
 def _project(points: torch.Tensor, poses: torch.Tensor, intr: Intrinsics):
     """Pixel ``u, v`` and camera z ``[B, E, P]`` of footprints ``points [B, E, P, 3]`` in cameras ``poses
     [B, 4, 4]``, and whether each lands in the image in front of the camera. Written element by element,
-    so a session's answer does not depend on the batch it is computed in."""
+    so a session's answer does not depend on the batch it is computed in, and the same for torch tensors and
+    numpy arrays (numpy: for small problems, where torch's per-operation cost dominates)."""
     rot, t = poses[:, None, None, :3, :3], poses[:, None, None, :3, 3]
     d = points - t
     cam = [
         d[..., 0] * rot[..., 0, j] + d[..., 1] * rot[..., 1, j] + d[..., 2] * rot[..., 2, j] for j in range(3)
     ]
     z = cam[2]
-    u, v = intr.to_pixels(cam[0], cam[1], z.clamp_min(1e-6))
+    u, v = intr.to_pixels(cam[0], cam[1], z.clip(min=1e-6))
     inside = (z > 0.05) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
     return u, v, inside
 
@@ -144,7 +145,13 @@ class MemoryBank:
         self.used: list[int] = []  # when each keyframe was last retrieved (least recently used goes first)
         self.latest: MemoryEntry | None = None
         self.latest_at = -1  # the latest frame's index among the keyframes (-1: not a keyframe)
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stacked when first needed
+        # the keyframes' footprints, poses and times, stacked and kept in step (replaced, never written to:
+        # forks share them)
+        self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # _views[v, e]: how much of keyframe e's footprint keyframe v's camera sees, kept up to date
+        # incrementally (rows and columns of the keyframes in _stale are computed when next needed)
+        self._views = np.zeros((0, 0))
+        self._stale: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.keyframes) + (self.latest is not None and self.latest_at < 0)
@@ -153,18 +160,14 @@ class MemoryBank:
         """A fork's memory: same (immutable) entries, independent lists."""
         out = MemoryBank(self.capacity, self.same_place_m, self.same_view)
         out.keyframes, out.used, out.latest = list(self.keyframes), list(self.used), self.latest
-        out.latest_at, out._arrays = self.latest_at, self._arrays
+        out.latest_at, out._stacked = self.latest_at, self._stacked
+        out._views, out._stale = self._views.copy(), set(self._stale)
         return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The keyframes' footprints ``[E, P, 3]``, camera positions ``[E, 3]`` and times ``[E]``."""
-        if self._arrays is None:
-            self._arrays = (
-                np.stack([k.points for k in self.keyframes]),
-                np.stack([k.pose[:3, 3] for k in self.keyframes]),
-                np.array([k.time for k in self.keyframes], np.float64),
-            )
-        return self._arrays
+        points, poses, times = self._stacked
+        return points, poses[:, :3, 3], times
 
     def add(self, entry: MemoryEntry, intr: Intrinsics, seen: np.ndarray | None = None) -> None:
         """Remember ``entry``. ``seen [len(keyframes)]``: how much of each keyframe's footprint the entry's
@@ -178,29 +181,67 @@ class MemoryBank:
             if any(self.keyframes[i].version == entry.version for i in same):
                 return  # this place is already remembered in this world state
             if len(same):  # the world changed since this place was remembered: the newer view wins
-                self.latest_at = int(same[0])
-                self.keyframes[self.latest_at] = entry
-                self.used[self.latest_at] = entry.time
-                self._arrays = None
+                self._put(int(same[0]), entry)
                 return
-        self.keyframes.append(entry)
-        self.used.append(entry.time)
-        self.latest_at, self._arrays = len(self.keyframes) - 1, None
+        self._put(len(self.keyframes), entry)
         if len(self.keyframes) > self.capacity:
-            drop = self._most_redundant(intr)
-            self.keyframes.pop(drop)
-            self.used.pop(drop)
-            self._arrays = None
-            self.latest_at = -1 if drop == self.latest_at else self.latest_at - (drop < self.latest_at)
+            self._drop(self._most_redundant(intr))
+
+    def _put(self, at: int, entry: MemoryEntry) -> None:
+        """Make ``entry`` keyframe ``at`` (``len(keyframes)``: a new one) and the latest."""
+        rows = (entry.points, entry.pose, np.float64(entry.time))
+        if at == len(self.keyframes):
+            self.keyframes.append(entry)
+            self.used.append(entry.time)
+            self._views = np.pad(self._views, (0, 1))
+            stacked = self._stacked or tuple(np.empty((0, *np.shape(r))) for r in rows)
+            self._stacked = tuple(
+                np.concatenate([a, np.asarray(r)[None]]) for a, r in zip(stacked, rows, strict=True)
+            )
+        else:
+            self.keyframes[at], self.used[at] = entry, entry.time
+            self._stacked = tuple(a.copy() for a in self._stacked)
+            for a, r in zip(self._stacked, rows, strict=True):
+                a[at] = r
+        self.latest_at = at
+        self._stale.add(at)
+
+    def _drop(self, at: int) -> None:
+        """Forget keyframe ``at``."""
+        self.keyframes.pop(at)
+        self.used.pop(at)
+        self._stacked = tuple(np.delete(a, at, axis=0) for a in self._stacked)
+        keep = np.arange(len(self._views)) != at
+        self._views = self._views[keep][:, keep]
+        self._stale = {i - (i > at) for i in self._stale if i != at}
+        self.latest_at = -1 if at == self.latest_at else self.latest_at - (at < self.latest_at)
 
     def _most_redundant(self, intr: Intrinsics) -> int:
         """The keyframe whose view another keyframe covers best (least recently used among equals)."""
-        pts = torch.as_tensor(self.arrays()[0])
-        poses = torch.as_tensor(np.stack([k.pose for k in self.keyframes]))
-        seen = coverage(pts[None].expand(len(poses), -1, -1, -1), poses, intr)[1].numpy()  # [viewer, entry]
+        seen = self._views_now(intr).copy()  # [viewer, entry]
         np.fill_diagonal(seen, 0.0)
         used = np.asarray(self.used, np.float64)
         return int(np.argmax(seen.max(axis=0) - 1e-6 * (used - used.min())))
+
+    def _views_now(self, intr: Intrinsics) -> np.ndarray:
+        """``_views`` with the stale rows and columns computed: one keyframe added costs ``2E`` footprint
+        projections instead of the ``E²`` of the whole matrix. Same numbers as the whole matrix, since the
+        projection is element by element."""
+        if not self._stale:
+            return self._views
+        points, poses, _ = self._stacked
+        n, stale = len(points), np.array(sorted(self._stale))
+        everyone = np.arange(n)
+        if 2 * len(stale) >= n:  # most of it: the whole matrix at once
+            viewer, entry = np.repeat(everyone, n), np.tile(everyone, n)
+        else:  # what the stale keyframes see (rows), then who sees them (columns)
+            viewer = np.concatenate([np.repeat(stale, n), np.tile(everyone, len(stale))])
+            entry = np.concatenate([np.tile(everyone, len(stale)), np.repeat(stale, n)])
+        self._views[viewer, entry] = _project(points[entry][:, None], poses[viewer], intr)[2][:, 0].mean(
+            axis=1
+        )
+        self._stale.clear()
+        return self._views
 
     def retrieve(self, pose: np.ndarray, intr: Intrinsics, k: int, now: int) -> list[MemoryEntry]:
         """The latest frame and the keyframes that best cover the view from ``pose``."""
