@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+import world_model.model.native as kernels
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
-from world_model.model.memory import MemoryBank, MemoryEntry, coverage
+from world_model.model.memory import MemoryBank, MemoryEntry, coverage, coverage_torch
 from world_model.model.reproject import view_points
 
 INTR = Intrinsics.from_fov(64, 64, 70.0)
@@ -62,6 +63,23 @@ def test_the_kept_overlap_matrix_matches_one_computed_whole():
             np.testing.assert_array_equal(bank._views_now(INTR), whole)
             np.testing.assert_array_equal(bank.arrays()[0], points.numpy())
     assert len(bank.keyframes) == 6
+
+
+@pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler on this machine")
+def test_the_c_coverage_kernel_matches_torch_bit_for_bit():
+    rng = np.random.default_rng(3)
+    points = torch.from_numpy(rng.normal(0, 3, (5, 7, 64, 3)))  # many behind or beside the cameras
+    points[0, 0, :8, 2] = 1e-7  # on the camera's plane
+    poses = torch.from_numpy(
+        np.stack([pose_from_yaw_pitch(rng.normal(0, 1, 3), rng.normal(), 0.2) for _ in range(5)])
+    )
+    assert kernels.available()
+    hits, seen = coverage(points, poses, INTR)
+    ref_hits, ref_seen = coverage_torch(points, poses, INTR)
+    assert torch.equal(hits, ref_hits) and torch.equal(seen, ref_seen)
+    assert 0 < seen.mean() < 1 and hits.any(dim=2).float().mean() > 0.3  # a real mix of in and out of view
+    broadcast = coverage(points[:1].expand(5, -1, -1, -1), poses, INTR)  # a view laid out in full first
+    assert torch.equal(broadcast[1], coverage_torch(points[:1].expand(5, -1, -1, -1), poses, INTR)[1])
 
 
 def test_a_view_from_an_older_world_state_is_replaced():

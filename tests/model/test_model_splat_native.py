@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+import world_model.model.native as kernels
 import world_model.model.reproject as reproject
 import world_model.model.splat_native as native
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.model.memory import coverage, coverage_torch
 from world_model.model.reproject import splat
 
 from .helpers import turning_poses
 
 INTR = Intrinsics.from_fov(32, 32, 70.0)
-needs_compiler = pytest.mark.skipif(native._compiler() is None, reason="no C compiler on this machine")
+needs_compiler = pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler on this machine")
 
 
 def _random_warp(rng, n=6, g=3, size=(32, 32)):
@@ -38,7 +40,7 @@ def _random_warp(rng, n=6, g=3, size=(32, 32)):
 @pytest.mark.parametrize("footprint", [1, 2])
 @pytest.mark.parametrize("prefer", [False, True])
 def test_native_splat_is_the_torch_reference_bit_for_bit(footprint, prefer):
-    assert native.available(), "a C compiler is here, but the kernel did not build (see the warning)"
+    assert kernels.available(), "a C compiler is here, but the kernels did not build (see the warning)"
     rng = np.random.default_rng(footprint + 2 * prefer)
     filled = []
     for _ in range(4):
@@ -138,22 +140,24 @@ def test_sources_read_in_place_warp_as_the_stacked_tensors():
         native.splat_native([(f[:, :4],) for f in feats], list(depth), rel, groups, g, INTR, None, 0.05, 2)
 
 
-def test_without_a_working_compiler_splat_keeps_to_torch(monkeypatch, tmp_path):
+def test_without_a_working_compiler_splat_and_retrieval_keep_to_torch(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built yet
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    native.load.cache_clear()
+    kernels.load.cache_clear()
     try:
         with pytest.warns(UserWarning, match="did not build"):
-            assert not native.available()
+            assert not kernels.available()
         feats, depth, src, dst, groups, g = _random_warp(np.random.default_rng(0))
         assert splat(feats, depth, src, dst, groups, g, INTR)[2].any()  # the torch path, unharmed
+        points, cams = torch.rand(2, 3, 64, 3) * 4, torch.eye(4, dtype=torch.float64).expand(2, 4, 4)
+        assert torch.equal(coverage(points, cams, INTR)[1], coverage_torch(points, cams, INTR)[1])
         with pytest.raises(RuntimeError, match="not available"):
             splat(feats, depth, src, dst, groups, g, INTR, use_native=True)
-        monkeypatch.setenv(native.ENV_DISABLE, "1")
-        native.load.cache_clear()
-        assert not native.available()
+        monkeypatch.setenv(kernels.ENV_DISABLE, "1")
+        kernels.load.cache_clear()
+        assert not kernels.available()
     finally:
-        native.load.cache_clear()  # later tests build (or load) the real kernel again
+        kernels.load.cache_clear()  # later tests build (or load) the real kernel again
 
 
 @needs_compiler

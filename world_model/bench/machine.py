@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from world_model.model.splat_native import available as native_available
+from world_model.model.native import available as native_available
 
 
 def cpu_model() -> str:

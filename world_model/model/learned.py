@@ -38,9 +38,9 @@ from world_model.model.conditioning import (
 from world_model.model.data import to_unit
 from world_model.model.device import keep_freed_memory, resolve_device
 from world_model.model.memory import MemoryBank, retrieve_many
+from world_model.model.native import available as native_available
 from world_model.model.network import depth_from_inverse
 from world_model.model.reproject import zbuffer_torch
-from world_model.model.splat_native import available as native_available
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 

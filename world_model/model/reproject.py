@@ -176,7 +176,7 @@ def zbuffer_torch(
 
 
 def _native_available() -> bool:
-    from world_model.model.splat_native import available
+    from world_model.model.native import available
 
     return available()
 

@@ -1,103 +1,24 @@
-"""The projection, z-buffer and gather of ``reproject.splat`` as a small C kernel, for the CPU.
-
-``native/splat.c`` is compiled with the system C compiler the first time it is needed (about a second) and
-cached under ``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed by its source, so later processes
-just load it. It is called through ctypes and splits the target images among ``torch.get_num_threads()``
-OpenMP threads: it links libgomp, which torch's CPU build has already loaded, so both share one thread
-pool (a pool of its own fought torch's spinning workers: twice the time). Where no compiler works,
-:func:`load` warns once and returns ``None`` and ``splat`` keeps to the torch path.
-``reproject.zbuffer_torch`` is the reference it is tested against (same keys, so the same frames bit for
-bit).
+"""The projection, z-buffer and gather of ``reproject.splat`` as a small C kernel (``native/splat.c``),
+for the CPU; :mod:`world_model.model.native` builds and loads it. ``reproject.zbuffer_torch`` is the
+reference it is tested against (same keys, so the same frames bit for bit).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from world_model.geometry import Intrinsics
+from world_model.model.native import load
 from world_model.model.reproject import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, MIN_Z, camera_rays
-
-SOURCE = Path(__file__).parent / "native" / "splat.c"
-FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
-OPENMP = "-fopenmp"  # links libgomp, the OpenMP runtime torch's CPU build already loaded: one thread pool
-ENV_DISABLE = "DREAMX_NO_NATIVE"  # set to 1: never build or use the kernel (torch path only)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dreamx_env"
-
-
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-
-
-def _build(cc: str, flags: tuple[str, ...]) -> Path:
-    """The compiled library for this source, compiler, flags and machine (built once, then reused)."""
-    tag = f"{SOURCE.read_text()}|{cc}|{flags}|{platform.machine()}|{sys.platform}"
-    lib = cache_dir() / f"splat-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.so"
-    if not lib.exists():
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then move into place
-            built = Path(tmp) / lib.name
-            command = [cc, *flags, str(SOURCE), "-o", str(built), "-lm"]
-            subprocess.run(command, check=True, capture_output=True)
-            os.replace(built, lib)
-    return lib
-
-
-@functools.lru_cache(maxsize=1)
-def load() -> ctypes.CDLL | None:
-    """The kernel library, or ``None`` (with one warning) where it cannot be built or is disabled."""
-    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
-        return None
-    cc = _compiler()
-    try:
-        if cc is None:
-            raise RuntimeError("no C compiler found (set CC)")
-        try:
-            lib = ctypes.CDLL(str(_build(cc, (*FLAGS, OPENMP))))
-        except (OSError, subprocess.CalledProcessError):  # no OpenMP: the same kernel on one thread
-            lib = ctypes.CDLL(str(_build(cc, FLAGS)))
-    except subprocess.CalledProcessError as err:
-        warnings.warn(
-            f"native splat kernel did not build, using torch: {err.stderr.decode()[-500:]}", stacklevel=2
-        )
-        return None
-    except (OSError, RuntimeError) as err:
-        warnings.warn(f"native splat kernel unavailable, using torch: {err}", stacklevel=2)
-        return None
-    p, i64, f32, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_int
-    lib.dreamx_splat.argtypes = [
-        *(p, p, p, f32, f32, f32, f32, f32, f32),  # depth, rays, rel, camera, MIN_Z, far
-        *(f64, f32),  # DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR
-        *(p, p, i64, i64, i64, p, i64, f64, i32, i64, i32),  # groups ... threads
-        *(p, p, p),  # out, zbuf, mask
-    ]
-    lib.dreamx_splat.restype = ctypes.c_int
-    return lib
 
 
 @functools.lru_cache(maxsize=8)
 def _planar_rays(intr: Intrinsics) -> torch.Tensor:
     """The x and y ``[2, H*W]`` of ``camera_rays``, one plane each, as the kernel reads them."""
     return camera_rays(intr)[..., :2].reshape(-1, 2).T.contiguous()
-
-
-def available() -> bool:
-    return load() is not None
 
 
 def splat_native(
