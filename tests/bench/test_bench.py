@@ -9,6 +9,7 @@ import torch
 from world_model.bench.cli import main
 from world_model.bench.diamond_ref import DiamondRefUNet, sample_next_frame
 from world_model.bench.flops import worldnet_flops
+from world_model.model.bench import bench as bench_learned
 from world_model.model.network import IN_CHANNELS, WorldNet
 
 
@@ -16,6 +17,7 @@ from world_model.model.network import IN_CHANNELS, WorldNet
 def out(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--batch-sizes", "1", "2", "--seconds", "0.2", "--frames-per-step", "1", "--matmul-size", "512"]
+    argv += ["--warmup-frames", "6"]
     main([*argv, "--no-cuda", "--out", str(out)])
     return out
 
@@ -38,10 +40,34 @@ def test_report_has_every_section_with_positive_figures(out):
                 assert p[key] > 0, (name, key, p)
     for p in sections["learned"] + sections["yardstick"]:
         assert 0 < p["median_ms"] <= p["p95_ms"]
+    assert all(p["warmup_frames"] == 6 for p in sections["learned"] + sections["env"])
     assert list(results["ratios"]) == ["cpu"] and [r["batch"] for r in results["ratios"]["cpu"]] == [1, 2]
     for r, learned, env, yardstick in zip(results["ratios"]["cpu"], *sections.values(), strict=True):
         assert r["alone/yardstick"] == pytest.approx(learned["frames_per_s"] / yardstick["frames_per_s"])
         assert r["env:learned/yardstick"] == pytest.approx(env["frames_per_s"] / yardstick["frames_per_s"])
+
+
+def test_sessions_fill_their_memory_before_they_are_timed():
+    class Counting:  # counts the frames each session has generated when each call starts
+        def __init__(self):
+            self.frames, self.seen = {}, []
+
+        def open(self, seed):
+            self.frames[seed] = 0
+            return seed, None
+
+        def generate(self, sids, rel, events):
+            self.seen.append(min(self.frames[s] for s in sids))
+            for s in sids:
+                self.frames[s] += rel.shape[1]
+
+        def close(self, sid):
+            del self.frames[sid]
+
+    model = Counting()
+    point = bench_learned(model, batch=3, chunk=4, seconds=0.01, warmup_frames=20)
+    timed = model.seen[-point["calls"] :]
+    assert timed[0] >= 20 and point["warmup_frames"] == 20 and not model.frames  # all closed after
 
 
 def test_report_plot_is_a_png(out):

@@ -10,9 +10,11 @@ machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
 
 At each batch size B it measures:
   learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
-                 call (as dreamx-bench-model): frames/s, ms per call (mean, median, p95)
+                 call (as dreamx-bench-model): frames/s, ms per call (mean, median, p95), after
+                 --warmup-frames untimed frames per session (its memory full, as in a long episode)
   env + server   a B-env DreamX/Explore-v0 vector env -> client -> server -> backend (as dreamx-bench-serve):
-                 frames/s = env-steps/s x frames per step, ms per vector step
+                 frames/s = env-steps/s x frames per step, ms per vector step, after as many untimed
+                 frames per env
   yardstick      a randomly initialised DIAMOND-size diffusion UNet (about 4.4 M parameters, 64x64, 3 Euler
                  denoising passes per frame; world_model.bench.diamond_ref), one next frame per call. A
                  speed yardstick only: its frames are noise. It runs as the learned network does: channels-
@@ -40,6 +42,7 @@ from world_model.bench.flops import matmul_peak
 from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
+from world_model.bench.timing import WARMUP_FRAMES
 from world_model.model.device import keep_freed_memory
 from world_model.model.learned import PRECISIONS, LearnedConfig, add_weights_argument
 
@@ -66,6 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=3.0,
         help="measurement time per point, after one warm-up call (default: 3)",
+    )
+    p.add_argument(
+        "--warmup-frames",
+        type=int,
+        default=WARMUP_FRAMES,
+        help="untimed frames per session / env before the learned backend is timed, alone and behind the "
+        f"server: its memory fills as in a long episode (default: {WARMUP_FRAMES})",
     )
     p.add_argument(
         "--backends",
@@ -146,7 +156,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = LearnedConfig(weights=args.weights, precision=args.precision, cpu_compile=args.cpu_compile)
     chunk = args.frames_per_step
     gflops = {d: p["gflops"] for d, p in peak.items()}
-    learned = measure_learned(args.batch_sizes, chunk, args.seconds, gflops, config, devices)
+    learned = measure_learned(
+        args.batch_sizes, chunk, args.seconds, gflops, config, devices, args.warmup_frames
+    )
     env = measure_env(
         args.backends,
         args.batch_sizes,
@@ -161,6 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "weights": args.weights,
             "cpu_compile": args.cpu_compile,
         },
+        warmup_frames=args.warmup_frames,
     )
     yardstick = measure_yardstick(
         args.batch_sizes,

@@ -11,7 +11,7 @@ import torch
 from world_model.bench.diamond_ref import DiamondRefConfig, DiamondRefUNet, sample_next_frame
 from world_model.bench.flops import forward_flops, worldnet_flops
 from world_model.bench.report import HEADER, point_line
-from world_model.bench.timing import synchronizer, time_calls
+from world_model.bench.timing import WARMUP_FRAMES, synchronizer, time_calls
 from world_model.model.acceleration import CompiledForward
 from world_model.model.bench import bench as bench_learned
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
@@ -33,9 +33,10 @@ def measure_learned(
     peaks: dict[str, float],
     config: LearnedConfig,
     devices: list[str],
+    warmup_frames: int = WARMUP_FRAMES,
 ) -> dict[str, Any]:
     """``LearnedWorldModel.generate`` of ``chunk`` frames for each batch of sessions, on each device of
-    ``devices`` (``peaks``: device -> GFLOP/s)."""
+    ``devices`` (``peaks``: device -> GFLOP/s), after ``warmup_frames`` untimed frames per session."""
     points: dict[str, list[dict[str, Any]]] = {}
     for dev in devices:
         model = LearnedWorldModel(dataclasses.replace(config, device=dev))
@@ -46,7 +47,7 @@ def measure_learned(
             print(HEADER)
         points[dev] = []
         for b in batch_sizes:
-            point = dict(bench_learned(model, b, chunk, seconds), device=dev)
+            point = dict(bench_learned(model, b, chunk, seconds, warmup_frames), device=dev)
             points[dev].append(with_flops(point, flops, peaks[dev]))
             print(point_line("learned backend alone", points[dev][-1]), flush=True)
         model.shutdown()
@@ -72,9 +73,11 @@ def measure_env(
     learned_flops: float,
     peaks: dict[str, float],
     learned_options: dict[str, Any] | None = None,
+    warmup_frames: int = WARMUP_FRAMES,
 ) -> dict[str, Any]:
     """``dreamx-bench-serve``'s env path with as many envs as each batch size; frames/s = env-steps/s x
-    ``chunk`` (frames per step); ``learned_options`` configure the learned backend (device, precision).
+    ``chunk`` (frames per step) after ``warmup_frames`` untimed frames per env; ``learned_options``
+    configure the learned backend (device, precision).
     A backend that fails is reported and left out."""
     learned_options = learned_options or {}
     print(f"env + server path: frames/s = env-steps/s x {chunk} frame(s) per step; ms/call = per vector step")
@@ -86,7 +89,7 @@ def measure_env(
             label = f"env + server, {backend}"
             try:
                 options = learned_options if backend == "learned" else {}
-                r = bench_env(backend, n, seconds, resolution, chunk, options)
+                r = bench_env(backend, n, seconds, resolution, chunk, options, warmup_frames)
             except Exception as exc:  # e.g. a backend that is not installed: the other figures still count
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 print(f"{label:<28} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)

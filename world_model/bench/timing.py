@@ -9,6 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+# frames each session generates before the learned backend is timed (alone and behind the server): enough
+# to fill its memory (48 keyframes), so the figures are those of a long episode, not of fresh sessions
+WARMUP_FRAMES = 160
+
 
 def synchronizer(device: torch.device | str) -> Callable[[], None] | None:
     """What to call before reading the clock: CUDA kernels run asynchronously, CPU ones do not."""

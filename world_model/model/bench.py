@@ -6,8 +6,10 @@
     dreamx-bench-model --cpu-compile         # torch.compile on the CPU (about a minute per batch size)
     dreamx-bench-model --device cuda --batch 1 32 256
 
-Sessions start from banked seeds and walk forward while turning, so memory retrieval and warping do their
-real work. Prints frames/s (all sessions together) and milliseconds per generate call (mean, median, p95).
+Sessions start from banked seeds and walk forward while turning (a circle of about 1 m radius every 120
+frames), so memory retrieval and warping do their real work; each generates ``--warmup-frames`` frames
+before it is timed, so its memory is as full as in a long episode. Prints frames/s (all sessions together)
+and milliseconds per generate call (mean, median, p95).
 ``dreamx-bench`` runs the same measurement next to the env path and a DIAMOND-size yardstick.
 """
 
@@ -20,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from world_model.bench.timing import time_calls
+from world_model.bench.timing import WARMUP_FRAMES, time_calls
 from world_model.model.device import DEVICES
 from world_model.model.learned import (
     PRECISIONS,
@@ -40,12 +42,16 @@ def walk(batch: int, k: int) -> np.ndarray:
     return rel
 
 
-def bench(model: LearnedWorldModel, batch: int, chunk: int, seconds: float) -> dict:
+def bench(
+    model: LearnedWorldModel, batch: int, chunk: int, seconds: float, warmup_frames: int = WARMUP_FRAMES
+) -> dict:
     """Frames/s of ``generate`` calls of ``chunk`` frames for ``batch`` sessions, and milliseconds per
-    call (mean, median, 95th percentile), over ``seconds`` after one warm-up call."""
+    call (mean, median, 95th percentile), over ``seconds`` after ``warmup_frames`` untimed frames."""
     sids = [model.open(s % 256)[0] for s in range(batch)]
     rel = walk(batch, chunk)
     try:
+        for _ in range(max(0, warmup_frames - chunk) // chunk):  # time_calls warms up with one more
+            model.generate(sids, rel, [[] for _ in sids])
         times = time_calls(lambda: model.generate(sids, rel, [[] for _ in sids]), seconds)
     finally:
         for sid in sids:
@@ -54,6 +60,7 @@ def bench(model: LearnedWorldModel, batch: int, chunk: int, seconds: float) -> d
     return {
         "batch": batch,
         "chunk": chunk,
+        "warmup_frames": warmup_frames,
         "frames_per_s": stats["calls"] * chunk * batch / times.elapsed_s,
         **stats,
     }
@@ -69,6 +76,12 @@ def main() -> None:
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")
     p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
+    p.add_argument(
+        "--warmup-frames",
+        type=int,
+        default=WARMUP_FRAMES,
+        help=f"untimed frames per session first, to fill its memory (default {WARMUP_FRAMES})",
+    )
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     model = LearnedWorldModel(
@@ -88,7 +101,7 @@ def main() -> None:
     print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []
     for b in args.batch:
-        r = bench(model, b, args.chunk, args.seconds)
+        r = bench(model, b, args.chunk, args.seconds, args.warmup_frames)
         rows.append(r)
         print(
             f"{r['batch']:>5} {r['chunk']:>5} {r['frames_per_s']:>10.1f} {r['ms_per_call']:>9.1f}"

@@ -14,6 +14,7 @@ MuJoCo ground truth. Benchmarks, not tests: the numbers depend on the machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -21,6 +22,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from world_model.bench.timing import WARMUP_FRAMES
 
 
 def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]:
@@ -32,7 +35,13 @@ def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]
 
 
 def bench_env(
-    backend: str, num_envs: int, seconds: float, resolution: int, frames: int, options: dict | None = None
+    backend: str,
+    num_envs: int,
+    seconds: float,
+    resolution: int,
+    frames: int,
+    options: dict | None = None,
+    warmup_frames: int = WARMUP_FRAMES,
 ) -> dict[str, Any]:
     from dreamx_env.envs.explore import ExploreVectorEnv
 
@@ -51,8 +60,8 @@ def bench_env(
         rng = np.random.default_rng(0)
         actions = rng.integers(0, 9, size=(64, num_envs, 3))
         actions[..., 2] = 0  # no events: they grow the world state, which is not what is measured here
-        for i in range(3):
-            env.step(actions[i])
+        for i in range(max(3, -(-warmup_frames // frames))):  # untimed: memories fill, compiles are done
+            env.step(actions[i % 64])
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             env.step(actions[steps % 64])
@@ -64,6 +73,7 @@ def bench_env(
         "path": "env",
         "backend": backend,
         "num_envs": num_envs,
+        "warmup_frames": warmup_frames,
         "vector_steps": steps,
         "env_steps_per_s": steps * num_envs / dt,
         "ms_per_vector_step": 1000 * dt / steps,
@@ -114,6 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="measurement time per configuration")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frames-per-step", type=int, default=4)
+    p.add_argument(
+        "--warmup-frames",
+        type=int,
+        default=WARMUP_FRAMES,
+        help=f"untimed frames per env first (env path), to fill the memories (default {WARMUP_FRAMES})",
+    )
     p.add_argument("--raw", action="store_true", help="also measure the bare client (no env)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -121,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
     for backend in args.backends:
         for n in args.envs:
-            runs = [bench_env] + ([bench_raw] if args.raw else [])
+            env = functools.partial(bench_env, warmup_frames=args.warmup_frames)
+            runs = [functools.update_wrapper(env, bench_env)] + ([bench_raw] if args.raw else [])
             for run in runs:
                 try:
                     r = run(backend, n, args.seconds, args.resolution, args.frames_per_step)
