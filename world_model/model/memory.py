@@ -63,8 +63,8 @@ def coverage(
     """For footprints ``points [B, E, P, 3]`` and cameras ``poses [B, 4, 4]``: which coverage cells of each
     camera every footprint lands in (``[B, E, cells²]`` bool; nothing behind the camera or outside the image)
     and the fraction of each footprint the camera sees (``[B, E]``, frustum test, no occlusion). On the CPU,
-    the C kernel ``native/coverage.c`` where it builds (same numbers bit for bit, some 20 times faster than
-    :func:`coverage_torch`, its reference)."""
+    the C kernel ``native/coverage.c`` where it builds: the same numbers bit for bit as its reference
+    :func:`coverage_torch`, 3-4 times faster (32 cameras x 49 footprints: 0.69 ms against 2.4-3.0)."""
     if points.device.type == "cpu" and native.available():
         return _coverage_native(points, poses, intr)
     return coverage_torch(points, poses, intr)
