@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from world_model.geometry import Intrinsics, pixel_rays
+from world_model.model.native import available as _native_available
 
 DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the source point index
 KEY_SHIFT = 32
@@ -173,12 +174,6 @@ def zbuffer_torch(
         key = torch.where(same, ranked.reshape(-1), empty)
         best = torch.full_like(best, empty).scatter_reduce_(0, target, key, reduce="amin")
     return best[:dump], z
-
-
-def _native_available() -> bool:
-    from world_model.model.native import available
-
-    return available()
 
 
 def triton_available() -> bool:
