@@ -58,17 +58,24 @@ def splat_native(
 
 
 def _planes(tensors: torch.Tensor | Sequence[torch.Tensor], h: int, w: int, kept: list) -> list[int]:
-    """The addresses of the ``[H, W]`` planes of ``tensors`` (each ``[..., H, W]``), in order."""
+    """The addresses of the ``[H, W]`` planes of ``tensors`` (each ``[..., H, W]``), in order. Called for
+    every memory warped into every frame, so the common case (contiguous float32 on the CPU) takes only the
+    cheapest tensor attributes (0.3 us a tensor against 4 for the plain checks)."""
     out = []
+    step, size = h * w * 4, (h, w)
     for t in [tensors] if isinstance(tensors, torch.Tensor) else tensors:
-        _check_cpu(t)
-        if t.shape[-2:] != (h, w):
-            raise ValueError(f"source planes must be [..., {h}, {w}] as the camera is, got {list(t.shape)}")
-        if t.dtype != torch.float32 or not t.is_contiguous():
+        shape = t.shape
+        if not t.is_cpu:
+            _check_cpu(t)
+        if shape[-2:] != size:
+            raise ValueError(f"source planes must be [..., {h}, {w}] as the camera is, got {list(shape)}")
+        if t.dtype is not torch.float32 or not t.is_contiguous():
             t = t.float().contiguous()
             kept.append(t)
-        step = h * w * 4
-        out.extend(range(t.data_ptr(), t.data_ptr() + step * (t.numel() // (h * w)), step))
+        if len(shape) == 2:
+            out.append(t.data_ptr())
+        else:
+            out.extend(range(t.data_ptr(), t.data_ptr() + step * (t.numel() // (h * w)), step))
     return out
 
 
