@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from world_model.model.network import WorldNet, group_norm, group_norm_by_sums
+from world_model.model.network import WorldNet, group_norm, group_norm_by_sums, upsampled_kernel
 
 
 def _randomised(net: nn.Module) -> nn.Module:
@@ -41,10 +41,22 @@ def test_group_norm_is_the_module_itself_outside_compiled_eval():
     assert torch.equal(group_norm(x, norm), norm(x))
 
 
-@pytest.mark.parametrize("patch", [2, 4])
+@pytest.mark.parametrize("size", [(5, 7), (8, 8)])
+def test_upsampled_kernel_is_a_convolution_of_the_upsampled_input(size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    want = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, padding=1)
+    got = F.conv_transpose2d(x, upsampled_kernel(weight), stride=2, padding=1)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("patch", [1, 2, 4])
 def test_eval_mode_patch_network_computes_the_training_form(tiny_widths, patch):
-    """Eval mode folds the patches into a strided stem and unfolds them with a transposed head; the outputs
-    are those of ``pixel_unshuffle`` -> stem ... head -> ``pixel_shuffle`` (what training runs)."""
+    """Eval mode folds the patches into a strided stem, unfolds them with a transposed head and never lays
+    out a decoder block's upsampled input; the outputs are those of ``pixel_unshuffle`` -> stem ... upsample,
+    concatenate ... head -> ``pixel_shuffle`` (what training runs)."""
     net = _randomised(WorldNet(tiny_widths, patch=patch))
     x = torch.randn(2, 18, 64, 96).contiguous(memory_format=torch.channels_last)
     state, step = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), torch.tensor([0.0, 1.0])

@@ -23,8 +23,11 @@ to full resolution (a 2x2 patch costs about a quarter of the FLOPs at the same w
 
 In eval mode some operations take a form that computes the same function faster (the same values up to
 float rounding): the patch fold and the stem become one strided convolution, the head and the unfold one
-transposed convolution, and under ``torch.compile`` GroupNorm's statistics become per-channel sums and a
-matmul (``group_norm``). Training keeps the plain forms the shipped weights were trained with.
+transposed convolution, a decoder block's upsampling and concatenation are never laid out (its first
+convolution runs on the upsampled half as a transposed convolution of the low-resolution input,
+``upsampled_kernel``: 4 taps a pixel instead of 9), and under ``torch.compile`` GroupNorm's statistics become
+per-channel sums and a matmul (``group_norm``). Training keeps the plain forms the shipped weights were
+trained with.
 """
 
 from __future__ import annotations
@@ -101,6 +104,19 @@ def transposed_head(head: nn.Conv2d, h: torch.Tensor, patch: int) -> torch.Tenso
     return F.conv_transpose2d(h, kernel, stride=patch) + bias
 
 
+# a 3-tap kernel applied to a 2x nearest-upsampled signal, as the 4 taps of a stride-2 transposed kernel:
+# outputs 2m take input m-1 (tap 3) and m (tap 1), outputs 2m+1 take m (tap 2) and m+1 (tap 0)
+_UPSAMPLED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+def upsampled_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """For a 3x3 ``weight [out, in, 3, 3]``: the ``[in, out, 4, 4]`` kernel ``k`` such that
+    ``conv_transpose2d(x, k, stride=2, padding=1)`` is
+    ``conv2d(upsample_nearest_2x(x), weight, padding=1)``."""
+    taps = _UPSAMPLED_TAPS.to(weight)
+    return torch.einsum("ya,xb,oiab->ioyx", taps, taps, weight)
+
+
 class FiLMBlock(nn.Module):
     """Two 3x3 convolutions with GroupNorm, modulated by the world state, residual."""
 
@@ -117,10 +133,28 @@ class FiLMBlock(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        h = self.act(group_norm(self.conv1(x), self.norm1))
+        return self._rest(self.conv1(x), self.skip(x), state)
+
+    def forward_upsampled(self, low: torch.Tensor, high: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``forward(cat([upsample_nearest_2x(low), high]))`` without laying out either: the convolutions
+        split over the two inputs, the upsampled half's 3x3 one as a transposed convolution of ``low``, its
+        1x1 skip at ``low``'s resolution, upsampled after."""
+        n = low.shape[1]
+        w, b = self.conv1.weight, self.conv1.bias
+        h = F.conv_transpose2d(low, upsampled_kernel(w[:, :n]), stride=2, padding=1)
+        h = h + F.conv2d(high, w[:, n:], b, padding=1)
+        if isinstance(self.skip, nn.Identity):
+            raise ValueError("forward_upsampled needs a block whose input and output widths differ")
+        sw, sb = self.skip.weight, self.skip.bias
+        skip = F.interpolate(F.conv2d(low, sw[:, :n]), scale_factor=2, mode="nearest")
+        return self._rest(h, skip + F.conv2d(high, sw[:, n:], sb), state)
+
+    def _rest(self, h: torch.Tensor, skip: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The block after its first convolution ``h``, given its skip path ``skip``."""
+        h = self.act(group_norm(h, self.norm1))
         scale, shift = self.film(state)[:, :, None, None].chunk(2, dim=1)
         h = group_norm(self.conv2(h), self.norm2) * (1 + scale) + shift
-        return self.act(h + self.skip(x))
+        return self.act(h + skip)
 
 
 class WorldNet(nn.Module):
@@ -164,7 +198,10 @@ class WorldNet(nn.Module):
             skips.append(h)
         skips.pop()
         for up, block in zip(self.up, self.dec, strict=True):
-            h = block(torch.cat([up(h), skips.pop()], dim=1), s)
+            if self.training:
+                h = block(torch.cat([up(h), skips.pop()], dim=1), s)
+            else:
+                h = block.forward_upsampled(h, skips.pop(), s)
         if p == 1:
             out = self.head(h)
         else:
