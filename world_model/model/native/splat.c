@@ -136,6 +136,13 @@ static void splat_target(int64_t g, const int64_t *srcs, int64_t m, const float 
         if (!spots) continue;
         const double near = (double)z[p], behind = (double)(z[p] * factor);
         const int64_t key = (priority[src] << KEY_SHIFT) + (j << bits | p);
+        if (spots == 15) { /* all four in the image: no branches (the depth test is data, not a jump) */
+          for (int s = 0; s < 4; s++) {
+            const int64_t t = base[p] + offset[s];
+            keep_least(&best[t], (s == own ? near : behind) <= limit[t] ? key : EMPTY);
+          }
+          continue;
+        }
         for (int s = 0; s < 4; s++) {
           const int64_t t = base[p] + offset[s];
           if ((spots >> s & 1) && (s == own ? near : behind) <= limit[t]) keep_least(&best[t], key);
