@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from world_model.model import network
 from world_model.model.network import WorldNet, group_norm, group_norm_by_sums, upsampled_kernel
 
 
@@ -53,16 +54,25 @@ def test_upsampled_kernel_is_a_convolution_of_the_upsampled_input(size):
 
 
 @pytest.mark.parametrize("patch", [1, 2, 4])
-def test_eval_mode_patch_network_computes_the_training_form(tiny_widths, patch):
+@pytest.mark.parametrize("upsampled_conv_from", [1, 64])  # the decoder's transposed convolution, or not
+def test_eval_mode_patch_network_computes_the_training_form(
+    tiny_widths, patch, upsampled_conv_from, monkeypatch
+):
     """Eval mode folds the patches into a strided stem, unfolds them with a transposed head and never lays
     out a decoder block's upsampled input; the outputs are those of ``pixel_unshuffle`` -> stem ... upsample,
     concatenate ... head -> ``pixel_shuffle`` (what training runs)."""
+    monkeypatch.setattr(network, "UPSAMPLED_CONV_MIN_BATCH", upsampled_conv_from)
+    merged, forward_upsampled = [], network.FiLMBlock.forward_upsampled
+    monkeypatch.setattr(
+        network.FiLMBlock, "forward_upsampled", lambda *a: merged.append(1) or forward_upsampled(*a)
+    )
     net = _randomised(WorldNet(tiny_widths, patch=patch))
     x = torch.randn(2, 18, 64, 96).contiguous(memory_format=torch.channels_last)
     state, step = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), torch.tensor([0.0, 1.0])
     with torch.no_grad():
         trained = net.train()(x, state, step)
         served = net.eval()(x, state, step)
+    assert len(merged) == (len(tiny_widths) - 1 if upsampled_conv_from == 1 else 0)
     for key in trained:
         assert served[key].shape == trained[key].shape
         assert torch.allclose(served[key], trained[key], rtol=1e-4, atol=2e-4), key  # logits reach ~100
