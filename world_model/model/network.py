@@ -144,12 +144,12 @@ class FiLMBlock(nn.Module):
         """``forward(cat([upsample_nearest_2x(low), high]))`` without laying out either: the convolutions
         split over the two inputs, the upsampled half's 3x3 one as a transposed convolution of ``low``, its
         1x1 skip at ``low``'s resolution, upsampled after."""
+        if isinstance(self.skip, nn.Identity):
+            raise ValueError("forward_upsampled needs a block whose input and output widths differ")
         n = low.shape[1]
         w, b = self.conv1.weight, self.conv1.bias
         h = F.conv_transpose2d(low, upsampled_kernel(w[:, :n]), stride=2, padding=1)
         h = h + F.conv2d(high, w[:, n:], b, padding=1)
-        if isinstance(self.skip, nn.Identity):
-            raise ValueError("forward_upsampled needs a block whose input and output widths differ")
         sw, sb = self.skip.weight, self.skip.bias
         skip = F.interpolate(F.conv2d(low, sw[:, :n]), scale_factor=2, mode="nearest")
         return self._rest(h, skip + F.conv2d(high, sw[:, n:], sb), state)
