@@ -17,8 +17,8 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $GL_PACKAGES >/dev/null
 fi
 
-# 1b. A C compiler: builds the CPU kernels on first use (world_model/model/native/: the warp and retrieval; without
-# one the torch path runs, slower) and serves torch.compile on the CPU.
+# 1b. A C compiler: builds the CPU kernels on first use (world_model/model/native/: the warp and retrieval;
+# without one the torch paths run, slower) and serves torch.compile on the CPU.
 if ! command -v cc >/dev/null 2>&1; then
   echo "setup: installing gcc (builds the CPU warp kernel)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

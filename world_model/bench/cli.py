@@ -42,7 +42,7 @@ from world_model.bench.flops import matmul_peak
 from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
-from world_model.bench.timing import WARMUP_FRAMES
+from world_model.bench.timing import add_warmup_argument
 from world_model.model.device import keep_freed_memory
 from world_model.model.learned import PRECISIONS, LearnedConfig, add_weights_argument
 
@@ -70,13 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=3.0,
         help="measurement time per point, after one warm-up call (default: 3)",
     )
-    p.add_argument(
-        "--warmup-frames",
-        type=int,
-        default=WARMUP_FRAMES,
-        help="untimed frames per session / env before the learned backend is timed, alone and behind the "
-        f"server: its memory fills as in a long episode (default: {WARMUP_FRAMES})",
-    )
+    add_warmup_argument(p, "session / env (alone / behind the server)")
     p.add_argument(
         "--backends",
         nargs="+",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,17 @@ import torch
 # frames each session generates before the learned backend is timed (alone and behind the server): enough
 # to fill its memory (48 keyframes), so the figures are those of a long episode, not of fresh sessions
 WARMUP_FRAMES = 160
+
+
+def add_warmup_argument(parser: argparse.ArgumentParser, per: str) -> None:
+    """The ``--warmup-frames`` option of every benchmark CLI; ``per``: what warms up ("session", "env")."""
+    parser.add_argument(
+        "--warmup-frames",
+        type=int,
+        default=WARMUP_FRAMES,
+        help=f"untimed frames per {per} before the learned backend is timed: its memory fills as in a long "
+        f"episode (default: {WARMUP_FRAMES})",
+    )
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None] | None:

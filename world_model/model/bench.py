@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from world_model.bench.timing import WARMUP_FRAMES, time_calls
+from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument, time_calls
 from world_model.model.device import DEVICES
 from world_model.model.learned import (
     PRECISIONS,
@@ -76,12 +76,7 @@ def main() -> None:
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")
     p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
-    p.add_argument(
-        "--warmup-frames",
-        type=int,
-        default=WARMUP_FRAMES,
-        help=f"untimed frames per session first, to fill its memory (default {WARMUP_FRAMES})",
-    )
+    add_warmup_argument(p, "session")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     model = LearnedWorldModel(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from world_model.bench.timing import WARMUP_FRAMES
+from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument
 
 
 def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]:
@@ -124,27 +124,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="measurement time per configuration")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frames-per-step", type=int, default=4)
-    p.add_argument(
-        "--warmup-frames",
-        type=int,
-        default=WARMUP_FRAMES,
-        help=f"untimed frames per env first (env path), to fill the memories (default {WARMUP_FRAMES})",
-    )
+    add_warmup_argument(p, "env (env path)")
     p.add_argument("--raw", action="store_true", help="also measure the bare client (no env)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     results = []
     print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
+    runs = [("env", functools.partial(bench_env, warmup_frames=args.warmup_frames))]
+    runs += [("raw", bench_raw)] if args.raw else []
     for backend in args.backends:
         for n in args.envs:
-            env = functools.partial(bench_env, warmup_frames=args.warmup_frames)
-            runs = [functools.update_wrapper(env, bench_env)] + ([bench_raw] if args.raw else [])
-            for run in runs:
+            for path, run in runs:
                 try:
                     r = run(backend, n, args.seconds, args.resolution, args.frames_per_step)
                 except Exception as exc:  # e.g. a backend that is not installed here
                     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                    print(f"{run.__name__[6:]:5} {backend:13} {n:>5}  failed: {reason}")
+                    print(f"{path:5} {backend:13} {n:>5}  failed: {reason}")
                     continue
                 results.append(r)
                 rate, ms = r["env_steps_per_s"], r["ms_per_vector_step"]
