@@ -186,9 +186,9 @@ class SimulatorClient:
     def fork(self, session: int, count: int = 1) -> list[int]:
         return list(self.request(MsgType.FORK, {"session": session, "count": count}).meta["sessions"])
 
-    def close_sessions(self, sessions: list[int]) -> None:
+    def close_sessions(self, sessions: list[int], timeout_s: float | None = None) -> None:
         if sessions:
-            self.request(MsgType.CLOSE, {"sessions": list(sessions)})
+            self.request(MsgType.CLOSE, {"sessions": list(sessions)}, timeout_s=timeout_s)
 
     def close(self) -> None:
         if not self.closed:

@@ -3,7 +3,8 @@
 ``launch(LaunchConfig(...))`` starts either a subprocess (``python -m world_model.serve --json ...``)
 listening on a private ``ipc://`` socket, or, with ``mode="thread"``, an in-process server thread over ``inproc://``
 (no process at all; handy in tests). ``close()`` stops it; a subprocess also stops by itself when this
-process dies (its parent-death watchdog), so no backend is ever orphaned.
+process dies (its parent-death watchdog), so no backend is ever orphaned. A laned env (``lanes`` > 1)
+gets ``embedded_cluster`` instead: a broker and one worker per lane.
 
 Prefer the subprocess when training: a thread server runs the backend in your process, and MuJoCo's
 Mesa GL loaded there before triton makes ``import triton`` crash (torch optimizers import it).
@@ -29,6 +30,7 @@ import zmq
 
 from dreamx_env.client import ServerUnavailable, SimulatorClient
 from world_model.backends import DEFAULT_BACKEND, check_backend
+from world_model.serve.cluster import ClusterConfig, LocalCluster
 
 
 @dataclass
@@ -183,6 +185,17 @@ def _stop(
         os.unlink(address[len("ipc://") :])
     if log_fd is not None:
         os.close(log_fd)
+
+
+def embedded_cluster(
+    backend: str, backend_kwargs: dict[str, Any], server: dict[str, Any], workers: int
+) -> LocalCluster:
+    """The embedded default of a laned env (``lanes`` > 1): a broker and ``workers`` workers over ``ipc://``,
+    sharing this machine's cores (each gets cores / workers threads)."""
+    check_backend(backend)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // workers)
+    return LocalCluster(ClusterConfig(workers, backend, dict(backend_kwargs), dict(server), threads=threads))
 
 
 def launch(config: LaunchConfig | None = None, **overrides: Any) -> EmbeddedServer:

@@ -22,7 +22,6 @@ from gymnasium.vector.utils import batch_space
 
 from dreamx_env.envs.actions import EVENT_RECORDS
 from dreamx_env.envs.task import Frame, score_step
-from world_model.serve.protocol import MsgType
 
 
 @dataclass
@@ -64,7 +63,7 @@ def imagine(
     try:
         res = core.client.step(forks, np.stack(rel, axis=1), events, core.outputs, "last")
     finally:
-        core.client.request(MsgType.CLOSE, {"sessions": forks})
+        core.client.close_sessions(forks)
     f = res.frames
     rewards, terminated = np.zeros((n, t)), np.zeros((n, t), bool)
     for i in range(n):

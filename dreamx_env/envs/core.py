@@ -1,5 +1,6 @@
 """The batched core shared by ``DreamXEnv`` and ``DreamXVectorEnv``: one simulator connection, B sessions,
-and exactly one server call per batched step (resets of finished episodes ride along in the same STEP)."""
+and exactly one server call per batched step (resets of finished episodes ride along in the same STEP);
+with ``lanes`` > 1, one connection and one call per lane, sent at once (``dreamx_env.lanes``)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ from dreamx_env.client import (
 )
 from dreamx_env.envs.actions import EVENT_RECORDS, ActionMapper, chunk_poses, level_pose
 from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing, new_episode, score_step
-from dreamx_env.launcher import EmbeddedServer, LaunchConfig
+from dreamx_env.lanes import LanedClient
+from dreamx_env.launcher import EmbeddedServer, LaunchConfig, embedded_cluster
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
 from world_model.backends import DEFAULT_BACKEND
 from world_model.engine.scenes import SPLITS
 from world_model.events import EventRecord, parse_prompt
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
-from world_model.serve.protocol import ErrorCode, MsgType
+from world_model.serve.cluster import LocalCluster
+from world_model.serve.protocol import ErrorCode
 from world_model.serve.requests import SceneSpec
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
@@ -59,6 +62,8 @@ class EnvConfig:
     info_frames: bool = False  # put all K frames of each chunk in info["frames"]
     depth_max_m: float = 20.0
     timeout_s: float = 5.0
+    lanes: int = 1  # >1: the sessions in this many lanes stepped at once (dreamx_env.lanes; the embedded
+    # server becomes a broker and one worker per lane, each with cores / lanes threads)
     server_options: dict[str, Any] = field(default_factory=dict)  # embedded ServerConfig fields
     backend_options: dict[str, Any] = field(default_factory=dict)  # embedded backend config fields
 
@@ -129,24 +134,40 @@ class DreamXCore:
     def __init__(self, config: EnvConfig, weights: RewardConfig, task: Task, num_envs: int) -> None:
         self.config, self.weights, self.task, self.num_envs = config, weights, task, num_envs
         self.mapper = ActionMapper(config.action_set, config.keymap, config.event_actions)
-        self.embedded: EmbeddedServer | None = None
+        self.embedded: EmbeddedServer | LocalCluster | None = None
         self.sessions: list[int] | None = None
         h, w = config.resolution
+        if not 1 <= config.lanes <= num_envs:
+            raise ValueError(f"lanes must be between 1 and num_envs={num_envs}, got {config.lanes}")
         if config.server is None or config.server in ("subprocess", "thread", "inproc"):
             mode = "subprocess" if config.server in (None, "subprocess") else "thread"
             kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg, **config.backend_options}
-            self.embedded = EmbeddedServer(
-                LaunchConfig(config.backend, kwargs, mode, server=config.server_options)
-            )
+            if config.lanes > 1 and mode == "subprocess":
+                self.embedded = embedded_cluster(config.backend, kwargs, config.server_options, config.lanes)
+            else:
+                self.embedded = EmbeddedServer(
+                    LaunchConfig(config.backend, kwargs, mode, server=config.server_options)
+                )
             address = self.embedded.address
         else:
             address = getattr(config.server, "address", config.server)
-        self.client = SimulatorClient(address, ClientConfig(timeout_s=config.timeout_s))
+        client_config = ClientConfig(timeout_s=config.timeout_s)
+        if config.lanes > 1:
+            self.client = LanedClient(address, config.lanes, client_config)
+        else:
+            self.client = SimulatorClient(address, client_config)
         try:
             info = self.client.info()["backend"]
         except Exception:
             self.close()
             raise
+        if config.lanes > 1 and (info.get("extra") or {}).get("refuses_events"):
+            self.close()
+            raise ValueError(
+                f"lanes={config.lanes} needs a backend that carries out every event; {info['name']!r} "
+                "refuses events its scene cannot carry out, and a refusal in one lane could not undo the "
+                "steps the other lanes took: use lanes=1"
+            )
         if (info["height"], info["width"]) != (h, w):
             self.close()
             raise ValueError(
@@ -334,7 +355,7 @@ class DreamXCore:
         # briefly (it may be the reason we are closing).
         if self.sessions is not None and self.embedded is None and not self.client.closed:
             try:
-                self.client.request(MsgType.CLOSE, {"sessions": self.sessions}, timeout_s=1.0)
+                self.client.close_sessions(self.sessions, timeout_s=1.0)
             except (ServerUnavailable, RuntimeError):
                 pass
         self.sessions = None

@@ -63,7 +63,8 @@ class OracleWorldModel(WorldModel):
             c.width,
             c.vfov_deg,
             outputs=outputs,
-            extra={"engine": f"mujoco {mujoco.__version__}"},
+            # check_events refuses what a scene lacks (laned envs need every event carried out)
+            extra={"engine": f"mujoco {mujoco.__version__}", "refuses_events": True},
         )
 
     # -- scenes ---------------------------------------------------------------------------------------------

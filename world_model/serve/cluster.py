@@ -29,6 +29,7 @@ class ClusterConfig:
     backend: str = DEFAULT_BACKEND
     backend_kwargs: dict[str, Any] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)  # other ServerConfig fields for every worker
+    threads: int | None = None  # CPU threads per worker (OMP_NUM_THREADS); None: the library default
     heartbeat_s: float = 0.5
     heartbeat_timeout_s: float = 3.0
     startup_timeout_s: float = 120.0
@@ -56,8 +57,9 @@ class LocalCluster:
                     "heartbeat_timeout_s": config.heartbeat_timeout_s,
                 },
             )
+            threads = {} if config.threads is None else {"OMP_NUM_THREADS": str(config.threads)}
             for i in range(config.workers):
-                self.workers.append(self._start(f"worker{i}", self.worker_options(f"worker{i}")))
+                self.workers.append(self._start(f"worker{i}", self.worker_options(f"worker{i}"), threads))
             self.wait_for_workers(config.workers, config.startup_timeout_s)
         except BaseException:
             self.close()
@@ -74,11 +76,12 @@ class LocalCluster:
             backend_kwargs=dict(cfg.backend_kwargs),
         )
 
-    def _start(self, name: str, options: dict[str, Any]) -> subprocess.Popen:
+    def _start(self, name: str, options: dict[str, Any], env: dict | None = None) -> subprocess.Popen:
         options = dict(options, parent_pid=os.getpid())
         with open(os.path.join(self.folder, f"{name}.log"), "wb") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "world_model.serve", "--json", json.dumps(options)],
+                env=dict(os.environ, **(env or {})),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
