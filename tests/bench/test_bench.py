@@ -1,5 +1,5 @@
-"""dreamx-bench: a tiny run (batch 1 and 2, 0.2 s per point) reports every section and draws the plot; the
-yardstick is DIAMOND-size; WorldNet's FLOP count grows with the batch and the pixels."""
+"""dreamx-bench: a tiny run (batch 1 and 2, 0.2 s per point, one and two lanes) reports every section and
+draws the plot; the yardstick is DIAMOND-size; WorldNet's FLOP count grows with the batch and the pixels."""
 
 import json
 
@@ -17,7 +17,7 @@ from world_model.model.network import IN_CHANNELS, WorldNet
 def out(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--batch-sizes", "1", "2", "--seconds", "0.2", "--frames-per-step", "1", "--matmul-size", "512"]
-    argv += ["--warmup-frames", "6"]
+    argv += ["--warmup-frames", "6", "--lanes", "1", "2"]
     main([*argv, "--no-cuda", "--out", str(out)])
     return out
 
@@ -45,6 +45,14 @@ def test_report_has_every_section_with_positive_figures(out):
     for r, learned, env, yardstick in zip(results["ratios"]["cpu"], *sections.values(), strict=True):
         assert r["alone/yardstick"] == pytest.approx(learned["frames_per_s"] / yardstick["frames_per_s"])
         assert r["env:learned/yardstick"] == pytest.approx(env["frames_per_s"] / yardstick["frames_per_s"])
+
+
+def test_laned_env_path_is_measured_beside_the_one_lane_path(out):
+    results = json.loads((out / "bench.json").read_text())
+    one, two = results["env"]["points"]["learned"], results["env"]["points"]["learned, 2 lanes"]
+    assert [p["lanes"] for p in one] == [1, 1] and [p["lanes"] for p in two] == [1, 2]  # at most one per env
+    assert all(p["frames_per_s"] > 0 for p in two)
+    assert all("env:learned, 2 lanes/yardstick" in r for r in results["ratios"]["cpu"])
 
 
 def test_sessions_fill_their_memory_before_they_are_timed():

@@ -7,6 +7,7 @@ machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
     dreamx-bench --precision bf16 --batch-sizes 1 32 256         # on a GPU: also CUDA, in bfloat16
     dreamx-bench --devices cuda --batch-sizes 1 32 256            # the GPU alone
     dreamx-bench --weights learned_fast --precision bf16 --cpu-compile   # the cheap network, all CPU tricks
+    dreamx-bench --lanes 1 2      # the env + server path also in 2 lanes (a broker, 2 one-thread workers)
 
 At each batch size B it measures:
   learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
@@ -14,7 +15,7 @@ At each batch size B it measures:
                  --warmup-frames untimed frames per session (its memory full, as in a long episode)
   env + server   a B-env DreamX/Explore-v0 vector env -> client -> server -> backend (as dreamx-bench-serve):
                  frames/s = env-steps/s x frames per step, ms per vector step, after as many untimed
-                 frames per env
+                 frames per env; with --lanes N, also the envs in N lanes on a broker and N workers
   yardstick      a randomly initialised DIAMOND-size diffusion UNet (about 4.4 M parameters, 64x64, 3 Euler
                  denoising passes per frame; world_model.bench.diamond_ref), one next frame per call. A
                  speed yardstick only: its frames are noise. It runs as the learned network does: channels-
@@ -79,6 +80,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: learned)",
     )
     p.add_argument(
+        "--lanes",
+        nargs="+",
+        type=int,
+        default=[1],
+        metavar="N",
+        help="env + server path: also with the envs in N lanes on a broker and N workers, each with "
+        "cores / N threads (dreamx_env.lanes; default: 1, one server)",
+    )
+    p.add_argument(
         "--frames-per-step",
         type=int,
         default=4,
@@ -118,6 +128,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", metavar="DIR", help="write DIR/bench.json (machine, settings, figures) and DIR/bench.png"
     )
     args = p.parse_args(argv)
+    if min(args.lanes) < 1:
+        p.error("--lanes must be >= 1")
     if min(args.batch_sizes) < 1 or args.seconds <= 0 or args.frames_per_step < 1 or args.denoising_steps < 1:
         p.error("--batch-sizes, --frames-per-step and --denoising-steps must be >= 1, --seconds > 0")
     cuda = torch.cuda.is_available()
@@ -168,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_compile": args.cpu_compile,
         },
         warmup_frames=args.warmup_frames,
+        lanes=args.lanes,
     )
     yardstick = measure_yardstick(
         args.batch_sizes,

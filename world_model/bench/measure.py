@@ -74,22 +74,25 @@ def measure_env(
     peaks: dict[str, float],
     learned_options: dict[str, Any] | None = None,
     warmup_frames: int = WARMUP_FRAMES,
+    lanes: list[int] | None = None,
 ) -> dict[str, Any]:
     """``dreamx-bench-serve``'s env path with as many envs as each batch size; frames/s = env-steps/s x
     ``chunk`` (frames per step) after ``warmup_frames`` untimed frames per env; ``learned_options``
-    configure the learned backend (device, precision).
+    configure the learned backend (device, precision). For each of ``lanes`` (default [1]) > 1, the same
+    with the envs in that many lanes (``dreamx_env.lanes``), listed as "<backend>, <n> lanes".
     A backend that fails is reported and left out."""
     learned_options = learned_options or {}
     print(f"env + server path: frames/s = env-steps/s x {chunk} frame(s) per step; ms/call = per vector step")
     print(HEADER)
     points: dict[str, list[dict[str, Any]]] = {}
-    for backend in backends:
-        points[backend] = []
+    for backend, laned in [(b, n) for b in backends for n in lanes or [1]]:
+        key = backend if laned == 1 else f"{backend}, {laned} lanes"
+        points[key] = []
         for n in batch_sizes:
-            label = f"env + server, {backend}"
+            label = f"env + server, {key}"
             try:
                 options = learned_options if backend == "learned" else {}
-                r = bench_env(backend, n, seconds, resolution, chunk, options, warmup_frames)
+                r = bench_env(backend, n, seconds, resolution, chunk, options, warmup_frames, laned)
             except Exception as exc:  # e.g. a backend that is not installed: the other figures still count
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 print(f"{label:<28} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)
@@ -99,7 +102,7 @@ def measure_env(
             point = dict(r, device=device, batch=n, frames_per_s=rate, ms_per_call=ms)
             if backend == "learned":
                 point = with_flops(point, learned_flops, peaks[device])
-            points[backend].append(point)
+            points[key].append(point)
             print(point_line(label, point), flush=True)
     return {"frames_per_step": chunk, "points": points}
 

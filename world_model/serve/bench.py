@@ -3,11 +3,11 @@
     dreamx-bench-serve                                   # constant, constant-flat, oracle; 1 / 8 / 32 envs
     dreamx-bench-serve --backends constant --envs 1 8 32 128 --seconds 5 --json bench.json
 
-For each backend and number of envs it starts an embedded server subprocess (ipc://), steps a native
-``DreamX/Explore-v0`` vector env with random move/look keys (no events), and reports env-steps/s and
-milliseconds per vector step; ``--raw`` adds the same through the bare client (protocol and batching
-without the env's reward and observation work). The constant backend measures overhead
-(``constant-flat``, without objects, is the pure protocol + batching + env cost); the oracle is the
+For each backend and number of envs it starts an embedded server subprocess (ipc://; with ``--lanes N``, a
+broker and N workers), steps a native ``DreamX/Explore-v0`` vector env with random move/look keys (no
+events), and reports env-steps/s and milliseconds per vector step; ``--raw`` adds the same through the bare
+client (protocol and batching without the env's reward and observation work). The constant backend measures
+overhead (``constant-flat``, without objects, is the pure protocol + batching + env cost); the oracle is the
 MuJoCo ground truth. Benchmarks, not tests: the numbers depend on the machine.
 """
 
@@ -42,8 +42,13 @@ def bench_env(
     frames: int,
     options: dict | None = None,
     warmup_frames: int = WARMUP_FRAMES,
+    lanes: int = 1,
 ) -> dict[str, Any]:
+    """Env-steps/s of a ``num_envs`` vector env on an embedded server; with ``lanes`` > 1 (at most
+    ``num_envs``), its sessions in that many lanes on a broker and as many workers (``dreamx_env.lanes``)."""
     from dreamx_env.envs.explore import ExploreVectorEnv
+
+    lanes = min(lanes, num_envs)
 
     name, kwargs = backend_options(backend, resolution)
     kwargs |= options or {}
@@ -53,6 +58,7 @@ def bench_env(
         resolution=resolution,
         backend_options={k: v for k, v in kwargs.items() if k not in ("height", "width")},
         frames_per_step=frames,
+        lanes=lanes,
         server_options={"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)},
     )
     try:
@@ -73,6 +79,7 @@ def bench_env(
         "path": "env",
         "backend": backend,
         "num_envs": num_envs,
+        "lanes": lanes,
         "warmup_frames": warmup_frames,
         "vector_steps": steps,
         "env_steps_per_s": steps * num_envs / dt,
@@ -125,12 +132,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frames-per-step", type=int, default=4)
     add_warmup_argument(p, "env (env path)")
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=1,
+        help="env path: the envs in this many lanes, on a broker and as many workers (default: 1)",
+    )
     p.add_argument("--raw", action="store_true", help="also measure the bare client (no env)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     results = []
     print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
-    runs = [("env", functools.partial(bench_env, warmup_frames=args.warmup_frames))]
+    if args.lanes < 1:
+        p.error("--lanes must be >= 1")
+    runs = [("env", functools.partial(bench_env, warmup_frames=args.warmup_frames, lanes=args.lanes))]
     runs += [("raw", bench_raw)] if args.raw else []
     for backend in args.backends:
         for n in args.envs:
