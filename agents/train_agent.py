@@ -167,7 +167,10 @@ def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[An
             kwargs.update(server=server, scene_seed_range=core.seed_range)
         else:
             kwargs["backend"] = cfg.eval_backend
-        eval_env = make_sb3_env(cfg.env, min(cfg.n_envs, cfg.eval_episodes), **kwargs)
+        n_eval = min(cfg.n_envs, cfg.eval_episodes)
+        if "lanes" in kwargs:  # +env_kwargs.lanes=N: no more lanes than the eval env has envs
+            kwargs["lanes"] = min(kwargs["lanes"], n_eval)
+        eval_env = make_sb3_env(cfg.env, n_eval, **kwargs)
         callbacks.append(PeriodicEval(eval_env))
     if cfg.checkpoint_every > 0:
         callbacks.append(

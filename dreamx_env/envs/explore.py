@@ -95,7 +95,9 @@ class ExploreEnv(DreamXEnv):
 class ExploreVectorEnv(DreamXVectorEnv):
     """Native vector version of :class:`ExploreEnv`: ``num_envs`` cameras stepped with one server call
     per step (an episode restart rides along in the same call in the default ``NEXT_STEP`` autoreset
-    mode). Same spaces (batched), rewards and arguments, plus ``num_envs``, ``max_episode_steps`` and
-    ``autoreset_mode``; ``command(text, env_index=None)`` queues an event for one env or all."""
+    mode). Same spaces (batched), rewards and arguments, plus ``num_envs``, ``max_episode_steps``,
+    ``autoreset_mode`` and ``lanes`` (1; N: the cameras in N lanes, one server call each, sent at once; the
+    embedded server becomes a broker and N workers, see ``dreamx_env.lanes``); ``command(text,
+    env_index=None)`` queues an event for one env or all."""
 
     task_cls = ExploreTask

@@ -95,7 +95,7 @@ def measure_env(
                 r = bench_env(backend, n, seconds, resolution, chunk, options, warmup_frames, laned)
             except Exception as exc:  # e.g. a backend that is not installed: the other figures still count
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                print(f"{label:<28} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)
+                print(f"{label:<32} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)
                 continue
             rate, ms = r["env_steps_per_s"] * chunk, r["ms_per_vector_step"]
             device = learned_options.get("device", "cpu") if backend == "learned" else "cpu"

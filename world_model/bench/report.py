@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 HEADER = (
-    f"{'measured':<28} {'device':>6} {'batch':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} "
+    f"{'measured':<32} {'device':>6} {'batch':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} "
     f"{'p95':>8} {'GFLOP/s':>8} {'% peak':>7}"
 )
 
@@ -20,7 +20,7 @@ def point_line(label: str, point: dict[str, Any]) -> str:
     where measured, ``median_ms``, ``p95_ms``, ``gflops``, ``share_of_peak``."""
     share = point.get("share_of_peak")
     return (
-        f"{label:<28} {point['device']:>6} {point['batch']:>5} {point['frames_per_s']:>10.1f} "
+        f"{label:<32} {point['device']:>6} {point['batch']:>5} {point['frames_per_s']:>10.1f} "
         f"{point['ms_per_call']:>9.1f} {_num(point.get('median_ms'), 8)} {_num(point.get('p95_ms'), 8)} "
         f"{_num(point.get('gflops'), 8)} {_num(None if share is None else 100 * share, 7, 2)}"
     )
@@ -31,9 +31,10 @@ def ratio_lines(ratios: list[dict[str, Any]]) -> list[str]:
     if not ratios:
         return []
     columns = [k for k in ratios[0] if k != "batch"]
-    lines = [f"{'batch':>5} " + " ".join(f"{c:>22}" for c in columns)]
+    width = max(22, *(len(c) for c in columns))
+    lines = [f"{'batch':>5} " + " ".join(f"{c:>{width}}" for c in columns)]
     for r in ratios:
-        cells = " ".join(f"{'-':>22}" if r[c] is None else f"{r[c]:>21.3g}x" for c in columns)
+        cells = " ".join(f"{'-':>{width}}" if r[c] is None else f"{r[c]:>{width - 1}.3g}x" for c in columns)
         lines.append(f"{r['batch']:>5} {cells}")
     return lines
 
