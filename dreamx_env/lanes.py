@@ -61,7 +61,7 @@ class LanedClient:
         parts = self._each(
             rows, lambda lane, r: lane.reset([sessions[i] for i in r], [specs[i] for i in r], outputs)
         )
-        order = np.argsort(np.concatenate([r for r in rows.values()]), kind="stable")
+        order = np.argsort(np.concatenate(list(rows.values())), kind="stable")
         merged = _merge_opened(parts)
         return OpenResult(
             [merged.sessions[j] for j in order],
