@@ -6,9 +6,8 @@ import pytest
 from dreamx_env.envs.explore import ExploreVectorEnv
 from dreamx_env.lanes import LanedClient
 from dreamx_env.planning import imagine, relocate
+from world_model.serve.broker import HANDLE_SHIFT
 from world_model.serve.cluster import ClusterConfig, LocalCluster
-
-HANDLE_SHIFT = 32  # a broker gives worker k the session handles from k << 32
 
 
 def _rollout(lanes: int, steps: int = 7) -> tuple[list, list[int]]:

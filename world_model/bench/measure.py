@@ -4,6 +4,7 @@ the env + server path, the DIAMOND-size yardstick. Each prints one table line pe
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import torch
@@ -85,7 +86,7 @@ def measure_env(
     print(f"env + server path: frames/s = env-steps/s x {chunk} frame(s) per step; ms/call = per vector step")
     print(HEADER)
     points: dict[str, list[dict[str, Any]]] = {}
-    for backend, laned in [(b, n) for b in backends for n in lanes or [1]]:
+    for backend, laned in itertools.product(backends, lanes or [1]):
         key = backend if laned == 1 else f"{backend}, {laned} lanes"
         points[key] = []
         for n in batch_sizes:

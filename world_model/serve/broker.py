@@ -16,7 +16,8 @@ Clients do not change: an env pointed at the broker's ``address`` works as with 
   ``session >> 32`` and forwards every message as it came: it reads envelopes and msgpack headers, never
   array buffers, and rewrites nothing (except INFO replies, which gain a ``broker`` section).
 - **New sessions go to the least-loaded worker** (open sessions / ``max_sessions``); all scenes of one
-  OPEN go to the same worker, so a vector env's sessions share its ``generate`` calls. FORK, STEP, RESET
+  OPEN go to the same worker, so a vector env's sessions share its ``generate`` calls (a laned env,
+  ``dreamx_env.lanes``, sends one OPEN per lane, so its lanes spread over the workers). FORK, STEP, RESET
   and CLOSE go to the worker that owns the sessions named (a request naming sessions of two workers is
   refused: open sessions that step together in one OPEN). A retried request id goes where the original
   went, so retries stay idempotent. INFO goes to a worker; PING is answered by the broker.
