@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# On a GPU host: installs what is missing (offline, from .wheels/ made by scripts/offline_wheels.sh, when
+# there is one; else from the package index), runs the CUDA tests, then benchmarks the GPU: the learned
+# backend alone and behind the env + server in 1, 2 and 4 lanes (a broker and one worker per lane, all on
+# the one GPU, each with its share of the host's cores), against the yardstick. Writes bench.json,
+# bench.txt and bench.png under $OUT/bench_cuda (default outputs/bench_cuda).
+#
+#   bash scripts/bench_gpu.sh                                   # the default run (a few minutes)
+#   bash scripts/bench_gpu.sh --batch-sizes 256 --lanes 1 8     # other dreamx-bench options
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-outputs}
+
+if ! $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+  echo "bench_gpu: torch sees no CUDA GPU here; use dreamx-bench for the CPU" >&2
+  exit 1
+fi
+if ! $PY -c "import gymnasium, mujoco, zmq, hydra, stable_baselines3, msgpack, pygame" 2>/dev/null; then
+  if [ -d .wheels ]; then
+    echo "bench_gpu: installing the dependencies from .wheels/ (offline)"
+    $PY -m pip install -q --no-index --no-deps --no-build-isolation .wheels/*
+  else
+    $PY -m pip install -q gymnasium stable-baselines3 mujoco pyzmq msgpack pygame hydra-core
+  fi
+fi
+if ! $PY -c "import dreamx_env" 2>/dev/null; then
+  echo "bench_gpu: installing dreamx-env (editable, torch left as it is)"
+  $PY -m pip install -q --no-deps --no-build-isolation -e .
+fi
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+
+$PY -c "import torch; print('bench_gpu:', torch.__version__, torch.cuda.get_device_name(0))"
+$PY -m pytest -q tests/model/test_model_cuda.py tests/model/test_model_splat_triton.py
+ARGS=("$@")
+if [ ${#ARGS[@]} -eq 0 ]; then
+  ARGS=(--batch-sizes 1 8 32 128 256 --lanes 1 2 4 --seconds 3)
+fi
+mkdir -p "$OUT/bench_cuda"
+$PY -m world_model.bench.cli --devices cuda "${ARGS[@]}" --out "$OUT/bench_cuda" | tee "$OUT/bench_cuda/bench.txt"
