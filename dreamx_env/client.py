@@ -32,9 +32,10 @@ class ServerUnavailable(ConnectionError):
 class ServerError(RuntimeError):
     """The server answered with an ERROR. ``code`` is a ``world_model.serve.protocol.ErrorCode`` value."""
 
-    def __init__(self, code: str, message: str, address: str) -> None:
+    def __init__(self, code: str, message: str, address: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"simulator server at {address} refused the request ({code}): {message}")
-        self.code = code
+        self.code, self.address = code, address
+        self.details = details or {}  # the ERROR's other fields (a bad event's row, step, reason)
 
 
 @dataclass
@@ -117,8 +118,9 @@ class SimulatorClient:
                 if reply.type == MsgType.REPLY:
                     return reply
                 if reply.type == MsgType.ERROR:
+                    details = {k: v for k, v in reply.meta.items() if k not in ("code", "message")}
                     raise ServerError(
-                        str(reply.meta.get("code")), str(reply.meta.get("message")), self.address
+                        str(reply.meta.get("code")), str(reply.meta.get("message")), self.address, details
                     )
                 continue  # PING: still working on it
             if time.monotonic() - last_send >= retry_after:
@@ -176,12 +178,17 @@ class SimulatorClient:
         rel = np.ascontiguousarray(relative_poses, dtype=np.float64)
         meta: dict[str, Any] = {"sessions": list(sessions), "outputs": list(outputs), "frames": frames}
         if events is not None and any(e for row in events for e in row):
-            meta["events"] = [[[ev.to_dict() for ev in evs] for evs in row] for row in events]
+            meta["events"] = _events_meta(events)
         if resets:
             meta["resets"] = [[int(r), spec.to_meta()] for r, spec in resets.items()]
         reply = self.request(MsgType.STEP, meta, {"relative_poses": rel})
         scenes = {int(r): SceneInfo.from_dict(s) for r, s in reply.meta.get("scenes", [])}
         return StepResult(reply.arrays, scenes)
+
+    def check_events(self, sessions: list[int], events: list[list[list[EventRecord]]]) -> None:
+        """Raise ``ServerError`` (code ``bad_event``) if a session's world cannot carry out its
+        ``events[b][t]``, as ``step`` would, but step nothing."""
+        self.request(MsgType.CHECK, {"sessions": list(sessions), "events": _events_meta(events)})
 
     def fork(self, session: int, count: int = 1) -> list[int]:
         return list(self.request(MsgType.FORK, {"session": session, "count": count}).meta["sessions"])
@@ -200,6 +207,10 @@ class SimulatorClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _events_meta(events: list[list[list[EventRecord]]]) -> list:
+    return [[[ev.to_dict() for ev in evs] for evs in row] for row in events]
 
 
 def _first_frames(specs: list[SceneSpec]) -> dict[str, np.ndarray]:

@@ -14,12 +14,14 @@ and results: rows are split by lane, sent together and put back in order.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from dreamx_env.client import ClientConfig, OpenResult, SimulatorClient, StepResult
+from dreamx_env.client import ClientConfig, OpenResult, ServerError, SimulatorClient, StepResult
 from world_model.events import EventRecord
+from world_model.serve.protocol import ErrorCode, bad_event_text
 from world_model.serve.requests import SceneSpec
 
 
@@ -33,6 +35,7 @@ class LanedClient:
         self.lanes = [SimulatorClient(address, config) for _ in range(lanes)]
         self._pool = ThreadPoolExecutor(lanes, thread_name_prefix="dreamx-lane")
         self._lane_of: dict[int, int] = {}
+        self._refuses: bool | None = None  # whether the backend may refuse events (see step)
 
     @property
     def closed(self) -> bool:
@@ -78,9 +81,16 @@ class LanedClient:
         frames: str = "last",
         resets: dict[int, SceneSpec] | None = None,
     ) -> StepResult:
-        """``SimulatorClient.step`` with every lane's rows sent at once; ``resets`` are keyed by row."""
+        """``SimulatorClient.step`` with every lane's rows sent at once; ``resets`` are keyed by row. With a
+        backend that can refuse an event (the oracle, for an object its scene lacks), every lane whose rows
+        carry events is asked first (CHECK), so a refusal leaves all lanes unstepped, as one lane would."""
         resets = resets or {}
         rows = self._rows_by_lane(sessions)
+        if events is not None and self._refuses_events():
+            carrying = {
+                lane: [i for i in r if i not in resets and any(events[i])] for lane, r in rows.items()
+            }
+            self._each({lane: r for lane, r in carrying.items() if r}, partial(_check, sessions, events))
 
         def step_lane(lane: SimulatorClient, r: list[int]) -> StepResult:
             return lane.step(
@@ -121,6 +131,12 @@ class LanedClient:
             lane.close()
         self._pool.shutdown(wait=True)
 
+    def _refuses_events(self) -> bool:
+        """Whether the backend may refuse an event (its INFO says so), asked once."""
+        if self._refuses is None:
+            self._refuses = bool((self.info()["backend"].get("extra") or {}).get("refuses_events"))
+        return self._refuses
+
     # -- rows and lanes -------------------------------------------------------------------------------------
     def _rows_by_lane(self, sessions: list[int]) -> dict[int, list[int]]:
         """The rows of ``sessions`` on each lane, in row order; a lane with no rows is left out."""
@@ -146,6 +162,21 @@ class LanedClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _check(
+    sessions: list[int], events: list[list[list[EventRecord]]], lane: SimulatorClient, rows: list[int]
+) -> None:
+    """CHECK ``rows`` of a step on their lane; a refusal names the row of the whole step, not the lane's."""
+    try:
+        lane.check_events([sessions[i] for i in rows], [events[i] for i in rows])
+    except ServerError as exc:
+        d = exc.details
+        if exc.code != ErrorCode.BAD_EVENT or not {"row", "step", "reason"} <= d.keys():
+            raise
+        row = rows[d["row"]]
+        text = bad_event_text(row, d["step"], d["reason"])
+        raise ServerError(exc.code, text, exc.address, d | {"row": row}) from None
 
 
 def _merge_opened(parts: list[OpenResult]) -> OpenResult:

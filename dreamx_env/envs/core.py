@@ -161,13 +161,6 @@ class DreamXCore:
         except Exception:
             self.close()
             raise
-        if config.lanes > 1 and (info.get("extra") or {}).get("refuses_events"):
-            self.close()
-            raise ValueError(
-                f"lanes={config.lanes} needs a backend that carries out every event; {info['name']!r} "
-                "refuses events its scene cannot carry out, and a refusal in one lane could not undo the "
-                "steps the other lanes took: use lanes=1"
-            )
         if (info["height"], info["width"]) != (h, w):
             self.close()
             raise ValueError(

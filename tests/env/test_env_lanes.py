@@ -6,6 +6,7 @@ import pytest
 from dreamx_env.envs.explore import ExploreVectorEnv
 from dreamx_env.lanes import LanedClient
 from dreamx_env.planning import imagine, relocate
+from world_model.geometry import LOOK_COMBOS
 from world_model.serve.broker import HANDLE_SHIFT
 from world_model.serve.cluster import ClusterConfig, LocalCluster
 
@@ -70,17 +71,24 @@ def test_lanes_must_fit_the_envs_and_the_backend():
         LanedClient("ipc:///nowhere", 0)
 
 
-def test_lanes_refuse_a_backend_that_refuses_events(monkeypatch):
-    real_info = LanedClient.info
-
-    def oracle_like(self):
-        info = real_info(self)
-        info["backend"]["extra"] = {"refuses_events": True}
-        return info
-
-    monkeypatch.setattr(LanedClient, "info", oracle_like)
-    with pytest.raises(ValueError, match="use lanes=1"):
-        ExploreVectorEnv(num_envs=2, backend="constant", lanes=2)
+def test_lanes_with_the_oracle_refuse_an_event_before_any_lane_steps():
+    still, turn = np.array([0, 0, 0]), np.array([0, LOOK_COMBOS.index("J"), 0])
+    env = ExploreVectorEnv(num_envs=3, backend="oracle", lanes=2, scene_seed=5)  # scene 5 has no box
+    try:
+        _, info = env.reset(seed=0)
+        assert len({s >> HANDLE_SHIFT for s in env.core.sessions}) == 2
+        env.command("turn the lights off", env_index=0)
+        env.command("push the nearest box", env_index=2)  # the second lane's row: refused there
+        with pytest.raises(ValueError, match="row 2, step 0: no box to target in this scene.*did not step"):
+            env.step(np.stack([turn] * 3))
+        lit, _, _, _, after = env.step(np.stack([still] * 3))  # no lane stepped, the queue was dropped
+        assert np.allclose(after["pose"], info["pose"]) and list(after["events"]) == [[], [], []]
+        env.command("turn the lights off", env_index=2)  # one the scene has: carried out in its lane
+        obs, _, _, _, after = env.step(np.stack([still] * 3))
+        assert list(after["events"]) == [[], [], ["lights(room state=off)"]]
+        assert obs[2].mean() < 0.8 * lit[2].mean() and obs[0].mean() == pytest.approx(lit[0].mean(), rel=0.01)
+    finally:
+        env.close()
 
 
 def test_cluster_workers_get_the_threads_asked():

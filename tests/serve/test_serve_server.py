@@ -168,6 +168,28 @@ def test_an_event_the_world_cannot_carry_out_is_refused_and_nothing_steps(serve)
     assert backend.batches == [2] and not np.allclose(moved.frames["poses"][0, 0, -1], before[1])
 
 
+def test_check_asks_about_events_and_steps_nothing(serve):
+    address, backend, _ = serve()
+    backend.check_events = refuse_pushes
+    client = SimulatorClient(address)
+    sessions = client.open([SceneSpec(0), SceneSpec(1)]).sessions
+    before = {s: backend.pose(s).copy() for s in (1, 2)}
+    lights, push = [EventRecord("lights", "room", {"state": "off"})], parse_prompt("push the nearest box")
+    client.check_events(sessions, [[lights], [[]]])  # carried out: an empty REPLY
+    with pytest.raises(ServerError, match="row 1, step 1: nothing to push here; nothing was stepped") as err:
+        client.check_events(sessions, [[lights, []], [[], push]])
+    assert err.value.code == ErrorCode.BAD_EVENT
+    assert err.value.details == {"row": 1, "step": 1, "reason": "nothing to push here"}
+    assert backend.batches == [] and all(np.array_equal(backend.pose(s), p) for s, p in before.items())
+    assert backend._get(1).lights_on  # checked, not applied
+    with pytest.raises(ServerError, match="the same T for all"):
+        client.check_events(sessions, [[lights, []], [[]]])
+    client.close_sessions(sessions[1:])
+    with pytest.raises(ServerError) as err:
+        client.check_events(sessions, [[lights], [push]])
+    assert err.value.code == ErrorCode.UNKNOWN_SESSION
+
+
 def test_retry_with_the_same_request_id_is_answered_from_cache(serve):
     address, backend, _ = serve()
     client = SimulatorClient(address)

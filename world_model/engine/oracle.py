@@ -63,7 +63,7 @@ class OracleWorldModel(WorldModel):
             c.width,
             c.vfov_deg,
             outputs=outputs,
-            # check_events refuses what a scene lacks (laned envs need every event carried out)
+            # check_events refuses what a scene lacks: a laned client asks every lane (CHECK) before any steps
             extra={"engine": f"mujoco {mujoco.__version__}", "refuses_events": True},
         )
 

@@ -47,6 +47,7 @@ import zmq
 from world_model.serve import requests as rq
 from world_model.serve.addresses import bind_router, check_bind_address, is_local
 from world_model.serve.protocol import (
+    REQUEST_NAMES,
     REQUEST_TYPES,
     ErrorCode,
     Message,
@@ -267,7 +268,7 @@ class Broker:
             self._to_client(identity, encode(Message(MsgType.REPLY, rid, meta)))
             return
         if msg.type not in REQUEST_TYPES:
-            text = f"{msg.type.name} is not a request; send OPEN, RESET, STEP, FORK, CLOSE, INFO, PING"
+            text = f"{msg.type.name} is not a request; send {REQUEST_NAMES}"
             self._refuse(identity, rid, ErrorCode.BAD_REQUEST, text)
             return
         key = client.routes.get(rid)
@@ -295,7 +296,7 @@ class Broker:
     def _sessions_named(msg: Message) -> list[int]:
         if msg.type == MsgType.FORK:
             named = [msg.meta.get("session")]
-        elif msg.type in (MsgType.STEP, MsgType.RESET, MsgType.CLOSE):
+        elif msg.type in (MsgType.STEP, MsgType.CHECK, MsgType.RESET, MsgType.CLOSE):
             named = msg.meta.get("sessions")
         else:
             return []

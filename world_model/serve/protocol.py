@@ -20,6 +20,9 @@ Requests and their REPLY (B sessions, T chunks, K frames per chunk, F = 1 or K f
     STEP   meta sessions, events [B][T][record], outputs,     -> arrays rgb [B,T,F,H,W,3], depth, semantic,
            frames=last|all, resets=[[row, spec]];                poses [B,T,K,4,4], view_rgb;
            arrays relative_poses [B,T,K,4,4] float64             meta scenes=[[row, SceneInfo dict]]
+    CHECK  meta sessions, events [B][T][record]               -> meta {} (or ERROR bad_event); nothing
+                                                                 is stepped (a laned client asks every
+                                                                 lane before any lane steps)
     FORK   meta session, count                                -> meta sessions
     CLOSE  meta sessions                                      -> meta closed
     INFO   -                                                  -> meta protocol_version, backend, keymap,
@@ -27,7 +30,8 @@ Requests and their REPLY (B sessions, T chunks, K frames per chunk, F = 1 or K f
     PING   -                                                  -> meta time, sessions
 
 A scene spec is ``{scene_seed, start_pose?, view_pose? | view_goal?, first_frame?}`` (``requests.SceneSpec``);
-an event record is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``).
+an event record is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``);
+a ``bad_event`` one also ``row``, ``step`` and ``reason`` (which event of the request was refused, and why).
 
 Between a broker and its workers (``world_model.serve.broker``) the same messages travel with one more
 frame in front: the client's identity, or an empty frame for the broker's own control messages::
@@ -89,11 +93,22 @@ class MsgType(IntEnum):
     READY = 10  # worker -> broker registration: meta {"name", "backend", "max_sessions"}
     HEARTBEAT = 11  # broker <-> worker liveness: meta {"sessions", "pending"} from the worker
     DISCONNECT = 12  # worker -> broker: leaving; broker -> worker: unknown here, register again
+    CHECK = 13  # would the sessions' worlds carry out these events? meta {"sessions", "events"}
 
 
 REQUEST_TYPES: frozenset[MsgType] = frozenset(
-    {MsgType.OPEN, MsgType.RESET, MsgType.STEP, MsgType.FORK, MsgType.CLOSE, MsgType.INFO, MsgType.PING}
+    {
+        MsgType.OPEN,
+        MsgType.RESET,
+        MsgType.STEP,
+        MsgType.CHECK,
+        MsgType.FORK,
+        MsgType.CLOSE,
+        MsgType.INFO,
+        MsgType.PING,
+    }
 )
+REQUEST_NAMES = "OPEN, RESET, STEP, CHECK, FORK, CLOSE, INFO, PING"
 
 
 class ErrorCode:
@@ -270,5 +285,11 @@ def _array_spec(spec: Any, nbytes: int, request_id: int) -> tuple[str, np.dtype,
     return name, dt, shape
 
 
-def error_message(request_id: int, code: str, message: str) -> Message:
-    return Message(MsgType.ERROR, request_id, {"code": code, "message": message})
+def error_message(request_id: int, code: str, message: str, **details: Any) -> Message:
+    """An ERROR reply; ``details``: more fields of its meta (a bad event's ``row``, ``step``, ``reason``)."""
+    return Message(MsgType.ERROR, request_id, {"code": code, "message": message, **details})
+
+
+def bad_event_text(row: int, step: int, reason: str) -> str:
+    """The message of a ``bad_event`` ERROR, whose meta also carries ``row``, ``step`` and ``reason``."""
+    return f"row {row}, step {step}: {reason}; nothing was stepped"

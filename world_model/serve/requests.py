@@ -173,17 +173,7 @@ def step_request(meta: dict[str, Any], arrays: dict[str, np.ndarray], limits: Li
             f"{limits.max_frames_per_step}, got T={t}, K={k}"
         )
     check_poses(rel, "relative_poses")
-    raw_events = meta.get("events", [[[]] * t] * b)
-    if (
-        not isinstance(raw_events, list)
-        or len(raw_events) != b
-        or not all(isinstance(e, list) and len(e) == t for e in raw_events)
-    ):
-        raise BadRequest(f"'events' must be a [B={b}][T={t}] list of event-record lists")
-    events = [
-        [event_records(raw_events[i][j], f"events[{i}][{j}]", limits.max_events_per_step) for j in range(t)]
-        for i in range(b)
-    ]
+    events = step_events(meta.get("events", [[[]] * t] * b), b, t, limits)
     outputs = meta.get("outputs", ["rgb"])
     if not isinstance(outputs, list) or not outputs or not set(outputs) <= set(OUTPUTS):
         raise BadRequest(f"'outputs' must be a non-empty subset of {list(OUTPUTS)}, got {outputs!r:.100}")
@@ -202,6 +192,31 @@ def step_request(meta: dict[str, Any], arrays: dict[str, np.ndarray], limits: Li
     if resets and t != 1:
         raise BadRequest("'resets' can only be combined with a horizon of T=1")
     return StepRequest(sessions, rel, events, tuple(outputs), frames, resets)
+
+
+def step_events(raw: Any, b: int, t: int | None, limits: Limits) -> list[list[list[EventRecord]]]:
+    """``events[b][t]``: the event records of each session's each chunk (``t=None``: any horizon up to the
+    limit, the same for every session)."""
+    shape = f"[B={b}][T]" if t is None else f"[B={b}][T={t}]"
+    t = len(raw[0]) if t is None and isinstance(raw, list) and raw and isinstance(raw[0], list) else t
+    if (
+        not isinstance(raw, list)
+        or len(raw) != b
+        or t is None
+        or not 1 <= t <= limits.max_horizon
+        or not all(isinstance(e, list) and len(e) == t for e in raw)
+    ):
+        raise BadRequest(f"'events' must be a {shape} list of event-record lists, the same T for all")
+    return [
+        [event_records(raw[i][j], f"events[{i}][{j}]", limits.max_events_per_step) for j in range(t)]
+        for i in range(b)
+    ]
+
+
+def check_request(meta: dict[str, Any], limits: Limits) -> tuple[list[int], list[list[list[EventRecord]]]]:
+    """A CHECK: the sessions and the events ``[B][T]`` a STEP would carry, without its poses."""
+    sessions = session_list(meta, limit=limits.max_sessions_per_request)
+    return sessions, step_events(meta.get("events"), len(sessions), None, limits)
 
 
 def output_list(meta: dict[str, Any]) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ from world_model.serve.batching import BatchPolicy, StepBatcher
 from world_model.serve.link import BrokerLink
 from world_model.serve.protocol import (
     PROTOCOL_VERSION,
+    REQUEST_NAMES,
     ErrorCode,
     Message,
     MsgType,
@@ -276,6 +277,7 @@ class SimulatorServer:
             MsgType.OPEN: self._open,
             MsgType.RESET: self._open,
             MsgType.STEP: self._step,
+            MsgType.CHECK: self._check,
             MsgType.FORK: self._fork,
             MsgType.CLOSE: self._close,
             MsgType.INFO: self._info,
@@ -283,9 +285,7 @@ class SimulatorServer:
         }.get(msg.type)
         try:
             if handler is None:
-                raise rq.BadRequest(
-                    f"{msg.type.name} is not a request; send OPEN, RESET, STEP, FORK, CLOSE, INFO, PING"
-                )
+                raise rq.BadRequest(f"{msg.type.name} is not a request; send {REQUEST_NAMES}")
             handler(identity, client, msg)
         except rq.BadRequest as exc:
             self._reply(identity, error_message(msg.request_id, ErrorCode.BAD_REQUEST, str(exc)))
@@ -343,6 +343,13 @@ class SimulatorServer:
         client.inflight.add(msg.request_id)
         client.last_step = time.monotonic()
         self.batcher.add(identity, msg.request_id, req)
+
+    def _check(self, identity: bytes, client: ClientState, msg: Message) -> None:
+        """CHECK: whether the sessions' worlds would carry out these events, asked on the backend thread
+        (where the worlds live); nothing is stepped."""
+        sessions, events = rq.check_request(msg.meta, self.config.limits)
+        self.table.check_owned(client, sessions)
+        self._submit(identity, client, msg, partial(self.worker.check, sessions, events, msg.request_id), [])
 
     def _fork(self, identity: bytes, client: ClientState, msg: Message) -> None:
         handle = rq.session_list({"sessions": [msg.meta.get("session")]})[0]

@@ -12,15 +12,16 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from world_model.backend import Frames, UnknownSession, WorldModel
+from world_model.events import EventRecord
 from world_model.serve.batching import PendingStep
-from world_model.serve.protocol import ErrorCode, Message, MsgType, error_message
+from world_model.serve.protocol import ErrorCode, Message, MsgType, bad_event_text, error_message
 from world_model.serve.requests import SceneSpec
 
 log = logging.getLogger("world_model.serve")
@@ -163,14 +164,15 @@ class BackendWorker:
                 for r, h in enumerate(p.request.sessions)
                 if r not in p.request.resets and h not in self._ids
             ]
-            refused = None if missing else self._refused_events(p)
+            req = p.request
+            refused = None if missing else self._refused_events(req.sessions, req.events, req.resets)
             if missing:
                 error = error_message(
                     p.request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open"
                 )
                 replies.append((p.identity, error))
             elif refused:
-                replies.append((p.identity, error_message(p.request_id, ErrorCode.BAD_EVENT, refused)))
+                replies.append((p.identity, _bad_event(p.request_id, *refused)))
             else:
                 live.append(p)
         batch = live
@@ -209,16 +211,30 @@ class BackendWorker:
                 )
         return replies, sizes
 
-    def _refused_events(self, p: PendingStep) -> str | None:
-        """Why the backend cannot carry out one of the request's events (checked against the worlds as they
-        are before this step), or None."""
-        for r, h in enumerate(p.request.sessions):
-            for t, events in enumerate(p.request.events[r]):
-                if events and r not in p.request.resets:
+    def check(self, sessions: list[int], events: list[list[list[EventRecord]]], request_id: int) -> Message:
+        """A CHECK's reply: an empty REPLY when every session's world would carry out its events, else the
+        ERROR a STEP with them would get. Nothing is stepped."""
+        missing = [h for h in sessions if h not in self._ids]
+        if missing:
+            return error_message(request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open")
+        refused = self._refused_events(sessions, events)
+        if refused:
+            return _bad_event(request_id, *refused)
+        return Message(MsgType.REPLY, request_id, {})
+
+    def _refused_events(
+        self, sessions: list[int], events: list[list[list[EventRecord]]], resets: Container[int] = ()
+    ) -> tuple[int, int, str] | None:
+        """The row, step and reason of the first of the events ``[B][T]`` the backend cannot carry out
+        (checked against the worlds as they are before this step; rows in ``resets`` start new scenes
+        instead), or None."""
+        for r, h in enumerate(sessions):
+            for t, evs in enumerate(events[r]):
+                if evs and r not in resets:
                     try:
-                        self.backend.check_events(self._ids[h], events)
+                        self.backend.check_events(self._ids[h], evs)
                     except ValueError as exc:
-                        return f"row {r}, step {t}: {exc}; nothing was stepped"
+                        return r, t, str(exc)
         return None
 
     def _step_reply(self, p: PendingStep, per_row: list[list[Frames] | None]) -> Message:
@@ -252,6 +268,11 @@ class BackendWorker:
         if any(v is not None for v in views):
             arrays["view_rgb"] = _stack_views(views, per_row[0][0].rgb.shape[1:])
         return Message(MsgType.REPLY, p.request_id, meta, arrays)
+
+
+def _bad_event(request_id: int, row: int, step: int, reason: str) -> Message:
+    text = bad_event_text(row, step, reason)
+    return error_message(request_id, ErrorCode.BAD_EVENT, text, row=row, step=step, reason=reason)
 
 
 def _frame_arrays(frames: list[Frames], outputs: tuple[str, ...], which: str) -> dict[str, np.ndarray]:
