@@ -108,7 +108,7 @@ REQUEST_TYPES: frozenset[MsgType] = frozenset(
         MsgType.PING,
     }
 )
-REQUEST_NAMES = "OPEN, RESET, STEP, CHECK, FORK, CLOSE, INFO, PING"
+REQUEST_NAMES = ", ".join(t.name for t in sorted(REQUEST_TYPES))  # for "send one of" errors
 
 
 class ErrorCode:

@@ -167,10 +167,7 @@ class BackendWorker:
             req = p.request
             refused = None if missing else self._refused_events(req.sessions, req.events, req.resets)
             if missing:
-                error = error_message(
-                    p.request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open"
-                )
-                replies.append((p.identity, error))
+                replies.append((p.identity, _not_open(p.request_id, missing)))
             elif refused:
                 replies.append((p.identity, _bad_event(p.request_id, *refused)))
             else:
@@ -216,7 +213,7 @@ class BackendWorker:
         ERROR a STEP with them would get. Nothing is stepped."""
         missing = [h for h in sessions if h not in self._ids]
         if missing:
-            return error_message(request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open")
+            return _not_open(request_id, missing)
         refused = self._refused_events(sessions, events)
         if refused:
             return _bad_event(request_id, *refused)
@@ -268,6 +265,10 @@ class BackendWorker:
         if any(v is not None for v in views):
             arrays["view_rgb"] = _stack_views(views, per_row[0][0].rgb.shape[1:])
         return Message(MsgType.REPLY, p.request_id, meta, arrays)
+
+
+def _not_open(request_id: int, missing: list[int]) -> Message:
+    return error_message(request_id, ErrorCode.UNKNOWN_SESSION, f"session(s) {missing} are not open")
 
 
 def _bad_event(request_id: int, row: int, step: int, reason: str) -> Message:
