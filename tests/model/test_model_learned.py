@@ -160,6 +160,25 @@ def test_cpu_compile_option_matches_eager(tiny_weights, model, monkeypatch):
     assert compiled._zbuffer.compiled is not None, "compiling failed and the eager z-buffer ran instead"
 
 
+def test_every_network_pass_has_one_input_layout_so_nothing_compiles_again(tiny_weights):
+    """Opening a session (a first frame), plain steps and steps with props' hint planes all give the network
+    inputs of the same shapes, strides and dtypes: the compiled kernels (CPU) or CUDA graph of a batch size
+    serve them all, with no compile in the middle of a game when the first ball drops."""
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    layouts = []
+
+    def recorded(*inputs, forward=m._forward):
+        layouts.append(tuple(None if t is None else (t.shape, t.stride(), t.dtype) for t in inputs))
+        return forward(*inputs)
+
+    m._small = m._large = recorded
+    sid = m.open(3)[0]
+    m.generate([sid], straight_poses(2, 0.05), [[]])
+    m.generate([sid], straight_poses(2, 0.05), [parse_prompt("drop a red ball")])
+    assert m._get(sid).state.props and len(layouts) == 1 + 2 + 2
+    assert len(set(layouts)) == 1
+
+
 def test_large_cpu_batches_run_the_network_in_parts_with_the_same_frames(tiny_weights, monkeypatch):
     """Above ``CPU_NETWORK_BATCH`` sessions the CPU network runs in parts (cache-sized); every session
     gets the frames it gets when the whole batch runs at once. (Cameras follow the given poses, as in the
@@ -173,9 +192,9 @@ def test_large_cpu_batches_run_the_network_in_parts_with_the_same_frames(tiny_we
         m = LearnedWorldModel(cfg)
         calls = []
 
-        def counted(x, s, t, calls=calls, forward=m._forward):
-            calls.append(len(x))
-            return forward(x, s, t)
+        def counted(*inputs, calls=calls, forward=m._forward):
+            calls.append(len(inputs[0]))
+            return forward(*inputs)
 
         m._small = m._large = counted
         sids = [m.open(seed)[0] for seed in (1, 2, 3, 4, 5)]

@@ -20,10 +20,10 @@ WARMUP_PASSES = 3
 
 
 class GraphedForward:
-    """``forward(x, state, step) -> dict of tensors`` replayed from one CUDA graph per batch size (meant for
-    batches up to ``MAX_GRAPHED_BATCH``).
+    """``forward(*inputs) -> dict of tensors`` replayed from one CUDA graph per input layout (shapes,
+    strides, dtypes, and which inputs are ``None``), meant for batches up to ``MAX_GRAPHED_BATCH``.
 
-    The first call for a batch size runs eagerly on a side stream to warm up, then captures; later calls copy
+    The first call for a layout runs eagerly on a side stream to warm up, then captures; later calls copy
     the inputs into the graph's buffers and replay. Outputs are copies, safe to keep across calls."""
 
     def __init__(self, forward: Callable[..., dict[str, torch.Tensor]]) -> None:
@@ -31,31 +31,32 @@ class GraphedForward:
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: OrderedDict[tuple, tuple] = OrderedDict()
 
-    def __call__(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        key = (tuple(x.shape), tuple(state.shape), x.stride(), x.dtype)
+    def __call__(self, *inputs: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        key = tuple(None if t is None else (tuple(t.shape), t.stride(), t.dtype) for t in inputs)
         if key not in self.graphs:
-            self.graphs[key] = self._capture(x, state, step)
+            self.graphs[key] = self._capture(inputs)
             while len(self.graphs) > MAX_GRAPHS:
                 self.graphs.popitem(last=False)
         self.graphs.move_to_end(key)
-        graph, inputs, outputs = self.graphs[key]
-        for buffer, value in zip(inputs, (x, state, step), strict=True):
-            buffer.copy_(value)
+        graph, buffers, outputs = self.graphs[key]
+        for buffer, value in zip(buffers, inputs, strict=True):
+            if buffer is not None:
+                buffer.copy_(value)
         graph.replay()
         return {k: v.clone() for k, v in outputs.items()}
 
-    def _capture(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> tuple:
-        inputs = (x.clone(), state.clone(), step.clone())
+    def _capture(self, inputs: tuple[torch.Tensor | None, ...]) -> tuple:
+        buffers = tuple(None if t is None else t.clone() for t in inputs)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(WARMUP_PASSES):
-                self.forward(*inputs)
+                self.forward(*buffers)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            outputs = self.forward(*inputs)
-        return graph, inputs, outputs
+            outputs = self.forward(*buffers)
+        return graph, buffers, outputs
 
 
 class CompiledForward:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from world_model.geometry import Intrinsics
 from world_model.model.memory import MemoryEntry
-from world_model.model.network import IN_CHANNELS, inverse_depth
+from world_model.model.network import inverse_depth
 from world_model.model.reproject import splat
-from world_model.model.world_state import WorldState
+from world_model.model.world_state import HINT_CHANNELS, WorldState
 
 SKY_M = 1000.0  # sky (infinite depth) is warped as a far plane, so turning keeps it where it was seen
+
+
+class Warp(NamedTuple):
+    """Memories splatted into target cameras, as ``reproject.splat`` returns them: colour, lights and door
+    planes ``feats [G, 5, H, W]`` (0 where nothing landed), z-depth ``zbuf [G, H, W]`` (inf there) and
+    ``mask [G, H, W]`` (where something landed). ``assemble`` makes them the input's channels 0-6."""
+
+    feats: torch.Tensor
+    zbuf: torch.Tensor
+    mask: torch.Tensor
 
 
 def warp_memories(
@@ -24,8 +35,9 @@ def warp_memories(
     prefer_older: bool = False,
     footprint: int = 1,
     zbuffer: Callable | None = None,
-) -> torch.Tensor:
-    """Channels 0-6 of the input (see ``network``): every target's memories splatted into its camera.
+) -> Warp:
+    """What channels 0-6 of the input are made of (see ``network``): every target's memories splatted into
+    its camera.
     With ``prefer_older``, a surface seen by several memories comes from the oldest one (fewest generations
     of accumulated error: revisits show what was seen first); otherwise the nearest depth wins.
     ``footprint`` and ``zbuffer`` are ``reproject.splat``'s (footprint 2 closes one-pixel cracks)."""
@@ -41,14 +53,7 @@ def warp_memories(
         sources, [e.depth for e in entries], src, dst, groups, len(memories), intr, priority,
         footprint=footprint, zbuffer=zbuffer, far=SKY_M,  # the sky turns with the camera
     )  # fmt: skip
-    g, _, h, w = warped.shape
-    out = torch.empty(g, h, w, 7, device=dev).permute(0, 3, 1, 2)  # channels last, as the network takes it
-    m = mask.float()
-    out[:, 0:3] = warped[:, 0:3]
-    out[:, 3] = inverse_depth(zbuf) * m
-    out[:, 4] = m
-    out[:, 5:7] = warped[:, 3:5]
-    return out
+    return Warp(warped, zbuf, mask)
 
 
 @functools.lru_cache(maxsize=4)
@@ -58,32 +63,52 @@ def _lights_planes(h: int, w: int, device: torch.device) -> dict[bool, torch.Ten
 
 
 def assemble(
-    warped: torch.Tensor,
+    warp: Warp,
     hints: np.ndarray | torch.Tensor | None,
     estimate: torch.Tensor | None = None,
-    depth_known: bool = True,
+    depth_known: bool | torch.Tensor = True,
 ) -> torch.Tensor:
-    """Full input ``[B, IN_CHANNELS, H, W]`` from ``warp_memories`` output, hint channels (``None``: none)
-    and the current estimate (default: the warp itself, i.e. the first sampling step)."""
-    b, _, h, w = warped.shape
-    x = torch.empty(b, h, w, IN_CHANNELS, device=warped.device).permute(0, 3, 1, 2)  # channels last
-    x[:, 0:7] = warped
-    x[:, 7] = 1.0 if depth_known else 0.0
-    x[:, 8:11] = warped[:, 0:3] if estimate is None else estimate
-    x[:, 11] = 0.0 if estimate is None else 1.0
-    x[:, 12:18] = 0.0 if hints is None else torch.as_tensor(hints, device=warped.device)
-    return x
+    """The network's input ``[B, IN_CHANNELS, H, W]`` (channels last; the channels are listed in ``network``)
+    from a ``Warp``, hint channels (``None``: none), the current estimate (default: the warp itself, i.e.
+    the first sampling step) and whether depth is known (a bool, or one per row ``[B]``). Generation runs it
+    inside the network's CUDA graph or compiled kernels (``LearnedWorldModel._forward``)."""
+    feats, zbuf, mask = warp
+    b, _, h, w = feats.shape
+    m = mask.float()[:, None]
+    if isinstance(depth_known, torch.Tensor):
+        known = depth_known.float()[:, None, None, None].expand_as(m)
+    else:
+        known = torch.full_like(m, float(depth_known))
+    if hints is None:
+        hints = torch.zeros(b, HINT_CHANNELS, h, w, device=feats.device)
+    planes = [
+        feats[:, 0:3],
+        inverse_depth(zbuf)[:, None] * m,
+        m,
+        feats[:, 3:5],
+        known,
+        feats[:, 0:3] if estimate is None else estimate,
+        torch.full_like(m, 0.0 if estimate is None else 1.0),
+        torch.as_tensor(hints, device=feats.device),
+    ]
+    return torch.cat(planes, dim=1).contiguous(memory_format=torch.channels_last)
+
+
+def first_frame_warp(rgb: torch.Tensor) -> Warp:
+    """The ``Warp`` that encodes given frames ``rgb [B,3,H,W]`` in [-1, 1] (with ``depth_known`` off: colour
+    known, depth and semantics to predict, by the same network): the colour everywhere, seen with the
+    lights on, no depth."""
+    b, _, h, w = rgb.shape
+    feats = torch.zeros(b, h, w, 5, device=rgb.device).permute(0, 3, 1, 2)
+    feats[:, 0:3] = rgb
+    feats[:, 3] = 1.0
+    zbuf = torch.full((b, h, w), float("inf"), device=rgb.device)
+    return Warp(feats, zbuf, torch.ones(b, h, w, dtype=torch.bool, device=rgb.device))
 
 
 def first_frame_inputs(rgb: torch.Tensor) -> torch.Tensor:
-    """Input for encoding given frames ``rgb [B,3,H,W]`` in [-1, 1]: colour known, depth and semantics to
-    predict (the same network, with the depth-known flag off)."""
-    b, _, h, w = rgb.shape
-    warped = torch.zeros(b, 7, h, w, device=rgb.device)
-    warped[:, 0:3] = rgb
-    warped[:, 4] = 1.0
-    warped[:, 5] = 1.0
-    return assemble(warped, None, depth_known=False)
+    """The full input for encoding given frames ``rgb [B,3,H,W]`` (see ``first_frame_warp``)."""
+    return assemble(first_frame_warp(rgb), None, depth_known=False)
 
 
 def state_batch(states: list[WorldState]) -> torch.Tensor:

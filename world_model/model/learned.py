@@ -29,9 +29,10 @@ from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, G
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide
 from world_model.model.conditioning import (
+    Warp,
     assemble,
     entries_from_outputs,
-    first_frame_inputs,
+    first_frame_warp,
     state_batch,
     warp_memories,
 )
@@ -143,6 +144,7 @@ class LearnedWorldModel(WorldModel):
             self._small = GraphedForward(self._forward)
         if self.device.type == "cuda" and cfg.compile:
             self._large = CompiledForward(self._forward)
+        self._zero_hints: torch.Tensor | None = None
         self._zbuffer = None  # splat's choice: Triton on CUDA, the C kernel on the CPU, else zbuffer_torch
         if self.device.type == "cpu" and cfg.cpu_compile:
             self._small = self._large = CompiledForward(self._forward)
@@ -224,11 +226,8 @@ class LearnedWorldModel(WorldModel):
                 image, info = self._render(seed, pose)
                 pose = info.start_pose if pose is None else pose
         with torch.no_grad():
-            out = self._net(
-                first_frame_inputs(to_unit(image)[None].to(self.device)),
-                state_batch([WorldState()]),
-                torch.zeros(1),
-            )
+            warp = first_frame_warp(to_unit(image)[None].to(self.device))
+            out = self._net(warp, None, state_batch([WorldState()]), depth_known=False)
         state = WorldState()
         out["rgb"] = to_unit(image)[None].to(self.device)  # the given frame is remembered as given
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
@@ -335,10 +334,15 @@ class LearnedWorldModel(WorldModel):
             poses[:, k] = targets
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
-    def _forward(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network in the configured precision: fp32 ``rgb``, metric ``depth`` and the semantic class per
-        pixel (``labels``), all that generation uses (computed here, so graphs and compiled kernels include
-        them; the semantic logits stay inside, never copied out or concatenated across parts)."""
+    def _forward(
+        self, feats, zbuf, mask, hints, depth_known, estimate, state, step
+    ) -> dict[str, torch.Tensor]:
+        """The network on the input ``assemble`` makes of these (see ``_net``), in the configured precision:
+        fp32 ``rgb``, metric ``depth`` and the semantic class per pixel (``labels``), all that generation
+        uses. Assembly and these outputs are computed here, so CUDA graphs and compiled kernels include them
+        (compiled, the input is assembled in fused passes, part by cache-sized part on the CPU; the semantic
+        logits stay inside, never copied out or concatenated across parts)."""
+        x = assemble(Warp(feats, zbuf, mask), hints, estimate, depth_known)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             out = self.net(x, state, step)
         return {
@@ -347,24 +351,38 @@ class LearnedWorldModel(WorldModel):
             "labels": out["semantic"].argmax(1).to(torch.uint8),
         }
 
-    def _net(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One network pass (on a GPU: from a CUDA graph or compiled kernels, see ``acceleration``; on the
-        CPU in parts of at most ``CPU_NETWORK_BATCH``)."""
-        dev = self.device
-        x = x.to(dev).contiguous(memory_format=torch.channels_last)
-        state, step = state.to(dev), step.to(dev)
-        if dev.type == "cpu" and x.shape[0] > CPU_NETWORK_BATCH:
+    def _net(
+        self,
+        warp: Warp,
+        hints: torch.Tensor | None,
+        state: torch.Tensor,
+        estimate: torch.Tensor | None = None,
+        depth_known: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """One network pass from ``assemble(warp, hints, estimate, depth_known)`` (on a GPU: from a CUDA graph
+        or compiled kernels, see ``acceleration``; on the CPU in parts of at most ``CPU_NETWORK_BATCH``).
+        Hints and ``depth_known`` always go in as tensors, so the first event with a prop, or the first frame
+        a session encodes, runs the same graph and compiled kernels as every other step (no new compile)."""
+        dev, b = self.device, len(warp.feats)
+        hints = self._no_hints(b) if hints is None else hints
+        step = torch.zeros(b, device=dev) if estimate is None else torch.ones(b, device=dev)
+        known = torch.full((b,), float(depth_known), device=dev)
+        inputs = (*warp, hints, known, estimate, state.to(dev), step)
+        if dev.type == "cpu" and b > CPU_NETWORK_BATCH:
             parts = [
-                self._net(
-                    x[i : i + CPU_NETWORK_BATCH],
-                    state[i : i + CPU_NETWORK_BATCH],
-                    step[i : i + CPU_NETWORK_BATCH],
-                )
-                for i in range(0, x.shape[0], CPU_NETWORK_BATCH)
+                self._small(*(None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs))
+                for i in range(0, b, CPU_NETWORK_BATCH)
             ]
             return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        run = self._small if x.shape[0] <= MAX_GRAPHED_BATCH else self._large
-        return run(x, state, step)
+        return (self._small if b <= MAX_GRAPHED_BATCH else self._large)(*inputs)
+
+    def _no_hints(self, b: int) -> torch.Tensor:
+        """Zero hint planes for ``b`` sessions, laid out as ``_hints`` lays them out (channels last, as the
+        network's input), so both run the same compiled kernels; kept, not made afresh every frame."""
+        if self._zero_hints is None or len(self._zero_hints) < b:  # the largest batch yet; fewer: a slice
+            h, w = self.config.height, self.config.width
+            self._zero_hints = torch.zeros(b, h, w, HINT_CHANNELS, device=self.device).permute(0, 3, 1, 2)
+        return self._zero_hints[:b]
 
     def _frame(
         self, ss: list[_Session], targets: np.ndarray
@@ -380,23 +398,24 @@ class LearnedWorldModel(WorldModel):
             self.device if len(ss) > RETRIEVE_ON_HOST_UP_TO else "cpu",
         )
         with torch.no_grad():
-            warped = warp_memories(
+            warp = warp_memories(
                 memories, targets, self.intr, self.config.prefer_older, self.config.footprint, self._zbuffer
             )
             hints = self._hints(ss, targets)
             state = state_batch([s.state for s in ss])
-            out = self._net(assemble(warped, hints), state, torch.zeros(len(ss)))
+            out = self._net(warp, hints, state)
             for _ in range(self.config.sampler_steps - 1):
-                out = self._net(assemble(warped, hints, estimate=out["rgb"]), state, torch.ones(len(ss)))
+                out = self._net(warp, hints, state, estimate=out["rgb"])
         return out, seen
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:
-        """Event hint channels on the device; ``None`` when no session has props (the common case)."""
+        """Event hint channels on the device, channels last; ``None`` when no session has props (the common
+        case)."""
         rows = [b for b, s in enumerate(ss) if s.state.props]
         if not rows:
             return None
         h, w = self.config.height, self.config.width
-        hints = torch.zeros(len(ss), HINT_CHANNELS, h, w, device=self.device)
+        hints = torch.zeros(len(ss), h, w, HINT_CHANNELS, device=self.device).permute(0, 3, 1, 2)
         drawn = np.concatenate([ss[b].state.hints(targets[b][None], self.intr) for b in rows])
         hints[rows] = torch.from_numpy(drawn).to(self.device)
         return hints
