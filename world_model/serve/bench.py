@@ -49,7 +49,6 @@ def bench_env(
     from dreamx_env.envs.explore import ExploreVectorEnv
 
     lanes = min(lanes, num_envs)
-
     name, kwargs = backend_options(backend, resolution)
     kwargs |= options or {}
     env = ExploreVectorEnv(
@@ -141,10 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--raw", action="store_true", help="also measure the bare client (no env)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    results = []
-    print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
     if args.lanes < 1:
         p.error("--lanes must be >= 1")
+    results = []
+    print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
     runs = [("env", functools.partial(bench_env, warmup_frames=args.warmup_frames, lanes=args.lanes))]
     runs += [("raw", bench_raw)] if args.raw else []
     for backend in args.backends:
