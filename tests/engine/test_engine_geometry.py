@@ -24,6 +24,7 @@ from world_model.geometry import (
     rotation_angle_deg,
     step_keys,
     unproject,
+    unproject_many,
 )
 
 START = Viewpoint(1.0, 2.0, 1.0, math.radians(30.0), 0.0)
@@ -185,6 +186,25 @@ def test_project_and_unproject_round_trip():
     # points behind the camera get negative depth
     behind = pose[:3, 3] - 2.0 * pose[:3, 2]
     assert project(behind[None], pose, intr)[1][0] == pytest.approx(-2.0)
+
+
+def test_unproject_many_with_a_mask_is_each_frame_unprojected_at_its_masked_pixels():
+    intr = Intrinsics.from_fov(24, 32, 70.0)
+    rng = np.random.default_rng(2)
+    depth = rng.uniform(0.5, 8.0, (4, 24, 32))
+    poses = np.stack([Viewpoint(0.3 * b, -0.5, 1.1, 0.4 * b, -0.2).pose() for b in range(4)])
+    mask = rng.random((4, 24, 32)) < 0.3
+    mask[0] = False  # frames with no pixel at the start, in the middle and at the end
+    mask[2] = False
+    mask[3] = False
+    mask[3, 23, 31] = True  # the very last pixel
+    parts = unproject_many(depth, poses, intr, mask)
+    assert [len(p) for p in parts] == [int(m.sum()) for m in mask]
+    for b in range(4):
+        np.testing.assert_array_equal(parts[b], unproject(depth[b], poses[b], intr, mask[b]))  # one call
+        np.testing.assert_allclose(parts[b], unproject(depth[b], poses[b], intr)[mask[b]], rtol=1e-12)
+    mask[3] = False
+    assert [len(p) for p in unproject_many(depth, poses, intr, mask)] == [0, int(mask[1].sum()), 0, 0]
 
 
 @pytest.mark.filterwarnings("error")  # sky pixels must not make nan warnings
