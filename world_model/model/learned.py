@@ -377,12 +377,17 @@ class LearnedWorldModel(WorldModel):
         return (self._small if b <= MAX_GRAPHED_BATCH else self._large)(*inputs)
 
     def _no_hints(self, b: int) -> torch.Tensor:
-        """Zero hint planes for ``b`` sessions, laid out as ``_hints`` lays them out (channels last, as the
-        network's input), so both run the same compiled kernels; kept, not made afresh every frame."""
+        """Zero hint planes for ``b`` sessions (``_hint_planes``, the layout ``_hints`` fills, so both run
+        the same compiled kernels); kept, not made afresh every frame."""
         if self._zero_hints is None or len(self._zero_hints) < b:  # the largest batch yet; fewer: a slice
-            h, w = self.config.height, self.config.width
-            self._zero_hints = torch.zeros(b, h, w, HINT_CHANNELS, device=self.device).permute(0, 3, 1, 2)
+            self._zero_hints = self._hint_planes(b)
         return self._zero_hints[:b]
+
+    def _hint_planes(self, b: int) -> torch.Tensor:
+        """``b`` sessions' hint planes ``[b, HINT_CHANNELS, H, W]``, zero, channels last as the network's
+        input is: the one layout of every hint tensor ``_net`` takes."""
+        h, w = self.config.height, self.config.width
+        return torch.zeros(b, h, w, HINT_CHANNELS, device=self.device).permute(0, 3, 1, 2)
 
     def _frame(
         self, ss: list[_Session], targets: np.ndarray
@@ -414,8 +419,7 @@ class LearnedWorldModel(WorldModel):
         rows = [b for b, s in enumerate(ss) if s.state.props]
         if not rows:
             return None
-        h, w = self.config.height, self.config.width
-        hints = torch.zeros(len(ss), h, w, HINT_CHANNELS, device=self.device).permute(0, 3, 1, 2)
+        hints = self._hint_planes(len(ss))
         drawn = np.concatenate([ss[b].state.hints(targets[b][None], self.intr) for b in rows])
         hints[rows] = torch.from_numpy(drawn).to(self.device)
         return hints
