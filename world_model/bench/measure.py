@@ -171,7 +171,7 @@ def measure_yardstick(
     points: dict[str, list[dict[str, Any]]] = {}
     for dev in devices:
         net.to(dev, memory_format=torch.channels_last)
-        forward = CompiledForward(net) if cpu_compile and dev == "cpu" else None
+        forward = CompiledForward(net, cpp_wrapper=True) if cpu_compile and dev == "cpu" else None
         points[dev] = []
         for b in batch_sizes:
             point = bench_yardstick(net, b, seconds, steps, size, precision, forward)

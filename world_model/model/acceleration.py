@@ -61,11 +61,16 @@ class GraphedForward:
 
 class CompiledForward:
     """``forward`` through ``torch.compile`` (``dynamic=False``: one static-shape compile per batch size);
-    where compiling fails (no working toolchain), a warning and the eager ``forward`` from then on."""
+    where compiling fails (no working toolchain), a warning and the eager ``forward`` from then on.
 
-    def __init__(self, forward: Callable, dynamic: bool = False) -> None:
+    ``cpp_wrapper`` (for the CPU): inductor writes the code that calls the kernels in C++, not Python. For
+    ``learned_fast`` in bf16 it saves 0.11 ms of a 1.86 ms pass at batch 1 and 1% at batch 32 (the same
+    outputs bit for bit), and from an empty cache it compiles faster (18-19 s against 27-29 at batch 32)."""
+
+    def __init__(self, forward: Callable, dynamic: bool = False, cpp_wrapper: bool = False) -> None:
         self.eager = forward
-        self.compiled: Callable | None = torch.compile(forward, dynamic=dynamic)
+        options = {"cpp_wrapper": True} if cpp_wrapper else None
+        self.compiled: Callable | None = torch.compile(forward, dynamic=dynamic, options=options)
 
     def __call__(self, *args):
         if self.compiled is not None:

@@ -147,7 +147,7 @@ class LearnedWorldModel(WorldModel):
         self._zero_hints: torch.Tensor | None = None
         self._zbuffer = None  # splat's choice: Triton on CUDA, the C kernel on the CPU, else zbuffer_torch
         if self.device.type == "cpu" and cfg.cpu_compile:
-            self._small = self._large = CompiledForward(self._forward)
+            self._small = self._large = CompiledForward(self._forward, cpp_wrapper=True)
             if not native_available():  # the C kernel is faster than the compiled z-buffer
                 self._zbuffer = CompiledForward(zbuffer_torch, dynamic=True)  # any number of memories
         self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
