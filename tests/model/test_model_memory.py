@@ -4,7 +4,14 @@ import torch
 
 import world_model.model.native as kernels
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
-from world_model.model.memory import MemoryBank, MemoryEntry, coverage, coverage_torch
+from world_model.model.memory import (
+    MemoryBank,
+    MemoryEntry,
+    _greedy_native,
+    coverage,
+    coverage_torch,
+    greedy_torch,
+)
 from world_model.model.reproject import view_points
 
 INTR = Intrinsics.from_fov(64, 64, 70.0)
@@ -80,6 +87,27 @@ def test_the_c_coverage_kernel_matches_torch_bit_for_bit():
     assert 0 < seen.mean() < 1 and hits.any(dim=2).float().mean() > 0.3  # a real mix of in and out of view
     broadcast = coverage(points[:1].expand(5, -1, -1, -1), poses, INTR)  # a view laid out in full first
     assert torch.equal(broadcast[1], coverage_torch(points[:1].expand(5, -1, -1, -1), poses, INTR)[1])
+
+
+@pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler on this machine")
+def test_the_c_greedy_choice_of_memories_matches_torch():
+    """Ties (few cells, ages in whole frames), padding, candidates that land nowhere, cameras with only the
+    latest frame, and k beyond what is worth taking: the C kernel chooses as the torch reference does."""
+    rng = np.random.default_rng(5)
+    b, e, cells = 64, 12, 16
+    hits = torch.from_numpy(rng.random((b, e, cells)) < rng.choice([0.0, 0.05, 0.3], (b, e, 1)))
+    seen = torch.from_numpy(rng.choice([0.0, 0.25, 0.5, 1.0], (b, e)))
+    ages = torch.from_numpy(rng.integers(0, 4, (b, e)).astype(np.float64))
+    valid = torch.from_numpy(rng.random((b, e)) < 0.8)
+    valid[:, 0] = True
+    valid[:4, 1:] = False  # only the latest frame
+    assert kernels.available()
+    for k in (1, 2, 4, 9):
+        got = _greedy_native(hits, seen, valid, ages, k, 0.002)
+        assert torch.equal(got, greedy_torch(hits, seen, valid, ages, k, 0.002)), k
+    chosen = _greedy_native(hits, seen, valid, ages, 4, 0.002)
+    assert (chosen[:4, 1:] == -1).all() and (chosen[:, 0] == 0).all()
+    assert (chosen[4:, 1] >= 1).float().mean() > 0.5 and (chosen[:, 3] == -1).any()  # both kinds of rows
 
 
 def test_a_view_from_an_older_world_state_is_replaced():

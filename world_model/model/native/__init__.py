@@ -1,12 +1,12 @@
-"""The CPU kernels written in C (``splat.c``: the memory warp; ``coverage.c``: footprint coverage for
-memory retrieval), built into one library with the system C compiler the first time they are needed (about
-a second) and cached under ``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed by their sources, so
-later processes just load it. They are called through ctypes and split their work among
+"""The CPU kernels written in C (``splat.c``: the memory warp; ``coverage.c``: footprint coverage and the
+greedy choice of memories for retrieval), built into one library with the system C compiler the first time
+they are needed (about a second) and cached under ``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed
+by their sources, so later processes just load it. They are called through ctypes and split their work among
 ``torch.get_num_threads()`` OpenMP threads: the library links libgomp, which torch's CPU build has already
 loaded, so both share one thread pool (a pool of its own fought torch's spinning workers: twice the time).
 Where no compiler works, :func:`load` warns once and returns ``None`` and callers keep to their torch paths.
-Every kernel rounds as its torch reference does (no ``-ffast-math``, ``-ffp-contract=off``), so the frames
-are the same bit for bit either way.
+Every kernel rounds as its torch reference does (no ``-ffast-math``, ``-ffp-contract=off``), so the frames are
+the same bit for bit either way.
 """
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ def load() -> ctypes.CDLL | None:
         *(i32, p, p),  # threads, hits, seen
     ]
     lib.dreamx_coverage.restype = None
+    lib.dreamx_select.argtypes = [
+        *(p, p, p, p),  # hits, seen, valid, ages
+        *(i64, i64, i64, i64, f64, p),  # cameras, candidates, cells, k, staleness, chosen
+    ]
+    lib.dreamx_select.restype = None
     return lib
 
 

@@ -1,5 +1,5 @@
-/* Footprint coverage for memory retrieval (memory.coverage), for the CPU (built and loaded by
- * model/native/__init__.py).
+/* Footprint coverage for memory retrieval (memory.coverage) and the greedy choice of memories from it
+ * (memory.greedy_torch), for the CPU (built and loaded by model/native/__init__.py).
  *
  * For each camera and each of its candidate footprints (a sparse sample of the world points a remembered
  * frame saw): which cells of the camera's image the footprint's points land in, and the fraction of them
@@ -9,6 +9,7 @@
  * operations over all of them. Each footprint is one unit of work, so the result does not depend on the
  * number of threads.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -41,5 +42,42 @@ void dreamx_coverage(const double *points, const double *poses, int64_t b, int64
       inside++;
     }
     seen[i] = (double)inside / (double)p;
+  }
+}
+
+/* memory.greedy_torch's choice for each of `b` cameras among its `e` candidates, operation by operation:
+ * hits [b, e, cells] (0 or 1, cells <= 64), seen, ages [b, e], valid [b, e] (0 or 1); writes the chosen
+ * indices chosen [b, k] (-1: none). The latest (index 0) first, then each time the valid candidate not
+ * taken yet of most newly covered cells + (seen - staleness * age), the first of equals, while it lands
+ * somewhere in view. */
+void dreamx_select(const uint8_t *hits, const double *seen, const uint8_t *valid, const double *ages,
+                   int64_t b, int64_t e, int64_t cells, int64_t k, double staleness, int64_t *chosen) {
+  uint64_t mask[e];    /* each candidate's cells in view, as bits */
+  double score[e];     /* -inf: not a candidate, or taken */
+  for (int64_t r = 0; r < b; r++) {
+    const uint8_t *hit = hits + r * e * cells, *ok = valid + r * e;
+    int64_t *out = chosen + r * k, n_valid = 0;
+    for (int64_t j = 0; j < e; j++) {
+      mask[j] = 0;
+      for (int64_t c = 0; c < cells; c++) mask[j] |= (uint64_t)(ok[j] && hit[j * cells + c]) << c;
+      score[j] = ok[j] ? seen[r * e + j] - staleness * ages[r * e + j] : -INFINITY;
+      n_valid += ok[j] != 0;
+    }
+    for (int64_t i = 0; i < k; i++) out[i] = -1;
+    out[0] = 0;
+    uint64_t covered = mask[0];
+    score[0] = -INFINITY;
+    for (int64_t i = 1; i < k && n_valid > 1; i++) {
+      int64_t best = 0;
+      double most = 0.0;
+      for (int64_t j = 0; j < e; j++) {
+        const double gain = (double)__builtin_popcountll(mask[j] & ~covered) + score[j];
+        if (j == 0 || gain > most) best = j, most = gain;
+      }
+      if (!mask[best] || !isfinite(most)) break; /* nothing left that lands in view */
+      out[i] = best;
+      covered |= mask[best];
+      score[best] = -INFINITY;
+    }
   }
 }
