@@ -108,6 +108,10 @@ def test_the_c_greedy_choice_of_memories_matches_torch():
     chosen = _greedy_native(hits, seen, valid, ages, 4, 0.002)
     assert (chosen[:4, 1:] == -1).all() and (chosen[:, 0] == 0).all()
     assert (chosen[4:, 1] >= 1).float().mean() > 0.5 and (chosen[:, 3] == -1).any()  # both kinds of rows
+    bank = MemoryBank()
+    bank.add(_entry(0, 0.0, 0.0), INTR)
+    with pytest.raises(ValueError, match="k must be at least 1"):  # refused, not written past the end
+        bank.retrieve(np.eye(4), INTR, 0, 1)
 
 
 def test_a_view_from_an_older_world_state_is_replaced():
