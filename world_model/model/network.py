@@ -119,6 +119,7 @@ def transposed_head(head: nn.Conv2d, h: torch.Tensor, patch: int) -> torch.Tenso
 # a 3-tap kernel applied to a 2x nearest-upsampled signal, as the 4 taps of a stride-2 transposed kernel:
 # outputs 2m take input m-1 (tap 3) and m (tap 1), outputs 2m+1 take m (tap 2) and m+1 (tap 0)
 _UPSAMPLED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+_UPSAMPLED_ROWS = [[a for a in range(3) if _UPSAMPLED_TAPS[y, a]] for y in range(4)]  # the taps, as indices
 
 
 def upsampled_kernel(weight: torch.Tensor) -> torch.Tensor:
@@ -130,12 +131,13 @@ def upsampled_kernel(weight: torch.Tensor) -> torch.Tensor:
 
 
 def upsampled_kernel_by_sums(weight: torch.Tensor) -> torch.Tensor:
-    """:func:`upsampled_kernel` as sums of the weight's taps (the 0/1 taps select which): one fused loop
-    under ``torch.compile``, where the einsum is a batched matmul call of its own (41 us a pass)."""
+    """:func:`upsampled_kernel` as sums of the weight's taps (the 0/1 ``_UPSAMPLED_TAPS`` say which): one
+    fused loop under ``torch.compile``, where the einsum is a batched matmul call of its own (41 us a
+    pass)."""
 
     def four(w: torch.Tensor, dim: int) -> torch.Tensor:
-        w0, w1, w2 = w.unbind(dim)
-        return torch.stack([w2, w1 + w2, w0 + w1, w0], dim)
+        taps = w.unbind(dim)
+        return torch.stack([sum(taps[a] for a in row) for row in _UPSAMPLED_ROWS], dim)
 
     return four(four(weight, 2), 3).permute(1, 0, 2, 3)
 
