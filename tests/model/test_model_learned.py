@@ -143,6 +143,22 @@ def test_memories_own_their_tensors(model):
         model.close(sid)
 
 
+def test_a_memory_keeps_the_frame_the_caller_got(model):
+    """The network's one pass gives both the frame returned and the memory kept: the returned colour is the
+    kept colour in bytes, the kept depth the returned depth, the kept door plane the door pixels of the
+    returned semantics; and a first frame is remembered as given."""
+    sid, first, _ = model.open(5)
+    given = model._sessions[sid].memory.latest
+    assert np.array_equal(((given.rgb.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy(), first.rgb[0])
+    (frames,) = model.generate([sid], turning_poses(3, 10.0), [[]])
+    kept = model._sessions[sid].memory.latest
+    colour = ((kept.rgb.permute(1, 2, 0) + 1.0) * 127.5).round().clamp(0, 255).byte().numpy()
+    assert np.array_equal(colour, frames.rgb[-1])
+    assert np.array_equal(kept.depth.numpy(), frames.depth[-1])
+    assert np.array_equal(kept.door.numpy(), (frames.semantic[-1] == CLASS_ID["door"]).astype(np.float32))
+    model.close(sid)
+
+
 def test_cpu_compile_option_matches_eager(tiny_weights, model, monkeypatch):
     """``cpu_compile``: the network and (where the C kernel cannot be built) the z-buffer run through
     ``torch.compile`` on the CPU, with the eager frames. (The cameras follow the given poses: a rounding

@@ -14,6 +14,7 @@ from world_model.model.memory import MemoryEntry
 from world_model.model.network import inverse_depth
 from world_model.model.reproject import splat
 from world_model.model.world_state import HINT_CHANNELS, WorldState
+from world_model.semantics import CLASS_ID
 
 SKY_M = 1000.0  # sky (infinite depth) is warped as a far plane, so turning keeps it where it was seen
 
@@ -115,6 +116,13 @@ def state_batch(states: list[WorldState]) -> torch.Tensor:
     return torch.from_numpy(np.stack([s.vector() for s in states]))
 
 
+def memory_planes(rgb: torch.Tensor, depth: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """What a memory keeps of a frame, ``[B, 5, H, W]``: colour ``rgb [B, 3, H, W]`` in [-1, 1], metric
+    ``depth [B, H, W]`` and the door pixels of the semantic ``labels [B, H, W]`` (1 where the door is)."""
+    door = (labels == CLASS_ID["door"]).float()
+    return torch.cat([rgb, depth[:, None], door[:, None]], dim=1)
+
+
 def entries_from_outputs(
     out: dict[str, torch.Tensor],
     poses: np.ndarray,
@@ -124,16 +132,18 @@ def entries_from_outputs(
     host_depth: np.ndarray | None = None,
 ) -> list[MemoryEntry]:
     """Memories of generated frames: the network's colour, depth and door pixels at ``poses``. ``out`` may
-    carry ``labels`` (the semantic argmax) and metric ``depth`` to save computing them again; ``host_depth``
-    is that depth already copied to the host, if the caller has it."""
+    carry ``labels`` (the semantic argmax) and metric ``depth`` to save computing them again, or all that a
+    memory keeps as ``planes`` (:func:`memory_planes`); ``host_depth`` is that depth already copied to the
+    host, if the caller has it."""
     from world_model.model.network import depth_from_inverse
     from world_model.model.reproject import view_points
-    from world_model.semantics import CLASS_ID
 
     depth = out["depth"] if "depth" in out else depth_from_inverse(out["inv_depth"].detach().float())
-    labels = out["labels"] if "labels" in out else out["semantic"].detach().argmax(1)
-    door = (labels == CLASS_ID["door"]).float()
-    frames = torch.cat([out["rgb"].detach().float(), depth[:, None], door[:, None]], dim=1)
+    if "planes" in out:
+        frames = out["planes"]
+    else:
+        labels = out["labels"] if "labels" in out else out["semantic"].detach().argmax(1)
+        frames = memory_planes(out["rgb"].detach().float(), depth, labels)
     poses = np.asarray(poses, np.float64)
     points = view_points(depth.cpu().numpy() if host_depth is None else host_depth, poses, intr)
     entries = []

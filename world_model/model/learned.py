@@ -33,6 +33,7 @@ from world_model.model.conditioning import (
     assemble,
     entries_from_outputs,
     first_frame_warp,
+    memory_planes,
     state_batch,
     warp_memories,
 )
@@ -230,6 +231,7 @@ class LearnedWorldModel(WorldModel):
             out = self._net(warp, None, state_batch([WorldState()]), depth_known=False)
         state = WorldState()
         out["rgb"] = to_unit(image)[None].to(self.device)  # the given frame is remembered as given
+        del out["planes"]  # (so its memory is made from these outputs)
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
         memory = MemoryBank(self.config.memory_capacity)
         memory.add(entry, self.intr)
@@ -315,8 +317,7 @@ class LearnedWorldModel(WorldModel):
         for k in range(k_frames):
             targets = self._reach(ss, starts @ rel[:, k])
             out, seen = self._frame(ss, targets)
-            colour = ((out["rgb"] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            rgb[:, k] = colour.permute(0, 2, 3, 1).cpu().numpy()  # a few copies per frame from a GPU
+            rgb[:, k] = out["colour"].cpu().numpy()  # a few copies per frame from a GPU
             depth[:, k] = host_depth = out["depth"].cpu().numpy()
             semantic[:, k] = host_labels = out["labels"].cpu().numpy()
             entries = entries_from_outputs(
@@ -337,18 +338,22 @@ class LearnedWorldModel(WorldModel):
     def _forward(
         self, feats, zbuf, mask, hints, depth_known, estimate, state, step
     ) -> dict[str, torch.Tensor]:
-        """The network on the input ``assemble`` makes of these (see ``_net``), in the configured precision:
-        fp32 ``rgb``, metric ``depth`` and the semantic class per pixel (``labels``), all that generation
-        uses. Assembly and these outputs are computed here, so CUDA graphs and compiled kernels include them
-        (compiled, the input is assembled in fused passes, part by cache-sized part on the CPU; the semantic
-        logits stay inside, never copied out or concatenated across parts)."""
+        """The network on the input ``assemble`` makes of these (see ``_net``), in the configured precision,
+        and all that generation uses of its output: the ``planes [B, 5, H, W]`` a memory keeps (fp32 colour
+        in [-1, 1], metric depth, door pixels), the semantic class per pixel (``labels``) and the frame as
+        ``colour`` bytes ``[B, H, W, 3]``. Assembly and these outputs are computed here, so CUDA graphs and
+        compiled kernels include them (compiled, the input is assembled and the outputs made in fused passes,
+        part by cache-sized part on the CPU; the semantic logits stay inside, never copied out or
+        concatenated across parts)."""
         x = assemble(Warp(feats, zbuf, mask), hints, estimate, depth_known)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             out = self.net(x, state, step)
+        rgb, labels = out["rgb"].float(), out["semantic"].argmax(1).to(torch.uint8)
+        depth = depth_from_inverse(out["inv_depth"].float())
         return {
-            "rgb": out["rgb"].float(),
-            "depth": depth_from_inverse(out["inv_depth"].float()),
-            "labels": out["semantic"].argmax(1).to(torch.uint8),
+            "planes": memory_planes(rgb, depth, labels),
+            "labels": labels,
+            "colour": ((rgb + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1),
         }
 
     def _net(
@@ -360,7 +365,8 @@ class LearnedWorldModel(WorldModel):
         depth_known: bool = True,
     ) -> dict[str, torch.Tensor]:
         """One network pass from ``assemble(warp, hints, estimate, depth_known)`` (on a GPU: from a CUDA graph
-        or compiled kernels, see ``acceleration``; on the CPU in parts of at most ``CPU_NETWORK_BATCH``).
+        or compiled kernels, see ``acceleration``; on the CPU in parts of at most ``CPU_NETWORK_BATCH``):
+        ``_forward``'s outputs, with its ``planes``' ``rgb`` and ``depth`` as views of their own.
         Hints and ``depth_known`` always go in as tensors, so the first event with a prop, or the first frame
         a session encodes, runs the same graph and compiled kernels as every other step (no new compile)."""
         dev, b = self.device, len(warp.feats)
@@ -373,8 +379,10 @@ class LearnedWorldModel(WorldModel):
                 self._small(*(None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs))
                 for i in range(0, b, CPU_NETWORK_BATCH)
             ]
-            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        return (self._small if b <= MAX_GRAPHED_BATCH else self._large)(*inputs)
+            out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        else:
+            out = (self._small if b <= MAX_GRAPHED_BATCH else self._large)(*inputs)
+        return {**out, "rgb": out["planes"][:, 0:3], "depth": out["planes"][:, 3]}
 
     def _no_hints(self, b: int) -> torch.Tensor:
         """Zero hint planes for ``b`` sessions (``_hint_planes``, the layout ``_hints`` fills, so both run
