@@ -318,7 +318,7 @@ class LearnedWorldModel(WorldModel):
             targets = self._reach(ss, starts @ rel[:, k])
             out, seen = self._frame(ss, targets)
             rgb[:, k] = out["colour"].cpu().numpy()  # a few copies per frame from a GPU
-            depth[:, k] = host_depth = out["depth"].cpu().numpy()
+            depth[:, k] = host_depth = np.ascontiguousarray(out["depth"].cpu().numpy())  # (a view of planes)
             semantic[:, k] = host_labels = out["labels"].cpu().numpy()
             entries = entries_from_outputs(
                 out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr, host_depth
