@@ -231,7 +231,7 @@ class LearnedWorldModel(WorldModel):
             out = self._net(warp, None, state_batch([WorldState()]), depth_known=False)
         state = WorldState()
         out["rgb"] = to_unit(image)[None].to(self.device)  # the given frame is remembered as given
-        del out["planes"]  # (so its memory is made from these outputs)
+        del out["planes"]  # its memory: made from the given colour, not from the predicted planes
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
         memory = MemoryBank(self.config.memory_capacity)
         memory.add(entry, self.intr)
