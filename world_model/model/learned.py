@@ -226,12 +226,11 @@ class LearnedWorldModel(WorldModel):
             else:
                 image, info = self._render(seed, pose)
                 pose = info.start_pose if pose is None else pose
+        given = to_unit(image)[None].to(self.device)
         with torch.no_grad():
-            warp = first_frame_warp(to_unit(image)[None].to(self.device))
-            out = self._net(warp, None, state_batch([WorldState()]), depth_known=False)
+            out = self._net(first_frame_warp(given), None, state_batch([WorldState()]), depth_known=False)
         state = WorldState()
-        out["rgb"] = to_unit(image)[None].to(self.device)  # the given frame is remembered as given
-        del out["planes"]  # its memory: made from the given colour, not from the predicted planes
+        out["planes"] = memory_planes(given, out["depth"], out["labels"])  # remembered as given
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
         memory = MemoryBank(self.config.memory_capacity)
         memory.add(entry, self.intr)
