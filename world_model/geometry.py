@@ -140,7 +140,7 @@ def pixel_rays(intr: Intrinsics) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _shared_rays(intr: Intrinsics) -> np.ndarray:
+def shared_pixel_rays(intr: Intrinsics) -> np.ndarray:
     """``pixel_rays``, made once per camera and read-only (unproject runs for every generated frame)."""
     rays = pixel_rays(intr)
     rays.flags.writeable = False
@@ -154,7 +154,7 @@ def unproject(
     ``mask [H, W]``, only those pixels' points ``[N, 3]`` (and only they are computed)."""
     if mask is not None:
         return unproject_many(depth[None], pose[None], intr, mask[None])[0]
-    return _shared_rays(intr) * depth[..., None] @ pose[:3, :3].T + pose[:3, 3]
+    return shared_pixel_rays(intr) * depth[..., None] @ pose[:3, :3].T + pose[:3, 3]
 
 
 def unproject_many(
@@ -164,7 +164,7 @@ def unproject_many(
     each frame's points ``[N_b, 3]`` at the pixels of ``mask [B, H, W]``, the same as one call per frame."""
     pixels = np.flatnonzero(mask)  # one flat index array: 11x faster than np.nonzero's three
     per_frame = mask.shape[1] * mask.shape[2]
-    cam = _shared_rays(intr).reshape(-1, 3)[pixels % per_frame] * depth.reshape(-1)[pixels][:, None]
+    cam = shared_pixel_rays(intr).reshape(-1, 3)[pixels % per_frame] * depth.reshape(-1)[pixels][:, None]
     parts = np.split(cam, np.searchsorted(pixels, np.arange(1, len(depth)) * per_frame))
     return [part @ pose[:3, :3].T + pose[:3, 3] for part, pose in zip(parts, poses, strict=True)]
 

@@ -27,7 +27,7 @@ from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
-from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide
+from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
 from world_model.model.conditioning import (
     Warp,
     assemble,
@@ -275,10 +275,8 @@ class LearnedWorldModel(WorldModel):
         reached = targets.copy()
         if not self.config.collide:
             return reached
-        for b, s in enumerate(ss):
-            start, target = s.pose[:2, 3], targets[b, :2, 3]
-            if not np.array_equal(start, target):
-                reached[b, :2, 3] = slide(start, target, np.concatenate(s.obstacles))
+        starts = np.stack([s.pose[:2, 3] for s in ss])
+        reached[:, :2, 3] = slide_many(starts, targets[:, :2, 3], [s.obstacles for s in ss])
         x0, y0, x1, y1 = np.array([s.info.bounds for s in ss], np.float64).T
         for axis, lo, hi in ((0, x0, x1), (1, y0, y1)):
             at = reached[:, axis, 3]

@@ -1,12 +1,13 @@
 """The CPU kernels written in C (``splat.c``: the memory warp; ``coverage.c``: footprint coverage and the
-greedy choice of memories for retrieval), built into one library with the system C compiler the first time
-they are needed (about a second) and cached under ``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed
-by their sources, so later processes just load it. They are called through ctypes and split their work among
-``torch.get_num_threads()`` OpenMP threads: the library links libgomp, which torch's CPU build has already
-loaded, so both share one thread pool (a pool of its own fought torch's spinning workers: twice the time).
-Where no compiler works, :func:`load` warns once and returns ``None`` and callers keep to their torch paths.
-Every kernel rounds as its torch reference does (no ``-ffast-math``, ``-ffp-contract=off``), so the frames are
-the same bit for bit either way.
+greedy choice of memories for retrieval; ``collision.c``: the camera's obstacles and moves), built into one
+library with the system C compiler the first time they are needed (about a second) and cached under
+``$XDG_CACHE_HOME/dreamx_env`` (default ``~/.cache``), keyed by their sources, so later processes just load
+it. They are called through ctypes; the parallel ones split their work among ``torch.get_num_threads()``
+OpenMP threads: the library links libgomp, which torch's CPU build has already loaded, so both share one
+thread pool (a pool of its own fought torch's spinning workers: twice the time).
+Where no compiler works, :func:`load` warns once and returns ``None`` and callers keep to their torch or
+numpy paths. Every kernel rounds as its reference does (no ``-ffast-math``, ``-ffp-contract=off``), so the
+frames are the same bit for bit either way.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ def load() -> ctypes.CDLL | None:
         *(i64, i64, i64, i64, f64, p),  # cameras, candidates, cells, k, staleness, chosen
     ]
     lib.dreamx_select.restype = None
+    lib.dreamx_obstacles.argtypes = [
+        *(p, p, p, p, p),  # depth, labels, poses, is_object, rays
+        *(i64, i64, f64, f64, p, p),  # frames, pixels per frame, height band, out, counts
+    ]
+    lib.dreamx_obstacles.restype = i64
+    lib.dreamx_slide.argtypes = [
+        *(p, p, p, p),  # starts, targets, points, offsets
+        *(i64, f64, i64, p),  # moves, radius, points that make an obstacle, out
+    ]
+    lib.dreamx_slide.restype = i32
     return lib
 
 
