@@ -2,8 +2,9 @@
 # On a GPU host: installs what is missing (offline, from .wheels/ made by scripts/offline_wheels.sh, when
 # there is one; else from the package index), runs the CUDA tests, then benchmarks the GPU: the learned
 # backend alone and behind the env + server in 1, 2 and 4 lanes (a broker and one worker per lane, all on
-# the one GPU, each with its share of the host's cores), against the yardstick. Writes bench.json,
-# bench.txt and bench.png under $OUT/bench_cuda (default outputs/bench_cuda).
+# the one GPU, each with its share of the host's cores), against the yardstick; then where the backend's
+# time goes at batch 32 and 256 (dreamx-bench-model --phases). Writes bench.json, bench.txt, bench.png,
+# phases.json and phases.txt under $OUT/bench_cuda (default outputs/bench_cuda).
 #
 #   bash scripts/bench_gpu.sh                                   # the default run (a few minutes)
 #   bash scripts/bench_gpu.sh --batch-sizes 256 --lanes 1 8     # other dreamx-bench options
@@ -38,3 +39,5 @@ if [ ${#ARGS[@]} -eq 0 ]; then
 fi
 mkdir -p "$OUT/bench_cuda"
 $PY -m world_model.bench.cli --devices cuda "${ARGS[@]}" --out "$OUT/bench_cuda" | tee "$OUT/bench_cuda/bench.txt"
+$PY -m world_model.model.bench --device cuda --batch 32 256 --seconds 3 --phases \
+  --json "$OUT/bench_cuda/phases.json" | tee "$OUT/bench_cuda/phases.txt"

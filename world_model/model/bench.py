@@ -5,11 +5,13 @@
     dreamx-bench-model --precision bf16      # bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX)
     dreamx-bench-model --cpu-compile         # torch.compile on the CPU (about a minute per batch size)
     dreamx-bench-model --device cuda --batch 1 32 256
+    dreamx-bench-model --batch 32 --phases   # also where the time goes: retrieval, warp, network, ...
 
 Sessions start from banked seeds and walk forward while turning (a circle of about 1 m radius every 120
 frames), so memory retrieval and warping do their real work; each generates ``--warmup-frames`` frames
 before it is timed, so its memory is as full as in a long episode. Prints frames/s (all sessions together)
-and milliseconds per generate call (mean, median, p95).
+and milliseconds per generate call (mean, median, p95). With ``--phases``, each batch size then runs as long
+again with its phases timed (``world_model.model.phases``) and prints milliseconds per frame for each.
 ``dreamx-bench`` runs the same measurement next to the env path and a DIAMOND-size yardstick.
 """
 
@@ -30,6 +32,7 @@ from world_model.model.learned import (
     LearnedWorldModel,
     add_weights_argument,
 )
+from world_model.model.phases import timed_phases
 
 
 def walk(batch: int, k: int) -> np.ndarray:
@@ -43,16 +46,28 @@ def walk(batch: int, k: int) -> np.ndarray:
 
 
 def bench(
-    model: LearnedWorldModel, batch: int, chunk: int, seconds: float, warmup_frames: int = WARMUP_FRAMES
+    model: LearnedWorldModel,
+    batch: int,
+    chunk: int,
+    seconds: float,
+    warmup_frames: int = WARMUP_FRAMES,
+    phases: bool = False,
 ) -> dict:
     """Frames/s of ``generate`` calls of ``chunk`` frames for ``batch`` sessions, and milliseconds per
-    call (mean, median, 95th percentile), over ``seconds`` after ``warmup_frames`` untimed frames."""
+    call (mean, median, 95th percentile), over ``seconds`` after ``warmup_frames`` untimed frames. With
+    ``phases``, then as many calls again with their phases timed: ``phases_ms``, milliseconds per frame."""
     sids = [model.open(s % 256)[0] for s in range(batch)]
     rel = walk(batch, chunk)
+    phases_ms = {}
     try:
         for _ in range(max(0, warmup_frames - chunk) // chunk):  # time_calls warms up with one more
             model.generate(sids, rel, [[] for _ in sids])
         times = time_calls(lambda: model.generate(sids, rel, [[] for _ in sids]), seconds)
+        if phases:
+            with timed_phases(model) as phase_times:
+                for _ in range(times.calls):
+                    model.generate(sids, rel, [[] for _ in sids])
+            phases_ms = {"phases_ms": phase_times.per_frame_ms()}
     finally:
         for sid in sids:
             model.close(sid)
@@ -63,7 +78,16 @@ def bench(
         "warmup_frames": warmup_frames,
         "frames_per_s": stats["calls"] * chunk * batch / times.elapsed_s,
         **stats,
+        **phases_ms,
     }
+
+
+def format_phases(phases_ms: dict[str, float]) -> str:
+    """The phases of ``bench(..., phases=True)`` as indented lines: ms per frame and share of the total."""
+    total = phases_ms["total"]
+    return "\n".join(
+        f"{'':>6}{name:<20} {ms:>8.4f} ms/frame {100 * ms / total:>5.1f}%" for name, ms in phases_ms.items()
+    )
 
 
 def main() -> None:
@@ -77,6 +101,11 @@ def main() -> None:
     p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")
     p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
     add_warmup_argument(p, "session")
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="then time each batch size's phases too (retrieval, warp, network, ...): ms per frame",
+    )
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     model = LearnedWorldModel(
@@ -96,12 +125,14 @@ def main() -> None:
     print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []
     for b in args.batch:
-        r = bench(model, b, args.chunk, args.seconds, args.warmup_frames)
+        r = bench(model, b, args.chunk, args.seconds, args.warmup_frames, args.phases)
         rows.append(r)
         print(
             f"{r['batch']:>5} {r['chunk']:>5} {r['frames_per_s']:>10.1f} {r['ms_per_call']:>9.1f}"
             f" {r['median_ms']:>8.1f} {r['p95_ms']:>8.1f}"
         )
+        if args.phases:
+            print(format_phases(r["phases_ms"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

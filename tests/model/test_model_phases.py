@@ -1,0 +1,49 @@
+"""dreamx-bench-model --phases: every phase of generate is timed, the rest is 'other', and the model runs
+unwrapped afterwards with the same frames."""
+
+import numpy as np
+import pytest
+
+import world_model.model.learned as learned
+from world_model.model.bench import bench, format_phases
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.model.memory import MemoryBank
+from world_model.model.phases import PHASES, timed_phases
+
+from .helpers import turning_poses
+
+
+@pytest.fixture(scope="module")
+def model(tiny_weights):
+    return LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
+
+
+def test_every_phase_is_timed_and_the_model_is_restored(model):
+    before = (learned.retrieve_many, learned.warp_memories, MemoryBank.add, model._net)
+    sids = [model.open(seed)[0] for seed in (3, 4)]
+    rel = np.concatenate([turning_poses(3, 10.0)] * 2)
+    with timed_phases(model) as times:
+        inside = model.generate(sids, rel, [[], []])
+    after = model.generate(sids, rel, [[], []])
+    ms = times.per_frame_ms()
+    assert times.frames == 6 and set(ms) == {*PHASES, "other", "total"}
+    assert all(ms[name] > 0 for name in PHASES) and ms["network"] > ms["memory bookkeeping"]
+    assert abs(sum(ms[name] for name in PHASES) + ms["other"] - ms["total"]) < 1e-9 and ms["other"] >= 0
+    assert (learned.retrieve_many, learned.warp_memories, MemoryBank.add, model._net) == before
+    assert "generate" not in vars(model)  # the class's generate again, not a leftover wrapper
+    for a, b in zip(inside, after, strict=True):
+        assert a.rgb.shape == b.rgb.shape and not np.array_equal(a.poses, b.poses)  # both walked on
+    for sid in sids:
+        model.close(sid)
+    with pytest.raises(ValueError, match="no frames"):
+        with timed_phases(model) as times:
+            pass
+        times.per_frame_ms()
+
+
+def test_the_bench_reports_the_phases(model):
+    point = bench(model, batch=2, chunk=2, seconds=0.01, warmup_frames=4, phases=True)
+    assert set(point["phases_ms"]) == {*PHASES, "other", "total"}
+    lines = format_phases(point["phases_ms"]).splitlines()
+    assert len(lines) == len(PHASES) + 2 and lines[-1].strip().startswith("total") and "100.0%" in lines[-1]
+    assert "phases_ms" not in bench(model, batch=1, chunk=2, seconds=0.01, warmup_frames=0)

@@ -1,0 +1,97 @@
+"""Where the learned backend's ``generate`` time goes, phase by phase (``dreamx-bench-model --phases``).
+
+``timed_phases(model)`` times, for as long as it is open, the parts of every frame ``generate`` makes for
+all its sessions at once: choosing the memories (retrieval), splatting them into the target cameras (warp),
+the network, the new memory entries, each session's memory bookkeeping, and collision (where the cameras
+may go, and the obstacles each new frame shows). What is left of the call (events, hint planes, the copies
+to the caller's arrays, the Python around it) is ``other``. It wraps these functions of this model (and,
+for memory bookkeeping, ``MemoryBank.add``) while it is open and restores them after. On a GPU it waits for
+the device at the start and end of every phase, so each phase gets its own kernels' time; the calls then
+run a little slower than unprofiled ones, which overlap host work with the device's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import world_model.model.learned as learned
+from world_model.bench.timing import synchronizer
+from world_model.model.memory import MemoryBank
+
+# phase -> what it times: functions generate calls through world_model.model.learned, or the model's methods
+PHASES = {
+    "retrieval": ("retrieve_many",),
+    "warp": ("warp_memories",),
+    "network": ("_net",),
+    "memory entries": ("entries_from_outputs",),
+    "memory bookkeeping": ("MemoryBank.add",),
+    "collision": ("_reach", "obstacle_points_many"),
+}
+
+
+@dataclass
+class PhaseTimes:
+    """Seconds spent in each phase, and in the ``generate`` calls around them, while timing was on."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    total_s: float = 0.0
+    frames: int = 0  # session-frames generated
+
+    def per_frame_ms(self) -> dict[str, float]:
+        """Milliseconds per session-frame of each phase, ``other`` (the rest of the calls) and ``total``."""
+        if not self.frames:
+            raise ValueError("no frames were generated while the phases were timed")
+        ms = {name: 1e3 * s / self.frames for name, s in self.seconds.items()}
+        total = 1e3 * self.total_s / self.frames
+        return {**ms, "other": total - sum(ms.values()), "total": total}
+
+
+@contextmanager
+def timed_phases(model: learned.LearnedWorldModel) -> Iterator[PhaseTimes]:
+    """Time ``model.generate``'s phases while open (see the module's docstring)."""
+    times, sync = PhaseTimes(), synchronizer(model.device) or (lambda: None)
+
+    def timed(phase: str, fn: Callable) -> Callable:
+        def run(*args, **kwargs):
+            sync()
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                sync()
+                times.seconds[phase] += time.perf_counter() - start
+
+        return run
+
+    def timed_generate(sessions, relative_poses, events):
+        sync()
+        start = time.perf_counter()
+        try:
+            return generate(sessions, relative_poses, events)
+        finally:
+            sync()
+            times.total_s += time.perf_counter() - start
+            times.frames += len(sessions) * len(relative_poses[0]) if len(sessions) else 0
+
+    generate, restore = model.generate, []
+    for phase, names in PHASES.items():
+        for name in names:
+            if name.startswith("MemoryBank."):
+                owner, attr = MemoryBank, name.split(".")[1]
+            else:
+                owner, attr = (model, name) if name.startswith("_") else (learned, name)
+            restore.append((owner, attr, owner.__dict__.get(attr)))
+            setattr(owner, attr, timed(phase, getattr(owner, attr)))
+    model.generate = timed_generate
+    restore.append((model, "generate", None))
+    try:
+        yield times
+    finally:
+        for owner, attr, was in reversed(restore):
+            if was is None:
+                delattr(owner, attr)  # an instance's wrapper: the class's method shows through again
+            else:
+                setattr(owner, attr, was)
