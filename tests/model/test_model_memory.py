@@ -87,6 +87,11 @@ def test_the_c_coverage_kernel_matches_torch_bit_for_bit():
     assert 0 < seen.mean() < 1 and hits.any(dim=2).float().mean() > 0.3  # a real mix of in and out of view
     broadcast = coverage(points[:1].expand(5, -1, -1, -1), poses, INTR)  # a view laid out in full first
     assert torch.equal(broadcast[1], coverage_torch(points[:1].expand(5, -1, -1, -1), poses, INTR)[1])
+    shared = coverage(points[:1], poses, INTR)  # one set of footprints for every camera, read in place
+    assert torch.equal(shared[0], broadcast[0]) and torch.equal(shared[1], broadcast[1])
+    assert torch.equal(shared[1], coverage_torch(points[:1], poses, INTR)[1])
+    with pytest.raises(ValueError, match=r"need a \[5, 4, 4\] camera pose"):
+        coverage(points, poses[:3], INTR)
 
 
 @pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler on this machine")

@@ -62,9 +62,10 @@ def coverage(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For footprints ``points [B, E, P, 3]`` and cameras ``poses [B, 4, 4]``: which coverage cells of each
     camera every footprint lands in (``[B, E, cells²]`` bool; nothing behind the camera or outside the image)
-    and the fraction of each footprint the camera sees (``[B, E]``, frustum test, no occlusion). On the CPU,
-    the C kernel ``native/coverage.c`` where it builds: the same numbers bit for bit as its reference
-    :func:`coverage_torch`, 3-4 times faster (32 cameras x 49 footprints: 0.69 ms against 2.4-3.0)."""
+    and the fraction of each footprint the camera sees (``[B, E]``, frustum test, no occlusion). ``points
+    [1, E, P, 3]``: the same footprints in every camera. On the CPU, the C kernel ``native/coverage.c`` where
+    it builds: the same numbers bit for bit as its reference :func:`coverage_torch`, 3-4 times faster (32
+    cameras x 49 footprints: 0.69 ms against 2.4-3.0)."""
     if points.device.type == "cpu" and native.available():
         return _coverage_native(points, poses, intr)
     return coverage_torch(points, poses, intr)
@@ -76,14 +77,16 @@ def _coverage_native(
     pts = points.to(torch.float64).contiguous()  # a broadcast view is laid out in full first
     cams = poses.to(torch.float64).contiguous()
     b, e, p, _ = pts.shape
+    shared = b == 1 and len(cams) != 1  # one set of footprints for all cameras, read in place
+    b = len(cams) if shared else b
     if cams.shape != (b, 4, 4):
         raise ValueError(f"need a [{b}, 4, 4] camera pose per footprint set, got {list(cams.shape)}")
     threads = torch.get_num_threads() if b * e * p >= SMALL_COVERAGE else 1
     hits = torch.empty(b, e, COVERAGE_CELLS**2, dtype=torch.bool)
     seen = torch.empty(b, e, dtype=torch.float64)
     native.load().dreamx_coverage(
-        pts.data_ptr(), cams.data_ptr(), b, e, p, intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height,
-        NEAREST_M, COVERAGE_CELLS, threads, hits.data_ptr(), seen.data_ptr(),
+        pts.data_ptr(), int(shared), cams.data_ptr(), b, e, p, intr.fx, intr.fy, intr.cx, intr.cy, intr.width,
+        intr.height, NEAREST_M, COVERAGE_CELLS, threads, hits.data_ptr(), seen.data_ptr(),
     )  # fmt: skip
     return hits, seen
 
@@ -238,7 +241,8 @@ class MemoryBank:
         if self.keyframes:
             points, positions, _ = self.arrays()
             seen = overlap(points, entry.pose, intr) if seen is None else seen
-            near = np.linalg.norm(positions - entry.pose[:3, 3], axis=1) < self.same_place_m
+            offset = positions - entry.pose[:3, 3]
+            near = np.sqrt(np.add.reduce(offset * offset, axis=1)) < self.same_place_m  # as np.linalg.norm
             same = np.flatnonzero(near & (seen >= self.same_view))
             if any(self.keyframes[i].version == entry.version for i in same):
                 return  # this place is already remembered in this world state
@@ -297,10 +301,9 @@ class MemoryBank:
         if not self._stale:
             return self._views
         points, poses, _ = self._stacked
-        n, stale = len(points), np.array(sorted(self._stale))
-        viewer, entry = np.tile(np.arange(n), len(stale)), np.repeat(stale, n)
-        pts, cams = torch.from_numpy(points[entry][:, None]), torch.from_numpy(poses[viewer])
-        self._views[viewer, entry] = coverage(pts, cams, intr)[1][:, 0].numpy()
+        stale = np.array(sorted(self._stale))
+        pts = torch.from_numpy(points[stale][None])  # the stale footprints, seen from every keyframe's camera
+        self._views[:, stale] = coverage(pts, torch.from_numpy(poses), intr)[1].numpy()
         self._stale.clear()
         return self._views
 

@@ -83,7 +83,7 @@ def load() -> ctypes.CDLL | None:
     ]
     lib.dreamx_splat.restype = ctypes.c_int
     lib.dreamx_coverage.argtypes = [
-        *(p, p, i64, i64, i64),  # points, poses, cameras, footprints per camera, points per footprint
+        *(p, i32, p, i64, i64, i64),  # points, shared, poses, cameras, footprints per camera, their points
         *(f64, f64, f64, f64, i64, i64, f64, i64),  # camera, image size, least z, cells per side
         *(i32, p, p),  # threads, hits, seen
     ]

@@ -13,15 +13,15 @@
 #include <stdint.h>
 #include <string.h>
 
-/* points [b, e, p, 3], poses [b, 4, 4] (camera to world, row-major); hits [b, e, cells * cells] (0 or 1),
- * seen [b, e]. */
-void dreamx_coverage(const double *points, const double *poses, int64_t b, int64_t e, int64_t p, double fx,
-                     double fy, double cx, double cy, int64_t width, int64_t height, double min_z,
+/* points [b, e, p, 3] (with shared: [1, e, p, 3], the same footprints for every camera), poses [b, 4, 4]
+ * (camera to world, row-major); hits [b, e, cells * cells] (0 or 1), seen [b, e]. */
+void dreamx_coverage(const double *points, int shared, const double *poses, int64_t b, int64_t e, int64_t p,
+                     double fx, double fy, double cx, double cy, int64_t width, int64_t height, double min_z,
                      int64_t cells, int threads, uint8_t *hits, double *seen) {
   const int64_t n_cells = cells * cells;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < b * e; i++) {
-    const double *pose = poses + (i / e) * 16, *pt = points + i * p * 3;
+    const double *pose = poses + (i / e) * 16, *pt = points + (shared ? i % e : i) * p * 3;
     uint8_t *hit = hits + i * n_cells;
     memset(hit, 0, (size_t)n_cells);
     int64_t inside = 0;
