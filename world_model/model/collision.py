@@ -56,20 +56,21 @@ def obstacle_points_many(
         return []
     if use_native and native.available():
         return _obstacle_points_native(depth, semantic, poses, intr)
-    keep = np.take(_IS_OBJECT, semantic) & (depth > 0) & (depth < np.inf)  # finite and positive
-    pixels = np.flatnonzero(keep)  # one flat index array: 11x faster than np.nonzero's three
-    per_frame = depth.shape[1] * depth.shape[2]
-    cam = shared_pixel_rays(intr).reshape(-1, 3)[pixels % per_frame] * depth.reshape(-1)[pixels][:, None]
-    pose = poses[pixels // per_frame]
-    # row by row, summed left to right (the C kernel's order; a matmul may round otherwise)
-    x, y, z = (
-        cam[:, 0] * pose[:, j, 0] + cam[:, 1] * pose[:, j, 1] + cam[:, 2] * pose[:, j, 2] + pose[:, j, 3]
-        for j in range(3)
-    )
-    lo, hi = OBSTACLE_BAND_M
-    band = (z > lo) & (z < hi)
-    xy = np.stack([x[band], y[band]], axis=1)
-    return _per_frame(xy, np.bincount(pixels[band] // per_frame, minlength=len(depth)))
+    rays, lo, hi = shared_pixel_rays(intr).reshape(-1, 3), *OBSTACLE_BAND_M
+    out = []
+    for d, labels, pose in zip(
+        depth.reshape(len(depth), -1), semantic.reshape(len(depth), -1), poses, strict=True
+    ):
+        pixels = np.flatnonzero(np.take(_IS_OBJECT, labels) & (d > 0) & (d < np.inf))  # finite and positive
+        cam = rays[pixels] * d[pixels][:, None]
+        # row by row, summed left to right (the C kernel's order; a matmul may round otherwise)
+        x, y, z = (
+            cam[:, 0] * pose[j, 0] + cam[:, 1] * pose[j, 1] + cam[:, 2] * pose[j, 2] + pose[j, 3]
+            for j in range(3)
+        )
+        band = (z > lo) & (z < hi)
+        out.append(np.stack([x[band], y[band]], axis=1))
+    return out
 
 
 def _obstacle_points_native(
