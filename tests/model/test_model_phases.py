@@ -1,5 +1,5 @@
 """dreamx-bench-model --phases: every phase of generate is timed, the rest is 'other', and the model runs
-unwrapped afterwards with the same frames."""
+unwrapped afterwards."""
 
 import numpy as np
 import pytest
