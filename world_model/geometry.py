@@ -166,7 +166,12 @@ def unproject_many(
     per_frame = mask.shape[1] * mask.shape[2]
     cam = shared_pixel_rays(intr).reshape(-1, 3)[pixels % per_frame] * depth.reshape(-1)[pixels][:, None]
     parts = np.split(cam, np.searchsorted(pixels, np.arange(1, len(depth)) * per_frame))
-    return [part @ pose[:3, :3].T + pose[:3, 3] for part, pose in zip(parts, poses, strict=True)]
+    # each rotation row summed left to right, then t: the order of the C kernel model/native/collision.c
+    # (a matmul may round otherwise), so both give the same points bit for bit
+    return [
+        part[:, :1] * pose[:3, 0] + part[:, 1:2] * pose[:3, 1] + part[:, 2:3] * pose[:3, 2] + pose[:3, 3]
+        for part, pose in zip(parts, poses, strict=True)
+    ]
 
 
 def reproject(

@@ -8,14 +8,14 @@ object surfaces predicted in its last ``RECENT_FRAMES`` frames, seen from above.
 camera within ``radius`` of those points, nor, where it already is that close, any closer; like the engine
 it tries the full move, then each axis alone, then stays. What those frames did not show does not block.
 On the CPU, both steps run in the C kernel ``native/collision.c`` for a whole batch where it builds: the numpy
-functions here are its reference, with the same numbers bit for bit.
+functions here (with ``geometry.unproject_many``) are its reference, with the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from world_model.geometry import Intrinsics, shared_pixel_rays
+from world_model.geometry import Intrinsics, shared_pixel_rays, unproject_many
 from world_model.model import native
 from world_model.semantics import OBJECT_CLASS_IDS
 
@@ -56,21 +56,9 @@ def obstacle_points_many(
         return []
     if use_native and native.available():
         return _obstacle_points_native(depth, semantic, poses, intr)
-    rays, lo, hi = shared_pixel_rays(intr).reshape(-1, 3), *OBSTACLE_BAND_M
-    out = []
-    for d, labels, pose in zip(
-        depth.reshape(len(depth), -1), semantic.reshape(len(depth), -1), poses, strict=True
-    ):
-        pixels = np.flatnonzero(np.take(_IS_OBJECT, labels) & (d > 0) & (d < np.inf))  # finite and positive
-        cam = rays[pixels] * d[pixels][:, None]
-        # row by row, summed left to right (the C kernel's order; a matmul may round otherwise)
-        x, y, z = (
-            cam[:, 0] * pose[j, 0] + cam[:, 1] * pose[j, 1] + cam[:, 2] * pose[j, 2] + pose[j, 3]
-            for j in range(3)
-        )
-        band = (z > lo) & (z < hi)
-        out.append(np.stack([x[band], y[band]], axis=1))
-    return out
+    keep = np.take(_IS_OBJECT, semantic) & (depth > 0) & (depth < np.inf)  # finite and positive
+    lo, hi = OBSTACLE_BAND_M
+    return [p[(p[:, 2] > lo) & (p[:, 2] < hi), :2] for p in unproject_many(depth, poses, intr, keep)]
 
 
 def _obstacle_points_native(

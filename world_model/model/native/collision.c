@@ -1,9 +1,10 @@
 /* The learned camera's collision (model/collision.py) for the CPU (built and loaded by
  * model/native/__init__.py): the obstacle points of a batch of predicted frames, and where each of a batch
- * of moves stops among them. Both are collision.py's numpy references operation by operation in double
- * precision (built with -ffp-contract=off: no fused multiply-adds), so the points and positions are the
- * same bit for bit; one pass per frame or move instead of a dozen array operations and their temporaries.
- * Both run on the calling thread: a batch-32 step's work is well under a millisecond.
+ * of moves stops among them. Both are collision.py's numpy references (the points through
+ * geometry.unproject_many) operation by operation in double precision (built with -ffp-contract=off: no
+ * fused multiply-adds), so the points and positions are the same bit for bit; one pass per frame or move
+ * instead of a dozen array operations and their temporaries. Both run on the calling thread: a batch-32
+ * step's work is well under a millisecond.
  */
 #include <math.h>
 #include <stdint.h>
