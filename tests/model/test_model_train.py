@@ -2,9 +2,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from world_model.model.checkpoint import load_weights
-from world_model.model.data import TrajectoryStore
+from world_model.model.data import TrajectoryStore, from_unit, to_unit
 from world_model.model.train import TrainConfig, Trainer, train_config
 
 
@@ -70,3 +71,12 @@ def test_validation_seeds_and_unknown_options_are_refused(tiny_dataset, tmp_path
         Trainer(_config(tiny_dataset, tmp_path, 1), store)
     with pytest.raises(ValueError, match="unknown training option"):
         train_config({"stepz": 3})
+
+
+def test_colour_bytes_round_trip_through_the_unit_range():
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    rgb[0, 0, 0] = [0, 255, 128]
+    unit = to_unit(rgb)
+    assert unit.shape == (2, 3, 8, 8) and unit.min() >= -1 and unit.max() <= 1
+    assert np.array_equal(from_unit(unit).numpy(), rgb)
+    assert from_unit(torch.tensor([-3.0, 0.0, 3.0])[:, None, None]).flatten().tolist() == [0, 128, 255]

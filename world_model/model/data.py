@@ -51,6 +51,12 @@ def to_unit(rgb: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(rgb, np.float32)).movedim(-1, -3) / 127.5 - 1.0
 
 
+def from_unit(rgb: torch.Tensor) -> torch.Tensor:
+    """float ``[..., 3, H, W]`` in [-1, 1] -> uint8 ``[..., H, W, 3]``, rounded (the inverse of
+    :func:`to_unit`; values outside [-1, 1] are clamped)."""
+    return ((rgb + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).movedim(-3, -1)
+
+
 class TrajectoryStore:
     """All trajectories of a dataset folder in memory (uint8 / float16: ~25 kB per frame at 64x64)."""
 

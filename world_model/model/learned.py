@@ -37,7 +37,7 @@ from world_model.model.conditioning import (
     state_batch,
     warp_memories,
 )
-from world_model.model.data import to_unit
+from world_model.model.data import from_unit, to_unit
 from world_model.model.device import keep_freed_memory, resolve_device
 from world_model.model.memory import MemoryBank, retrieve_many
 from world_model.model.native import available as native_available
@@ -350,7 +350,7 @@ class LearnedWorldModel(WorldModel):
         return {
             "planes": memory_planes(rgb, depth, labels),
             "labels": labels,
-            "colour": ((rgb + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1),
+            "colour": from_unit(rgb),
         }
 
     def _net(

@@ -34,7 +34,7 @@ from world_model.model.conditioning import (
     state_batch,
     warp_memories,
 )
-from world_model.model.data import Example, TrajectoryStore, to_unit
+from world_model.model.data import Example, TrajectoryStore, from_unit, to_unit
 from world_model.model.device import resolve_device
 from world_model.model.network import WorldNet, inverse_depth
 from world_model.options import check_options
@@ -248,7 +248,7 @@ class Trainer:
         (self.out / "samples").mkdir(exist_ok=True)
         import cv2
 
-        img = ((sheet.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        img = from_unit(sheet).numpy()
         cv2.imwrite(str(self.out / "samples" / f"step{self.step:06d}.png"), img[..., ::-1])
 
 
