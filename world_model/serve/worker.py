@@ -159,17 +159,10 @@ class BackendWorker:
         replies, sizes = [], []
         live = []
         for p in batch:
-            missing = [
-                h
-                for r, h in enumerate(p.request.sessions)
-                if r not in p.request.resets and h not in self._ids
-            ]
             req = p.request
-            refused = None if missing else self._refused_events(req.sessions, req.events, req.resets)
-            if missing:
-                replies.append((p.identity, _not_open(p.request_id, missing)))
-            elif refused:
-                replies.append((p.identity, _bad_event(p.request_id, *refused)))
+            error = self._refusal(p.request_id, req.sessions, req.events, req.resets)
+            if error is not None:
+                replies.append((p.identity, error))
             else:
                 live.append(p)
         batch = live
@@ -211,13 +204,24 @@ class BackendWorker:
     def check(self, sessions: list[int], events: list[list[list[EventRecord]]], request_id: int) -> Message:
         """A CHECK's reply: an empty REPLY when every session's world would carry out its events, else the
         ERROR a STEP with them would get. Nothing is stepped."""
-        missing = [h for h in sessions if h not in self._ids]
+        error = self._refusal(request_id, sessions, events)
+        return Message(MsgType.REPLY, request_id, {}) if error is None else error
+
+    def _refusal(
+        self,
+        request_id: int,
+        sessions: list[int],
+        events: list[list[list[EventRecord]]],
+        resets: Container[int] = (),
+    ) -> Message | None:
+        """The ERROR a STEP of ``sessions`` with ``events`` gets before anything is stepped (a session that
+        is not open, then an event its world cannot carry out; rows in ``resets`` start new scenes and are
+        exempt from both), or None."""
+        missing = [h for r, h in enumerate(sessions) if r not in resets and h not in self._ids]
         if missing:
             return _not_open(request_id, missing)
-        refused = self._refused_events(sessions, events)
-        if refused:
-            return _bad_event(request_id, *refused)
-        return Message(MsgType.REPLY, request_id, {})
+        refused = self._refused_events(sessions, events, resets)
+        return None if refused is None else _bad_event(request_id, *refused)
 
     def _refused_events(
         self, sessions: list[int], events: list[list[list[EventRecord]]], resets: Container[int] = ()
