@@ -1,5 +1,7 @@
-"""dreamx-bench-model --phases: every phase of generate is timed, the rest is 'other', and the model runs
-unwrapped afterwards."""
+"""dreamx-bench-model --phases: every phase of generate is timed, the rest is 'other', garbage collection
+is its own line, and the model runs unwrapped afterwards."""
+
+import gc
 
 import numpy as np
 import pytest
@@ -8,9 +10,14 @@ import world_model.model.learned as learned
 from world_model.model.bench import bench, format_phases
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.memory import MemoryBank
-from world_model.model.phases import PHASES, timed_phases
+from world_model.model.phases import GC, PHASES, timed_phases
 
 from .helpers import turning_poses
+
+
+def assert_parts_sum_to_total(ms: dict[str, float]) -> None:
+    parts = sum(ms[name] for name in [*PHASES, GC])
+    assert abs(parts + ms["other"] - ms["total"]) < 1e-9 and ms["other"] >= 0
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +33,9 @@ def test_every_phase_is_timed_and_the_model_is_restored(model):
         inside = model.generate(sids, rel, [[], []])
     after = model.generate(sids, rel, [[], []])
     ms = times.per_frame_ms()
-    assert times.frames == 6 and set(ms) == {*PHASES, "other", "total"}
+    assert times.frames == 6 and set(ms) == {*PHASES, GC, "other", "total"}
     assert all(ms[name] > 0 for name in PHASES) and ms["network"] > ms["memory bookkeeping"]
-    assert abs(sum(ms[name] for name in PHASES) + ms["other"] - ms["total"]) < 1e-9 and ms["other"] >= 0
+    assert_parts_sum_to_total(ms)
     assert (learned.retrieve_many, learned.warp_memories, MemoryBank.add, model._net) == before
     assert "generate" not in vars(model)  # the class's generate again, not a leftover wrapper
     for a, b in zip(inside, after, strict=True):
@@ -41,9 +48,27 @@ def test_every_phase_is_timed_and_the_model_is_restored(model):
         times.per_frame_ms()
 
 
+def test_garbage_collection_is_taken_out_of_the_phase_it_interrupted(model, monkeypatch):
+    add = MemoryBank.add
+
+    def add_and_collect(self, *args, **kwargs):
+        gc.collect()  # a full pass over every object of the test process: milliseconds, against microseconds
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryBank, "add", add_and_collect)
+    sid = model.open(5)[0]
+    with timed_phases(model) as times:
+        model.generate([sid], turning_poses(2, 10.0), [[]])
+        gc.collect()  # between calls: not part of any
+    ms = times.per_frame_ms()
+    assert ms[GC] > 10 * ms["memory bookkeeping"] > 0
+    assert_parts_sum_to_total(ms)
+    model.close(sid)
+
+
 def test_the_bench_reports_the_phases(model):
     point = bench(model, batch=2, chunk=2, seconds=0.01, warmup_frames=4, phases=True)
-    assert set(point["phases_ms"]) == {*PHASES, "other", "total"}
+    assert set(point["phases_ms"]) == {*PHASES, GC, "other", "total"}
     lines = format_phases(point["phases_ms"]).splitlines()
-    assert len(lines) == len(PHASES) + 2 and lines[-1].strip().startswith("total") and "100.0%" in lines[-1]
+    assert len(lines) == len(PHASES) + 3 and lines[-1].strip().startswith("total") and "100.0%" in lines[-1]
     assert "phases_ms" not in bench(model, batch=1, chunk=2, seconds=0.01, warmup_frames=0)
