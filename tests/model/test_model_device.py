@@ -1,7 +1,9 @@
-"""Where tensors live, and how the CPU backend sets up the process's allocator."""
+"""Where tensors live, and how the backend sets up the process's allocator and garbage collector."""
 
+import gc
 import platform
 
+import numpy as np
 import pytest
 
 import world_model.model.device as device
@@ -30,3 +32,29 @@ def test_the_cpu_backend_keeps_freed_memory(tiny_weights, monkeypatch):
     monkeypatch.setattr(learned, "keep_freed_memory", lambda: calls.append(1))
     LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
     assert calls == [1]
+
+
+def test_freeze_live_objects_exempts_what_is_alive_unless_told_not_to(monkeypatch):
+    frozen = gc.get_freeze_count()
+    kept = [[] for _ in range(1000)]  # live, gc-tracked: frozen with the rest
+    assert device.freeze_live_objects() is True
+    assert gc.get_freeze_count() >= frozen + len(kept)
+    monkeypatch.setenv("DREAMX_GC_DEFAULT", "1")
+    frozen, more = gc.get_freeze_count(), [[] for _ in range(1000)]
+    assert device.freeze_live_objects() is False
+    assert gc.get_freeze_count() == frozen and len(more) == 1000
+
+
+def test_the_backend_freezes_once_its_network_has_run_a_new_batch_shape(tiny_weights, monkeypatch):
+    calls = []
+    monkeypatch.setattr(learned, "freeze_live_objects", lambda: calls.append(1))
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    one, two = m.open(3)[0], m.open(4)[0]
+    rel = np.tile(np.eye(4), (1, 2, 1, 1))
+    m.generate([one], rel, [[]])
+    assert calls == [1]  # after the first call: batch 1 ran for the first time (in open)
+    m.generate([one], rel, [[]])
+    m.generate([two], rel, [[]])
+    assert calls == [1]  # batch 1 again: nothing new to freeze
+    m.generate([one, two], np.concatenate([rel, rel]), [[], []])
+    assert calls == [1, 1]  # batch 2 is new

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from world_model.model.conditioning import (
     warp_memories,
 )
 from world_model.model.data import from_unit, to_unit
-from world_model.model.device import keep_freed_memory, resolve_device
+from world_model.model.device import freeze_live_objects, keep_freed_memory, resolve_device
 from world_model.model.memory import MemoryBank, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import depth_from_inverse
@@ -157,6 +158,9 @@ class LearnedWorldModel(WorldModel):
         self._oracle = None
         self._sessions: dict[int, _Session] = {}
         self._next_id = 0
+        # (batch size, first sampling step) the network has run; a new one makes long-lived objects (_run)
+        self._shapes_run: set[tuple[int, bool]] = set()
+        self._new_shape = False
 
     def info(self) -> BackendInfo:
         c = self.config
@@ -330,6 +334,9 @@ class LearnedWorldModel(WorldModel):
                 if self.config.collide:
                     s.obstacles = remember(s.obstacles, seen_objects[b])
             poses[:, k] = targets
+        if self._new_shape:
+            self._new_shape = False
+            freeze_live_objects()
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
 
     def _forward(
@@ -373,13 +380,23 @@ class LearnedWorldModel(WorldModel):
         inputs = (*warp, hints, known, estimate, state.to(dev), step)
         if dev.type == "cpu" and b > CPU_NETWORK_BATCH:
             parts = [
-                self._small(*(None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs))
+                self._run(self._small, [None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs])
                 for i in range(0, b, CPU_NETWORK_BATCH)
             ]
             out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         else:
-            out = (self._small if b <= MAX_GRAPHED_BATCH else self._large)(*inputs)
+            out = self._run(self._small if b <= MAX_GRAPHED_BATCH else self._large, inputs)
         return {**out, "rgb": out["planes"][:, 0:3], "depth": out["planes"][:, 3]}
+
+    def _run(self, network: Callable, inputs: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """``network(*inputs)``, noting a batch shape it has not run before in ``_new_shape``: compiling and
+        graph capture leave long-lived Python objects then, which ``generate`` exempts from the garbage
+        collector once the call is done (``freeze_live_objects``)."""
+        shape = (len(inputs[0]), inputs[5] is None)  # batch size; first sampling step (no estimate) or not
+        if shape not in self._shapes_run:
+            self._shapes_run.add(shape)
+            self._new_shape = True
+        return network(*inputs)
 
     def _no_hints(self, b: int) -> torch.Tensor:
         """Zero hint planes for ``b`` sessions (``_hint_planes``, the layout ``_hints`` fills, so both run
