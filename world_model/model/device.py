@@ -59,7 +59,7 @@ def freeze_live_objects() -> bool:
     for the rest of the process; returns whether it did.
 
     A loaded and compiled network leaves about half a million long-lived Python objects (FX graphs, sympy
-    expressions, kernel wrappers), and the collector walks them all on each full pass: 260-270 ms, about
+    expressions, kernel wrappers), and the collector walks them all on each full pass: 244-272 ms, about
     every 40 batch-256 calls on the CPU, since sessions' memories keep handing it objects that outlive two
     collections. Frozen, a full pass walks only what came after. Call it once the network has run a new
     batch shape (that is when compiling and graph capture make new objects). ``DREAMX_GC_DEFAULT=1``: leave
