@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,23 +380,25 @@ class LearnedWorldModel(WorldModel):
         inputs = (*warp, hints, known, estimate, state.to(dev), step)
         if dev.type == "cpu" and b > CPU_NETWORK_BATCH:
             parts = [
-                self._run(self._small, [None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs])
+                self._run(self._small, *(None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs))
                 for i in range(0, b, CPU_NETWORK_BATCH)
             ]
             out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         else:
-            out = self._run(self._small if b <= MAX_GRAPHED_BATCH else self._large, inputs)
+            out = self._run(self._small if b <= MAX_GRAPHED_BATCH else self._large, *inputs)
         return {**out, "rgb": out["planes"][:, 0:3], "depth": out["planes"][:, 3]}
 
-    def _run(self, network: Callable, inputs: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
-        """``network(*inputs)``, noting a batch shape it has not run before in ``_new_shape``: compiling and
-        graph capture leave long-lived Python objects then, which ``generate`` exempts from the garbage
-        collector once the call is done (``freeze_live_objects``)."""
-        shape = (len(inputs[0]), inputs[5] is None)  # batch size; first sampling step (no estimate) or not
+    def _run(
+        self, network: Callable, feats, zbuf, mask, hints, depth_known, estimate, state, step
+    ) -> dict[str, torch.Tensor]:
+        """``network`` (``_forward`` or its graph or compiled form) on these, noting a batch shape it has not
+        run before in ``_new_shape``: compiling and graph capture leave long-lived Python objects then, which
+        ``generate`` exempts from the garbage collector once the call is done (``freeze_live_objects``)."""
+        shape = (len(feats), estimate is None)  # batch size; first sampling step (no estimate) or not
         if shape not in self._shapes_run:
             self._shapes_run.add(shape)
             self._new_shape = True
-        return network(*inputs)
+        return network(feats, zbuf, mask, hints, depth_known, estimate, state, step)
 
     def _no_hints(self, b: int) -> torch.Tensor:
         """Zero hint planes for ``b`` sessions (``_hint_planes``, the layout ``_hints`` fills, so both run
