@@ -33,6 +33,8 @@ taps (``upsampled_kernel_by_sums``). Training keeps the plain forms the shipped 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -126,8 +128,15 @@ def upsampled_kernel(weight: torch.Tensor) -> torch.Tensor:
     """For a 3x3 ``weight [out, in, 3, 3]``: the ``[in, out, 4, 4]`` kernel ``k`` such that
     ``conv_transpose2d(x, k, stride=2, padding=1)`` is
     ``conv2d(upsample_nearest_2x(x), weight, padding=1)``."""
-    taps = _UPSAMPLED_TAPS.to(weight)
+    taps = _upsampled_taps(weight.device, weight.dtype)
     return torch.einsum("ya,xb,oiab->ioyx", taps, taps, weight)
+
+
+@functools.cache
+def _upsampled_taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``_UPSAMPLED_TAPS`` on ``device``, copied there once: a CUDA graph's capture may not copy from the
+    host, and its warm-up passes run first, so the capture finds the taps already there."""
+    return _UPSAMPLED_TAPS.to(device, dtype)
 
 
 def upsampled_kernel_by_sums(weight: torch.Tensor) -> torch.Tensor:
