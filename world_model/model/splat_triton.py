@@ -145,15 +145,14 @@ def zbuffer_triton(
         MIN_Z,
         FOOTPRINT_DEPTH_FACTOR,
     )
-    _zbuffer_kernel[grid](
-        depth, rel, groups, prio, best, best, *common, FOOTPRINT=footprint, PRIORITY=False, BLOCK_SIZE=BLOCK
-    )
+    # every multiply and add rounded on its own, as the torch reference and the C kernel do (no fused
+    # multiply-adds): a point lands on the same pixel on the GPU as on the CPU, so both keep the same winner
+    options = {"FOOTPRINT": footprint, "BLOCK_SIZE": BLOCK, "enable_fp_fusion": False}
+    _zbuffer_kernel[grid](depth, rel, groups, prio, best, best, *common, PRIORITY=False, **options)
     if priority is None:
         return best
     ranked = torch.full_like(best, empty)
-    _zbuffer_kernel[grid](
-        depth, rel, groups, prio, best, ranked, *common, FOOTPRINT=footprint, PRIORITY=True, BLOCK_SIZE=BLOCK
-    )
+    _zbuffer_kernel[grid](depth, rel, groups, prio, best, ranked, *common, PRIORITY=True, **options)
     return ranked
 
 
