@@ -58,3 +58,14 @@ def test_the_backend_freezes_once_its_network_has_run_a_new_batch_shape(tiny_wei
     assert calls == [1]  # batch 1 again: nothing new to freeze
     m.generate([one, two], np.concatenate([rel, rel]), [[], []])
     assert calls == [1, 1]  # batch 2 is new
+
+
+def test_retrieval_runs_on_the_host_unless_there_is_no_c_kernel_and_many_sessions(tiny_weights, monkeypatch):
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    m.device = "cuda:0"  # only read as where a batched pass would go: nothing runs here
+    many = learned.RETRIEVE_ON_HOST_UP_TO + 1
+    monkeypatch.setattr(learned, "native_available", lambda: True)
+    assert m._retrieval_device(1) == m._retrieval_device(256) == "cpu"
+    monkeypatch.setattr(learned, "native_available", lambda: False)
+    assert m._retrieval_device(learned.RETRIEVE_ON_HOST_UP_TO) == "cpu"
+    assert m._retrieval_device(many) == "cuda:0"

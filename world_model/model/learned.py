@@ -53,7 +53,10 @@ SHIPPED_WEIGHTS = ("learned_v1", "learned_fast")  # learned_fast: the cheap vari
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
 PRECISIONS = ("fp32", "bf16")
-RETRIEVE_ON_HOST_UP_TO = 8  # sessions: fewer, and ~30 kernel launches cost more than the arithmetic
+# retrieval runs on the host for every batch where the C kernels are built (on an H100's host, retrieval at
+# batch 32 took 0.054-0.058 ms a frame there against 0.109-0.126 on the GPU, at 256 0.029-0.032 against
+# 0.049-0.051); without them, on the device above this many sessions (fewer: its ~30 launches cost more)
+RETRIEVE_ON_HOST_UP_TO = 8
 CPU_NETWORK_BATCH = 32  # CPU: larger batches go through the network in parts this size (their activations
 # stay in cache: measured 5.0 ms a frame at 32, 8.9 at 128 for learned_v1 in fp32)
 
@@ -407,6 +410,11 @@ class LearnedWorldModel(WorldModel):
             self._zero_hints = self._hint_planes(b)
         return self._zero_hints[:b]
 
+    def _retrieval_device(self, b: int) -> torch.device | str:
+        """Where retrieval for ``b`` sessions runs: the host, unless there is no C kernel and ``b`` is large
+        enough that a GPU's batched pass is faster than torch's on the host (``RETRIEVE_ON_HOST_UP_TO``)."""
+        return "cpu" if native_available() or b <= RETRIEVE_ON_HOST_UP_TO else self.device
+
     def _hint_planes(self, b: int) -> torch.Tensor:
         """``b`` sessions' hint planes ``[b, HINT_CHANNELS, H, W]``, zero, channels last as the network's
         input is: the one layout of every hint tensor ``_net`` takes."""
@@ -424,7 +432,7 @@ class LearnedWorldModel(WorldModel):
             self.intr,
             self.config.memory_k,
             [s.time + 1 for s in ss],
-            self.device if len(ss) > RETRIEVE_ON_HOST_UP_TO else "cpu",
+            self._retrieval_device(len(ss)),
         )
         with torch.no_grad():
             warp = warp_memories(
