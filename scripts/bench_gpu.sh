@@ -32,7 +32,9 @@ fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
 $PY -c "import torch; print('bench_gpu:', torch.__version__, torch.cuda.get_device_name(0))"
-$PY -m pytest -q tests/model/test_model_cuda.py tests/model/test_model_splat_triton.py
+# a failing test does not stop the figures (a lent GPU's time is short), but the script then exits 1
+TESTS=0
+$PY -m pytest -q tests/model/test_model_cuda.py tests/model/test_model_splat_triton.py || TESTS=$?
 ARGS=("$@")
 if [ ${#ARGS[@]} -eq 0 ]; then
   ARGS=(--batch-sizes 1 8 32 128 256 --lanes 1 2 4 --seconds 3)
@@ -41,3 +43,7 @@ mkdir -p "$OUT/bench_cuda"
 $PY -m world_model.bench.cli --devices cuda "${ARGS[@]}" --out "$OUT/bench_cuda" | tee "$OUT/bench_cuda/bench.txt"
 $PY -m world_model.model.bench --device cuda --batch 32 256 --seconds 3 --phases \
   --json "$OUT/bench_cuda/phases.json" | tee "$OUT/bench_cuda/phases.txt"
+if [ "$TESTS" -ne 0 ]; then
+  echo "bench_gpu: the CUDA tests FAILED (pytest exit $TESTS): the figures above are of failing code" >&2
+  exit 1
+fi
