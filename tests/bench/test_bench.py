@@ -27,6 +27,7 @@ def test_report_has_every_section_with_positive_figures(out):
     assert results["machine"]["cpu_model"] and results["machine"]["torch_threads"] >= 1
     peak = results["peak"]["cpu"]
     assert peak["gflops"] == max(peak["matmul_gflops"], peak["conv1x1_gflops"]) > 0
+    assert peak["conv_tf32"] is False  # TF32 is a CUDA mode: the CPU's convolutions run in fp32
     assert results["learned"]["flops_per_frame"] > 0 and results["yardstick"]["flops_per_frame"] > 0
     sections = {
         "learned": results["learned"]["points"]["cpu"],

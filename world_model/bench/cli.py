@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fp32 peak, the better of a matmul and the same product as a 1x1 convolution: "
         + ", ".join(
             f"{d} {p['gflops']:.1f} GFLOP/s (matmul {p['matmul_gflops']:.1f}, 1x1 convolution "
-            f"{p['conv1x1_gflops']:.1f})"
+            f"{p['conv1x1_gflops']:.1f}{', TF32 tensor cores' if p['conv_tf32'] else ''})"
             for d, p in peak.items()
         )
     )

@@ -31,7 +31,10 @@ def matmul_peak(device: torch.device | str, size: int, seconds: float) -> dict[s
     the threads torch uses now (so the peak is that of the threads the model gets), computed two ways:
     ``torch.matmul`` (BLAS) and the same product as a channels-last 1x1 convolution (oneDNN / cuDNN, the
     libraries convolutions run on). ``gflops`` is the better of the two: on an AMD CPU, MKL's matmul ran
-    at half the rate oneDNN's convolutions reach, and a peak below what convolutions do is no peak."""
+    at half the rate oneDNN's convolutions reach, and a peak below what convolutions do is no peak. On CUDA,
+    cuDNN runs fp32 convolutions on TF32 tensor cores unless ``torch.backends.cudnn.allow_tf32`` is off
+    (``conv_tf32``): the network's convolutions too, so that rate is their ceiling (on an H100, 370 TFLOP/s
+    against the matmul's strict-fp32 52)."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     sync = synchronizer(device)
@@ -49,6 +52,7 @@ def matmul_peak(device: torch.device | str, size: int, seconds: float) -> dict[s
     return {
         "gflops": max(rates.values()),
         **rates,
+        "conv_tf32": torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32,
         "matmul_size": size,
         "calls": matmul.calls + conv.calls,
     }
