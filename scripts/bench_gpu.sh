@@ -30,6 +30,11 @@ if ! $PY -c "import dreamx_env" 2>/dev/null; then
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
+if ! $PY -c "import mujoco" 2>/dev/null; then
+  echo "bench_gpu: MuJoCo cannot load its $MUJOCO_GL renderer here: install libEGL (Debian: libegl1), or" \
+    "OSMesa (libosmesa6) and set MUJOCO_GL=osmesa" >&2
+  exit 1
+fi
 
 $PY -c "import torch; print('bench_gpu:', torch.__version__, torch.cuda.get_device_name(0))"
 # a failing test does not stop the figures (a lent GPU's time is short), but the script then exits 1
