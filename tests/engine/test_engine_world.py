@@ -6,6 +6,9 @@ Figures in comments were measured at 48x64 on the seeds used here.
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -393,3 +396,13 @@ def test_events_apply_all_or_nothing(room):
     with pytest.raises(ValueError, match="no object 'box#99'"):
         room.apply_events([*lights_off, paint])  # the bad record comes last
     assert room.lights_on and not room.events_applied
+
+
+def test_a_renderer_mujoco_cannot_load_is_a_clear_import_error():
+    env = {**os.environ, "MUJOCO_GL": "no-such-renderer"}  # as a host without libEGL fails: on import
+    command = [sys.executable, "-c", "import world_model.engine"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: MuJoCo could not load its offscreen renderer")
+    assert "MUJOCO_GL='no-such-renderer'" in last and "libegl1" in last
