@@ -1,11 +1,15 @@
 """The eval-mode forms of ``WorldNet``'s operations compute what the training forms compute."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from world_model.model import network
+from world_model.model.conditioning import HINT_CHANNELS
+from world_model.model.learned import LearnedWorldModel
 from world_model.model.network import (
     WorldNet,
     group_norm,
@@ -110,3 +114,42 @@ def test_compiled_eval_computes_every_blocks_film_at_once_in_fp32(tiny_widths, m
         f.dtype == torch.float32 and torch.allclose(f, p, rtol=1e-5, atol=1e-5)
         for f, p in zip(merged, plain, strict=True)
     )
+
+
+class _HostTensorsSeen(torch.overrides.TorchFunctionMode):
+    """Records every torch call given a tensor on the host (the CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if any(t.device.type == "cpu" for t in tensors):
+            self.calls.append(getattr(func, "__name__", str(func)))
+        return func(*args, **kwargs)
+
+
+def test_a_warmed_up_pass_reads_nothing_from_the_host(tiny_widths, monkeypatch):
+    """A CUDA graph captures ``LearnedWorldModel._forward`` (assembly, network, outputs) after warm-up passes
+    and may not copy from the host then: a later pass on a device (``meta`` here) takes no host tensor, such
+    as a module constant (the upsampling taps did, every pass: the default backend failed at its first
+    graphed call on a GPU)."""
+    monkeypatch.setattr(network, "UPSAMPLED_CONV_MIN_BATCH", 1)  # the decoder's transposed convolution
+    net = WorldNet(tiny_widths).to("meta").eval()
+    # _forward reads the model's net, precision and device type (for autocast, off in fp32)
+    model = SimpleNamespace(net=net, device=torch.device("cpu"), config=SimpleNamespace(precision="fp32"))
+
+    def meta(*shape, dtype=torch.float32):
+        return torch.empty(*shape, dtype=dtype, device="meta")
+
+    b, h, w = 2, 64, 64
+    warp = (meta(b, 5, h, w), meta(b, h, w), meta(b, h, w, dtype=torch.bool))
+    inputs = (*warp, meta(b, HINT_CHANNELS, h, w), meta(b), None, meta(b, 2), meta(b))
+    with torch.no_grad():
+        LearnedWorldModel._forward(model, *inputs)  # warm-up
+        with _HostTensorsSeen() as seen:
+            out = LearnedWorldModel._forward(model, *inputs)
+    assert seen.calls == []
+    assert out["colour"].shape == (b, h, w, 3) and out["planes"].shape == (b, 5, h, w)
