@@ -1,4 +1,5 @@
-"""The eval-mode forms of ``WorldNet``'s operations compute what the training forms compute."""
+"""The eval-mode forms of ``WorldNet``'s operations compute what the training forms compute, and a warmed-up
+pass takes nothing from the host (as a CUDA graph needs)."""
 
 from types import SimpleNamespace
 
