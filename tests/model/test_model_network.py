@@ -135,8 +135,8 @@ class _HostTensorsSeen(torch.overrides.TorchFunctionMode):
 def test_a_warmed_up_pass_reads_nothing_from_the_host(tiny_widths, monkeypatch):
     """A CUDA graph captures ``LearnedWorldModel._forward`` (assembly, network, outputs) after warm-up passes
     and may not copy from the host then: a later pass on a device (``meta`` here) takes no host tensor, such
-    as a module constant (the upsampling taps did, every pass: the default backend failed at its first
-    graphed call on a GPU)."""
+    as a module constant (the upsampling taps did, every pass: on a GPU the default backend failed at every
+    graphed batch of ``UPSAMPLED_CONV_MIN_BATCH`` sessions or more)."""
     monkeypatch.setattr(network, "UPSAMPLED_CONV_MIN_BATCH", 1)  # the decoder's transposed convolution
     net = WorldNet(tiny_widths).to("meta").eval()
     # _forward reads the model's net, precision and device type (for autocast, off in fp32)
