@@ -130,7 +130,10 @@ def zbuffer_triton(
     groups = groups.to(dev, torch.int64).contiguous()
     empty = torch.iinfo(torch.int64).max
     best = torch.full((n_groups * h * w,), empty, dtype=torch.int64, device=dev)
-    prio = (priority if priority is not None else torch.zeros(n)).to(dev, torch.int64).contiguous()
+    if priority is None:  # made on the device: a blocking copy from the host waits for the queued kernels
+        prio = torch.zeros(n, dtype=torch.int64, device=dev)
+    else:
+        prio = priority.to(dev, torch.int64).contiguous()
     grid = (triton.cdiv(n * h * w, BLOCK),)
     common = (
         n * h * w,
