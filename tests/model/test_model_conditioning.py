@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from world_model.model.conditioning import Warp, assemble, first_frame_inputs
+from world_model.model.conditioning import Warp, assemble, current_estimate, first_frame_inputs
 from world_model.model.network import IN_CHANNELS, NEAREST_M
 
 
@@ -38,3 +38,13 @@ def test_a_first_frame_is_its_colour_seen_with_the_lights_on_and_no_depth():
     expected[0:3] = expected[8:11] = rgb[0].numpy()
     expected[4] = expected[5] = 1.0  # everything landed, seen with the lights on; depth unknown (7 = 0)
     assert np.array_equal(x[0].numpy(), expected)
+
+
+def test_assemble_in_bfloat16_is_the_float32_input_rounded_once():
+    warp, hints = _warp(), torch.rand(2, 6, 4, 5)
+    x = assemble(warp, hints, dtype=torch.bfloat16)
+    assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, assemble(warp, hints).to(torch.bfloat16))
+    assert torch.equal(current_estimate(warp, None), warp.feats[:, 0:3])  # what channels 8-10 hold
+    estimate = torch.rand(2, 3, 4, 5)
+    assert current_estimate(warp, estimate) is estimate

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from world_model.model import network
-from world_model.model.conditioning import HINT_CHANNELS
+from world_model.model.conditioning import HINT_CHANNELS, Warp, assemble, current_estimate
 from world_model.model.learned import LearnedWorldModel
 from world_model.model.network import (
     WorldNet,
@@ -63,6 +63,26 @@ def test_upsampled_kernel_is_a_convolution_of_the_upsampled_input(size, kernel):
     got = F.conv_transpose2d(x, kernel(weight), stride=2, padding=1)
     assert got.shape == want.shape
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_bfloat16_input_with_its_estimate_beside_it_gives_the_autocast_outputs(tiny_widths):
+    """The backend assembles the input in bfloat16 (``assemble(..., dtype=torch.bfloat16)``) and passes
+    the estimate in fp32 beside it: the outputs are those of the fp32 input under autocast, bit for bit.
+    Taken from the rounded input instead, the colour would be off by up to a bfloat16 step."""
+    net = _randomised(WorldNet(tiny_widths, patch=2)).eval()
+    gen = torch.Generator().manual_seed(3)
+    feats = torch.rand(2, 5, 64, 64, generator=gen) * 2 - 1
+    mask = torch.rand(2, 64, 64, generator=gen) > 0.2
+    warp = Warp(feats, torch.rand(2, 64, 64, generator=gen) * 4 + 0.3, mask)
+    state, step = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), torch.zeros(2)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = net(assemble(warp, None), state, step)
+        x = assemble(warp, None, dtype=torch.bfloat16)
+        got = net(x, state, step, current_estimate(warp, None))
+        rounded = net(x, state, step)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert not torch.equal(rounded["rgb"], want["rgb"])
 
 
 @pytest.mark.parametrize("compiled", [False, True])  # the forms compiled eval adds, run eagerly here

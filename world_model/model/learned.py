@@ -32,6 +32,7 @@ from world_model.model.collision import obstacle_points, obstacle_points_many, r
 from world_model.model.conditioning import (
     Warp,
     assemble,
+    current_estimate,
     entries_from_outputs,
     first_frame_warp,
     memory_planes,
@@ -351,10 +352,12 @@ class LearnedWorldModel(WorldModel):
         ``colour`` bytes ``[B, H, W, 3]``. Assembly and these outputs are computed here, so CUDA graphs and
         compiled kernels include them (compiled, the input is assembled and the outputs made in fused passes,
         part by cache-sized part on the CPU; the semantic logits stay inside, never copied out or
-        concatenated across parts)."""
-        x = assemble(Warp(feats, zbuf, mask), hints, estimate, depth_known)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            out = self.net(x, state, step)
+        concatenated across parts). In bf16 the input is assembled in bfloat16, the estimate beside it in
+        fp32."""
+        warp, bf16 = Warp(feats, zbuf, mask), self.config.precision == "bf16"
+        x = assemble(warp, hints, estimate, depth_known, torch.bfloat16 if bf16 else torch.float32)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.net(x, state, step, current_estimate(warp, estimate))
         rgb, labels = out["rgb"].float(), out["semantic"].argmax(1).to(torch.uint8)
         depth = depth_from_inverse(out["inv_depth"].float())
         return {

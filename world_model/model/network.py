@@ -235,9 +235,13 @@ class WorldNet(nn.Module):
             both = F.linear(self.state_mlp(cond.float()), weight, bias)
             return list(both.split([block.film.out_features for block in blocks], dim=1))
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``x [B, IN_CHANNELS, H, W]``, ``state [B, STATE_DIM]``, ``step [B]`` (0 first step, 1 refine).
-        Returns ``rgb [B,3,H,W]`` in [-1, 1], ``inv_depth [B,H,W]`` in [0, 1], ``semantic`` logits."""
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor, estimate: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``x [B, IN_CHANNELS, H, W]``, ``state [B, STATE_DIM]``, ``step [B]`` (0 first step, 1 refine);
+        ``estimate [B, 3, H, W]``: channels 8-10 of ``x`` in full precision, where ``x`` comes rounded to
+        bfloat16 (the colour is a correction of it). Returns ``rgb [B,3,H,W]`` in [-1, 1], ``inv_depth
+        [B,H,W]`` in [0, 1], ``semantic`` logits."""
         films = iter(self.films(state, step))
         p = self.patch
         if p == 1:
@@ -258,7 +262,7 @@ class WorldNet(nn.Module):
             out = self.head(h)
         else:
             out = F.pixel_shuffle(self.head(h), p) if self.training else transposed_head(self.head, h, p)
-        estimate = x[:, 8:11]
+        estimate = x[:, 8:11] if estimate is None else estimate
         return {
             "rgb": (estimate + out[:, 0:3]).clamp(-1.0, 1.0),
             "inv_depth": torch.sigmoid(out[:, 3]),
