@@ -69,6 +69,25 @@ def test_memory_is_bounded(tiny_weights):
     assert len(m._sessions[sid].memory.keyframes) <= 4
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [{"memory_k": 0}, {"memory_capacity": -1}, {"sampler_steps": 0}, {"footprint": 3}, {"threads": 0}],
+)
+def test_settings_that_could_only_fail_later_are_refused_at_construction(tiny_weights, setting):
+    """Each would have opened sessions and failed (or misbehaved) at the first ``generate``."""
+    (name,) = setting
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), **setting))
+
+
+def test_a_memory_of_capacity_zero_keeps_the_latest_frame(tiny_weights):
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), memory_capacity=0))
+    sid, _, _ = m.open(5)
+    (frames,) = m.generate([sid], turning_poses(3, 12.0), [[]])
+    memory = m._sessions[sid].memory
+    assert frames.rgb.shape == (3, 64, 64, 3) and not memory.keyframes and memory.latest.time == 3
+
+
 def test_first_frame_and_bad_inputs(model, tiny_weights):
     image = np.full((64, 64, 3), 100, np.uint8)
     sid, first, info = model.open(first_frame=image)

@@ -88,6 +88,21 @@ class LearnedConfig:
     # the C kernel cannot be built (needs a C++ compiler; about a minute once per batch size, so opt-in)
 
 
+def _check(cfg: LearnedConfig) -> None:
+    """Refuse settings that would only fail (or do nothing sensible) at the first ``generate``, saying
+    which: before any session is opened, so nothing is lost."""
+    least = {"sampler_steps": 1, "memory_k": 1, "memory_capacity": 0}  # capacity 0: the latest frame only
+    for name, low in least.items():
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+    if cfg.footprint not in (1, 2):
+        raise ValueError(f"footprint must be 1 or 2, got {cfg.footprint}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ValueError(f"threads must be >= 1 (or None: torch's default), got {cfg.threads}")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {cfg.precision!r}")
+
+
 def add_weights_argument(parser: argparse.ArgumentParser, whose: str = "") -> None:
     """The ``--weights`` option of every CLI that loads the learned model (``whose``: a help prefix)."""
     names = " | ".join(SHIPPED_WEIGHTS)
@@ -126,12 +141,9 @@ class _Session:
 class LearnedWorldModel(WorldModel):
     def __init__(self, config: LearnedConfig | None = None) -> None:
         self.config = cfg = config or LearnedConfig()
+        _check(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if cfg.sampler_steps < 1:
-            raise ValueError(f"sampler_steps must be >= 1, got {cfg.sampler_steps}")
-        if cfg.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {cfg.precision!r}")
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every step's fresh tensors
