@@ -39,7 +39,8 @@ fi
 $PY -c "import torch; print('bench_gpu:', torch.__version__, torch.cuda.get_device_name(0))"
 # a failing test does not stop the figures (a lent GPU's time is short), but the script then exits 1
 TESTS=0
-$PY -m pytest -q tests/model/test_model_cuda.py tests/model/test_model_splat_triton.py || TESTS=$?
+$PY -m pytest -q tests/model/test_model_cuda.py tests/model/test_model_splat_triton.py \
+    tests/model/test_model_film_norm_triton.py || TESTS=$?
 ARGS=("$@")
 if [ ${#ARGS[@]} -eq 0 ]; then
   ARGS=(--batch-sizes 1 8 32 128 256 --lanes 1 2 4 --seconds 3)

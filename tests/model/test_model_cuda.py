@@ -11,7 +11,7 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.metrics import psnr
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.memory import select_many
-from world_model.model.network import UPSAMPLED_CONV_MIN_BATCH
+from world_model.model.network import UPSAMPLED_CONV_MIN_BATCH, film_norm_torch, fused_norm_works
 from world_model.model.reproject import splat
 
 from .helpers import straight_poses, turning_poses
@@ -57,6 +57,24 @@ def test_compiled_triton_zbuffer_matches_the_torch_reference(footprint, prefer):
 @pytest.fixture(scope="module")
 def cpu_and_cuda():
     return [LearnedWorldModel(LearnedConfig(device=d, collide=False)) for d in ("cpu", "cuda")]
+
+
+@pytest.mark.parametrize("channels", [32, 96])  # 4 and 12 channels a group, as learned_v1's widths have
+def test_triton_film_norm_on_the_gpu_matches_the_torch_form(channels):
+    from world_model.model.film_norm_triton import film_norm_triton
+
+    assert fused_norm_works(torch.device("cuda"))  # so the network's eager passes and CUDA graphs use it
+    make = torch.Generator().manual_seed(channels)
+    x, skip = (torch.randn(32, channels, 32, 32, generator=make) * 3 + 1 for _ in range(2))
+    x, skip = (t.cuda().contiguous(memory_format=torch.channels_last) for t in (x, skip))
+    film = torch.randn(32, 2 * channels, generator=make).cuda()
+    norm = torch.nn.GroupNorm(8, channels).cuda()
+    with torch.no_grad():
+        torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+        ref = film_norm_torch(x, norm, film, skip)
+        got = film_norm_triton(x, norm, film, skip)
+    assert got.stride() == x.stride()
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
 def _rollout(model: LearnedWorldModel, seeds: list[int]) -> np.ndarray:

@@ -28,18 +28,23 @@ concatenation are never laid out (its first convolution runs on the upsampled ha
 convolution of the low-resolution input, ``upsampled_kernel``: 4 taps a pixel instead of 9), and under
 ``torch.compile`` (``compiled_eval``) GroupNorm's statistics become per-channel sums and a matmul
 (``group_norm``), every block's FiLM one fp32 matmul (``WorldNet.films``) and the upsampling kernel sums of
-taps (``upsampled_kernel_by_sums``). Training keeps the plain forms the shipped weights were trained with.
+taps (``upsampled_kernel_by_sums``). On CUDA, outside ``torch.compile``, each block's normalisation,
+modulation, residual and activation run as one Triton kernel (``film_norm_triton``). Training keeps the plain
+forms the shipped weights were trained with.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from world_model.model.reproject import triton_available
 from world_model.semantics import SEMANTIC_CLASSES
 
 IN_CHANNELS = 18
@@ -98,6 +103,49 @@ def group_norm_by_sums(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
         return xf * scale[:, :, None, None] + shift[:, :, None, None]
 
 
+def film_norm_torch(
+    x: torch.Tensor, norm: nn.GroupNorm, film: torch.Tensor | None = None, skip: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A FiLM block's normalisation: ``silu(norm(x) * (1 + scale) + shift + skip)``, ``film [B, 2C]`` the
+    modulation's scale and shift (``None``: none), ``skip`` the residual (``None``: none). The plain form
+    (training, the CPU, ``torch.compile``), and the reference of the Triton kernel ``film_norm_triton``."""
+    h = group_norm(x, norm)
+    if film is not None:
+        scale, shift = film[:, :, None, None].chunk(2, dim=1)
+        h = h * (1 + scale) + shift
+    return F.silu(h if skip is None else h + skip)
+
+
+def film_norm_triton() -> Callable[..., torch.Tensor]:
+    """The Triton kernel of :func:`film_norm_torch` (imported when first used: Triton is not needed
+    elsewhere)."""
+    from world_model.model.film_norm_triton import film_norm_triton as kernel
+
+    return kernel
+
+
+@functools.cache
+def fused_norm_works(device: torch.device) -> bool:
+    """Whether ``film_norm_triton`` runs on ``device`` and matches :func:`film_norm_torch` there, checked
+    once per device on a small input (on a GPU: at the first pass, before any CUDA graph is captured).
+    Where it cannot compile or launch, one warning, and the plain form from then on."""
+    if not triton_available():
+        return False
+    make = torch.Generator().manual_seed(0)
+    x, skip = (torch.randn(2, 24, 6, 5, generator=make).to(device) for _ in range(2))
+    film = torch.randn(2, 48, generator=make).to(device)
+    norm = nn.GroupNorm(2, 24).to(device)
+    try:
+        got = film_norm_triton()(x, norm, film, skip)
+    except Exception as err:  # whatever stops Triton here (compiler, driver) stops only this kernel
+        warnings.warn(f"the Triton FiLM normalisation fails on {device}, using torch: {err}", stacklevel=2)
+        return False
+    if not torch.allclose(got, film_norm_torch(x, norm, film, skip), rtol=1e-4, atol=1e-5):
+        warnings.warn(f"the Triton FiLM normalisation is off on {device}, using torch", stacklevel=2)
+        return False
+    return True
+
+
 def strided_stem(stem: nn.Conv2d, x: torch.Tensor, patch: int) -> torch.Tensor:
     """``stem(pixel_unshuffle(x, patch))`` as one convolution of stride ``patch`` with the kernel unfolded
     to ``patch`` times its size (no gather of the input into patches)."""
@@ -154,6 +202,8 @@ def upsampled_kernel_by_sums(weight: torch.Tensor) -> torch.Tensor:
 class FiLMBlock(nn.Module):
     """Two 3x3 convolutions with GroupNorm, modulated by the world state, residual."""
 
+    fused: bool | None = None  # the Triton normalisation: None where it helps (see _fused), True, False
+
     def __init__(self, cin: int, cout: int, state_dim: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
@@ -164,7 +214,6 @@ class FiLMBlock(nn.Module):
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-        self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         """``film``: ``self.film`` of the conditioning (``WorldNet.films`` computes every block's)."""
@@ -187,10 +236,17 @@ class FiLMBlock(nn.Module):
 
     def _rest(self, h: torch.Tensor, skip: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         """The block after its first convolution ``h``, given its skip path ``skip``."""
-        h = self.act(group_norm(h, self.norm1))
-        scale, shift = film[:, :, None, None].chunk(2, dim=1)
-        h = group_norm(self.conv2(h), self.norm2) * (1 + scale) + shift
-        return self.act(h + skip)
+        norm = film_norm_triton() if self._fused(h) else film_norm_torch
+        return norm(self.conv2(norm(h, self.norm1)), self.norm2, film, skip)
+
+    def _fused(self, h: torch.Tensor) -> bool:
+        """Whether this pass normalises with the Triton kernel (``film_norm_triton``): in inference (eval
+        mode, no gradient) outside ``torch.compile`` (inductor fuses these passes itself), on CUDA where
+        the kernel works (:func:`fused_norm_works`). ``fused`` True forces it (the tests, under
+        ``TRITON_INTERPRET=1`` on the CPU), False never."""
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling() or self.fused is False:
+            return False
+        return self.fused is True or (h.is_cuda and fused_norm_works(h.device))
 
 
 class WorldNet(nn.Module):
