@@ -128,7 +128,7 @@ def film_norm_triton() -> Callable[..., torch.Tensor]:
 def fused_norm_works(device: torch.device) -> bool:
     """Whether ``film_norm_triton`` runs on ``device`` and matches :func:`film_norm_torch` there, checked
     once per device on a small input (on a GPU: at the first pass, before any CUDA graph is captured).
-    Where it cannot compile or launch, one warning, and the plain form from then on."""
+    Where it cannot compile or launch there, or disagrees, one warning, and the plain form from then on."""
     if not triton_available():
         return False
     make = torch.Generator().manual_seed(0)
@@ -202,7 +202,7 @@ def upsampled_kernel_by_sums(weight: torch.Tensor) -> torch.Tensor:
 class FiLMBlock(nn.Module):
     """Two 3x3 convolutions with GroupNorm, modulated by the world state, residual."""
 
-    fused: bool | None = None  # the Triton normalisation: None where it helps (see _fused), True, False
+    fused: bool | None = None  # the Triton normalisation: None on CUDA in inference (_fused), True, False
 
     def __init__(self, cin: int, cout: int, state_dim: int) -> None:
         super().__init__()
