@@ -3,8 +3,9 @@
 ``network.FiLMBlock``; ``TRITON_INTERPRET=1`` runs it on CPU for tests). The plain form it replaces is five
 to seven launches (the norm's statistics and affine, the modulation, the residual, the activation), each
 reading and writing the whole activation. One program normalises one (frame, group): it reads the group
-twice for the mean and the variance (two passes, as steady as torch's Welford update in float32) and a third
-time to write the result, all in float32. ``network.film_norm_torch`` is the reference it is tested against.
+twice, for the mean and then the variance of the centred values (steadier than a difference of two means
+where the mean is large against the spread), and a third time to write the result, all in float32.
+``network.film_norm_torch`` is the reference it is tested against.
 """
 
 from __future__ import annotations
