@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -116,14 +115,6 @@ def film_norm_torch(
     return F.silu(h if skip is None else h + skip)
 
 
-def film_norm_triton() -> Callable[..., torch.Tensor]:
-    """The Triton kernel of :func:`film_norm_torch` (imported when first used: Triton is not needed
-    elsewhere)."""
-    from world_model.model.film_norm_triton import film_norm_triton as kernel
-
-    return kernel
-
-
 @functools.cache
 def fused_norm_works(device: torch.device) -> bool:
     """Whether ``film_norm_triton`` runs on ``device`` and matches :func:`film_norm_torch` there, checked
@@ -131,12 +122,14 @@ def fused_norm_works(device: torch.device) -> bool:
     Where it cannot compile or launch there, or disagrees, one warning, and the plain form from then on."""
     if not triton_available():
         return False
+    from world_model.model.film_norm_triton import film_norm_triton  # Triton: imported only where used
+
     make = torch.Generator().manual_seed(0)
     x, skip = (torch.randn(2, 24, 6, 5, generator=make).to(device) for _ in range(2))
     film = torch.randn(2, 48, generator=make).to(device)
     norm = nn.GroupNorm(2, 24).to(device)
     try:
-        got = film_norm_triton()(x, norm, film, skip)
+        got = film_norm_triton(x, norm, film, skip)
     except Exception as err:  # whatever stops Triton here (compiler, driver) stops only this kernel
         warnings.warn(f"the Triton FiLM normalisation fails on {device}, using torch: {err}", stacklevel=2)
         return False
@@ -236,7 +229,9 @@ class FiLMBlock(nn.Module):
 
     def _rest(self, h: torch.Tensor, skip: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         """The block after its first convolution ``h``, given its skip path ``skip``."""
-        norm = film_norm_triton() if self._fused(h) else film_norm_torch
+        norm = film_norm_torch
+        if self._fused(h):
+            from world_model.model.film_norm_triton import film_norm_triton as norm
         return norm(self.conv2(norm(h, self.norm1)), self.norm2, film, skip)
 
     def _fused(self, h: torch.Tensor) -> bool:
