@@ -8,6 +8,7 @@ from world_model.model.memory import (
     MemoryBank,
     MemoryEntry,
     _greedy_native,
+    add_many,
     coverage,
     coverage_torch,
     greedy_torch,
@@ -70,6 +71,30 @@ def test_the_kept_overlap_matrix_matches_one_computed_whole():
             np.testing.assert_array_equal(bank._views_now(INTR), whole)
             np.testing.assert_array_equal(bank.arrays()[0], points.numpy())
     assert len(bank.keyframes) == 6
+
+
+def test_adding_to_many_banks_at_once_is_adding_to_each_alone():
+    rng = np.random.default_rng(5)
+    # banks of different sizes (empty, small and overflowing, a wider same-place radius) in one batch: the
+    # padding of the smaller ones must not change what any of them keeps
+    make = [lambda: MemoryBank(capacity=3), lambda: MemoryBank(capacity=40), lambda: MemoryBank(8, 3.0, 0.5)]
+    batched, alone = [f() for f in make], [f() for f in make]
+    for t in range(60):
+        entries = [
+            _entry(t, rng.uniform(-1, 1), rng.uniform(-0.6, 0.6), version=t // 15, depth_m=rng.uniform(1, 6))
+            for _ in make
+        ]
+        live = [b for b in range(len(make)) if t >= 10 * b]  # the later banks start empty, later
+        add_many([batched[b] for b in live], [entries[b] for b in live], INTR)
+        for b in live:
+            alone[b].add(entries[b], INTR)
+    for one, other in zip(batched, alone, strict=True):
+        assert [k.time for k in one.keyframes] == [k.time for k in other.keyframes]
+        assert (one.latest.time, one.latest_at) == (other.latest.time, other.latest_at)
+        np.testing.assert_array_equal(one._views_now(INTR), other._views_now(INTR))
+    assert len(batched[0].keyframes) == 3 and len({k.version for k in batched[1].keyframes}) > 1
+    with pytest.raises(ValueError, match="one entry"):
+        add_many(batched, [entries[0]], INTR)
 
 
 @pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler on this machine")

@@ -10,7 +10,6 @@ import pytest
 import world_model.model.learned as learned
 from world_model.model.bench import bench, format_phases
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
-from world_model.model.memory import MemoryBank
 from world_model.model.phases import GC, PHASES, timed_phases
 
 from .helpers import turning_poses
@@ -37,7 +36,7 @@ def model(tiny_weights):
 
 
 def test_every_phase_is_timed_and_the_model_is_restored(model):
-    before = (learned.retrieve_many, learned.warp_memories, MemoryBank.add, model._net)
+    before = (learned.retrieve_many, learned.warp_memories, learned.add_many, model._net)
     sids = [model.open(seed)[0] for seed in (3, 4)]
     rel = np.concatenate([turning_poses(3, 10.0)] * 2)
     with timed_phases(model) as times:
@@ -47,7 +46,7 @@ def test_every_phase_is_timed_and_the_model_is_restored(model):
     assert times.frames == 6 and set(ms) == {*PHASES, GC, "other", "total"}
     assert all(ms[name] > 0 for name in PHASES) and ms["network"] > ms["memory bookkeeping"]
     assert_parts_sum_to_total(ms)
-    assert (learned.retrieve_many, learned.warp_memories, MemoryBank.add, model._net) == before
+    assert (learned.retrieve_many, learned.warp_memories, learned.add_many, model._net) == before
     assert "generate" not in vars(model)  # the class's generate again, not a leftover wrapper
     for a, b in zip(inside, after, strict=True):
         assert a.rgb.shape == b.rgb.shape and not np.array_equal(a.poses, b.poses)  # both walked on
@@ -60,13 +59,13 @@ def test_every_phase_is_timed_and_the_model_is_restored(model):
 
 
 def test_garbage_collection_is_taken_out_of_the_phase_it_interrupted(model, monkeypatch):
-    add = MemoryBank.add
+    add = learned.add_many
 
-    def add_and_collect(self, *args, **kwargs):
+    def add_and_collect(*args, **kwargs):
         collection(0.05)
-        return add(self, *args, **kwargs)
+        return add(*args, **kwargs)
 
-    monkeypatch.setattr(MemoryBank, "add", add_and_collect)
+    monkeypatch.setattr(learned, "add_many", add_and_collect)
     sid = model.open(5)[0]
     with timed_phases(model) as times:
         model.generate([sid], turning_poses(2, 10.0), [[]])

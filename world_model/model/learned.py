@@ -41,7 +41,7 @@ from world_model.model.conditioning import (
 )
 from world_model.model.data import from_unit, to_unit
 from world_model.model.device import freeze_live_objects, keep_freed_memory, resolve_device
-from world_model.model.memory import MemoryBank, retrieve_many
+from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import depth_from_inverse
 from world_model.model.reproject import zbuffer_torch
@@ -342,10 +342,10 @@ class LearnedWorldModel(WorldModel):
             )
             if self.config.collide:
                 seen_objects = obstacle_points_many(host_depth, host_labels, targets, self.intr)
-            for b, (s, e) in enumerate(zip(ss, entries, strict=True)):
+            add_many([s.memory for s in ss], entries, self.intr, seen)
+            for b, s in enumerate(ss):
                 s.time += 1
                 s.pose = targets[b]
-                s.memory.add(e, self.intr, seen[b])
                 s.depth, s.semantic = host_depth[b], host_labels[b]  # not views of what the caller gets
                 if self.config.collide:
                     s.obstacles = remember(s.obstacles, seen_objects[b])

@@ -209,9 +209,9 @@ class MemoryBank:
         self.used: list[int] = []  # when each keyframe was last retrieved (least recently used goes first)
         self.latest: MemoryEntry | None = None
         self.latest_at = -1  # the latest frame's index among the keyframes (-1: not a keyframe)
-        # the keyframes' footprints, poses and times, stacked and kept in step (replaced, never written to:
-        # forks share them)
-        self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # the keyframes' footprints, poses, times and world-state versions, stacked and kept in step
+        # (replaced, never written to: forks share them)
+        self._stacked: tuple[np.ndarray, ...] | None = None
         # _views[v, e]: how much of keyframe e's footprint keyframe v's camera sees, kept up to date
         # incrementally: a keyframe's row is what add was given or computed, its column (in _stale) is
         # computed when next needed
@@ -231,39 +231,25 @@ class MemoryBank:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The keyframes' footprints ``[E, P, 3]``, camera positions ``[E, 3]`` and times ``[E]``."""
-        points, poses, times = self._stacked
+        points, poses, times, _ = self._stacked
         return points, poses[:, :3, 3], times
 
     def add(self, entry: MemoryEntry, intr: Intrinsics, seen: np.ndarray | None = None) -> None:
         """Remember ``entry``. ``seen [len(keyframes)]``: how much of each keyframe's footprint the entry's
         camera sees, when the caller has it already (retrieval for that camera computes it)."""
-        self.latest, self.latest_at = entry, -1
-        if self.keyframes:
-            points, positions, _ = self.arrays()
-            seen = overlap(points, entry.pose, intr) if seen is None else seen
-            offset = positions - entry.pose[:3, 3]
-            near = np.sqrt(np.add.reduce(offset * offset, axis=1)) < self.same_place_m  # as np.linalg.norm
-            same = np.flatnonzero(near & (seen >= self.same_view))
-            if any(self.keyframes[i].version == entry.version for i in same):
-                return  # this place is already remembered in this world state
-            if len(same):  # the world changed since this place was remembered: the newer view wins
-                self._put(int(same[0]), entry, seen)
-                return
-        self._put(len(self.keyframes), entry, seen)
-        if len(self.keyframes) > self.capacity:
-            self._drop(self._most_redundant(intr))
+        add_many([self], [entry], intr, [seen])
 
     def _put(self, at: int, entry: MemoryEntry, seen: np.ndarray | None) -> None:
         """Make ``entry`` keyframe ``at`` (``len(keyframes)``: a new one) and the latest; ``seen``: how much
         of each keyframe (before this one) it sees."""
-        rows = (entry.points, entry.pose, np.float64(entry.time))
+        rows = (entry.points, entry.pose, np.float64(entry.time), np.int64(entry.version))
         if at == len(self.keyframes):
             self.keyframes.append(entry)
             self.used.append(entry.time)
             views = np.zeros((len(self._views) + 1,) * 2)  # one row and column more (np.pad: 10x slower)
             views[:-1, :-1] = self._views
             self._views = views
-            stacked = self._stacked or tuple(np.empty((0, *np.shape(r))) for r in rows)
+            stacked = self._stacked or tuple(np.empty((0, *np.shape(r)), np.asarray(r).dtype) for r in rows)
             self._stacked = tuple(
                 np.concatenate([a, np.asarray(r)[None]]) for a, r in zip(stacked, rows, strict=True)
             )
@@ -300,7 +286,7 @@ class MemoryBank:
         element by element."""
         if not self._stale:
             return self._views
-        points, poses, _ = self._stacked
+        points, poses, _, _ = self._stacked
         stale = np.array(sorted(self._stale))
         pts = torch.from_numpy(points[stale][None])  # the stale footprints, seen from every keyframe's camera
         self._views[:, stale] = coverage(pts, torch.from_numpy(poses), intr)[1].numpy()
@@ -310,6 +296,53 @@ class MemoryBank:
     def retrieve(self, pose: np.ndarray, intr: Intrinsics, k: int, now: int) -> list[MemoryEntry]:
         """The latest frame and the keyframes that best cover the view from ``pose``."""
         return retrieve_many([self], pose[None], intr, k, [now])[0][0]
+
+
+def add_many(
+    banks: list[MemoryBank],
+    entries: list[MemoryEntry],
+    intr: Intrinsics,
+    seen: list[np.ndarray | None] | None = None,
+) -> None:
+    """:meth:`MemoryBank.add` for many banks, one entry each. ``seen``: per bank, how much of each of its
+    keyframes the entry's camera sees (``None``: computed here). The entry becomes the latest frame; it
+    becomes a keyframe unless a keyframe of the same world state was seen from within ``same_place_m`` and
+    shares at least ``same_view`` of its view; one of an older world state there is replaced by it. That
+    test runs for all banks at once, in a few array operations over their keyframes (padded to the largest
+    bank), not a dozen small ones per bank."""
+    if len(entries) != len(banks) or (seen is not None and len(seen) != len(banks)):
+        raise ValueError(f"need one entry (and seen) per bank: {len(entries)} for {len(banks)} banks")
+    seen = [None] * len(banks) if seen is None else list(seen)
+    sizes = [len(bank.keyframes) for bank in banks]
+    skip, replace = [False] * len(banks), [-1] * len(banks)
+    if max(sizes, default=0):
+        n, most = len(banks), max(sizes)
+        positions = np.full((n, most, 3), np.inf)  # padding: infinitely far, never the same place
+        views, versions = np.zeros((n, most)), np.zeros((n, most), np.int64)
+        for b, (bank, entry) in enumerate(zip(banks, entries, strict=True)):
+            if sizes[b]:
+                points, poses, _, version = bank._stacked
+                if seen[b] is None:
+                    seen[b] = overlap(points, entry.pose, intr)
+                positions[b, : sizes[b]], views[b, : sizes[b]] = poses[:, :3, 3], seen[b]
+                versions[b, : sizes[b]] = version
+        offset = positions - np.array([entry.pose[:3, 3] for entry in entries])[:, None]
+        distance = np.sqrt(np.add.reduce(offset * offset, axis=2))  # as np.linalg.norm
+        near = distance < np.array([bank.same_place_m for bank in banks])[:, None]
+        same = near & (views >= np.array([bank.same_view for bank in banks])[:, None])
+        here = versions == np.array([entry.version for entry in entries])[:, None]
+        skip = (same & here).any(axis=1).tolist()  # this place is remembered in this world state
+        replace = np.where(same.any(axis=1), same.argmax(axis=1), -1).tolist()  # the first such keyframe
+    for bank, entry, size, seen_b, known, at in zip(banks, entries, sizes, seen, skip, replace, strict=True):
+        bank.latest, bank.latest_at = entry, -1
+        if known:
+            continue
+        if at >= 0:  # the world changed since this place was remembered: the newer view wins
+            bank._put(at, entry, seen_b)
+            continue
+        bank._put(size, entry, seen_b)
+        if len(bank.keyframes) > bank.capacity:
+            bank._drop(bank._most_redundant(intr))
 
 
 def retrieve_many(

@@ -7,10 +7,10 @@ may go, and the obstacles each new frame shows). What is left of the call (event
 to the caller's arrays, the Python around it) is ``other``. Python's cyclic garbage collector runs now and
 then, inside whatever phase allocated last; its passes during the calls are ``garbage collection``, taken
 out of the phases they interrupted (a full pass over a compiled model's objects takes a few hundred ms;
-sessions whose memories are still filling up set one off now and then). It wraps these functions of this
-model (and, for memory bookkeeping, ``MemoryBank.add``) while it is open and restores them after. On a GPU
-it waits for the device at the start and end of every phase, so each phase gets its own kernels' time; the
-calls then run a little slower than unprofiled ones, which overlap host work with the device's.
+sessions whose memories are still filling up set one off now and then). It wraps these functions (of
+``learned``, and this model's methods) while it is open and restores them after. On a GPU it waits for the
+device at the start and end of every phase, so each phase gets its own kernels' time; the calls then run a
+little slower than unprofiled ones, which overlap host work with the device's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import world_model.model.learned as learned
 from world_model.bench.timing import synchronizer
-from world_model.model.memory import MemoryBank
 
 # phase -> what it times: functions generate calls through world_model.model.learned, or the model's methods
 PHASES = {
@@ -31,7 +30,7 @@ PHASES = {
     "warp": ("warp_memories",),
     "network": ("_net",),
     "memory entries": ("entries_from_outputs",),
-    "memory bookkeeping": ("MemoryBank.add",),
+    "memory bookkeeping": ("add_many",),
     "collision": ("_reach", "obstacle_points_many"),
 }
 GC = "garbage collection"  # not a function: gc's passes during the calls, whatever phase they interrupted
@@ -93,10 +92,7 @@ def timed_phases(model: learned.LearnedWorldModel) -> Iterator[PhaseTimes]:
     generate, restore = model.generate, []
     for phase, names in PHASES.items():
         for name in names:
-            if name.startswith("MemoryBank."):
-                owner, attr = MemoryBank, name.split(".")[1]
-            else:
-                owner, attr = (model, name) if name.startswith("_") else (learned, name)
+            owner, attr = (model, name) if name.startswith("_") else (learned, name)
             restore.append((owner, attr, owner.__dict__.get(attr)))
             setattr(owner, attr, timed(phase, getattr(owner, attr)))
     model.generate = timed_generate
