@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.network import FiLMBlock, WorldNet, film_norm_torch, fused_norm_works
 
 
@@ -133,3 +134,22 @@ def test_the_kernel_is_checked_before_use_and_left_aside_if_it_fails(interpreted
     monkeypatch.setattr(interpreted, "film_norm_triton", lambda x, *rest: x.float())
     with pytest.warns(UserWarning, match="is off on cpu"):
         assert not check(cpu)
+
+
+def test_the_backend_option_leaves_the_kernel_aside(tiny_weights, monkeypatch):
+    import world_model.model.film_norm_triton as kernels
+
+    calls = []
+
+    def kernel(x, *rest):  # stands in for the kernel: counts its launches
+        calls.append(x.shape)
+        return x.float()
+
+    monkeypatch.setattr(kernels, "film_norm_triton", kernel)
+    monkeypatch.setattr(FiLMBlock, "fused", True)  # forced for every block, as on a GPU where it works
+    LearnedWorldModel(LearnedConfig(weights=str(tiny_weights))).open(3)
+    assert calls  # the network's pass went through it
+    calls.clear()
+    off = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), triton_norm=False))
+    off.open(3)
+    assert not calls and off.info().extra["triton_norm"] is False

@@ -99,6 +99,11 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")
+    p.add_argument(
+        "--no-triton-norm",
+        action="store_true",
+        help="GPU: the network blocks' normalisation in torch ops, not the Triton kernel (to compare)",
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="measurement time per batch size")
     add_warmup_argument(p, "session")
     p.add_argument(
@@ -115,12 +120,14 @@ def main() -> None:
             precision=args.precision,
             device=args.device,
             cpu_compile=args.cpu_compile,
+            triton_norm=not args.no_triton_norm,
         )
     )
     compiled = ", compiled" if args.cpu_compile and model.device.type == "cpu" else ""
+    norm = f", Triton norm {'off' if args.no_triton_norm else 'on'}" if model.device.type == "cuda" else ""
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {model.checkpoint}, "
-        f"{args.precision}{compiled} on {model.device}"
+        f"{args.precision}{compiled} on {model.device}{norm}"
     )
     print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []

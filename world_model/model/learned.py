@@ -43,7 +43,7 @@ from world_model.model.data import from_unit, to_unit
 from world_model.model.device import freeze_live_objects, keep_freed_memory, resolve_device
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
-from world_model.model.network import depth_from_inverse
+from world_model.model.network import FiLMBlock, depth_from_inverse
 from world_model.model.reproject import zbuffer_torch
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
@@ -84,6 +84,8 @@ class LearnedConfig:
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
+    triton_norm: bool = True  # GPU: each network block's normalisation, modulation, residual and activation
+    # as one Triton kernel where torch.compile does not run (network.film_norm_triton); False: torch's ops
     cpu_compile: bool = False  # CPU: torch.compile the network at every batch size, and the z-buffer where
     # the C kernel cannot be built (needs a C++ compiler; about a minute once per batch size, so opt-in)
 
@@ -151,6 +153,10 @@ class LearnedWorldModel(WorldModel):
         self.net, self.header = load_weights(weights)
         # channels_last: 1.4-1.5x faster convolutions on the CPU (oneDNN), the fast layout on GPUs too
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
+        if not cfg.triton_norm:
+            for block in self.net.modules():
+                if isinstance(block, FiLMBlock):
+                    block.fused = False
         size = (int(self.header.get("height", 64)), int(self.header.get("width", 64)))
         if (cfg.height, cfg.width) != size:
             raise ValueError(
@@ -194,6 +200,7 @@ class LearnedWorldModel(WorldModel):
                 "trained_steps": self.header.get("step", ""),
                 "device": str(self.device),
                 "precision": c.precision,
+                "triton_norm": c.triton_norm,
             },
         )
 
