@@ -96,9 +96,9 @@ class WorldModel(ABC):
     def generate(
         self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
     ) -> list[Frames]:
-        """Advance each session by one chunk. ``relative_poses [B, K, 4, 4]`` are target poses relative
-        to the session's current (last) pose; ``events[b]`` apply at the start of session b's chunk.
-        Returns one ``Frames`` of K frames per session, with the poses actually reached."""
+        """Advance each session (each listed once) by one chunk. ``relative_poses [B, K, 4, 4]`` are target
+        poses relative to the session's current (last) pose; ``events[b]`` apply at the start of session b's
+        chunk. Returns one ``Frames`` of K frames per session, with the poses actually reached."""
         raise NotImplementedError("generate(sessions, relative_poses [B,K,4,4], events) -> list[Frames]")
 
     def check_events(self, session: int, events: list[EventRecord]) -> None:  # noqa: B027 - optional

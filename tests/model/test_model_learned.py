@@ -96,6 +96,9 @@ def test_first_frame_and_bad_inputs(model, tiny_weights):
         model.open(first_frame=np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="relative_poses"):
         model.generate([sid], np.eye(4)[None], [[]])
+    with pytest.raises(ValueError, match="once per call"):
+        model.generate([sid, sid], np.tile(np.eye(4), (2, 1, 1, 1)), [[], []])
+    assert model.pose(sid).tolist() == first.poses[0].tolist() and model._sessions[sid].time == 0  # untouched
     with pytest.raises(ValueError, match="trained at 64x64"):
         LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), height=128, width=128))
 

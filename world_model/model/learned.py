@@ -319,6 +319,8 @@ class LearnedWorldModel(WorldModel):
             raise ValueError(f"relative_poses must be [B={len(sessions)}, K, 4, 4], got {list(rel.shape)}")
         if len(events) != len(sessions):
             raise ValueError(f"need one event list per session, got {len(events)} for {len(sessions)}")
+        if len(set(sessions)) != len(sessions):  # each would step from one state: two futures, one memory
+            raise ValueError(f"a session may appear once per call, got {list(sessions)}")
         ss = [self._get(sid) for sid in sessions]
         new_states = []
         for s, evs in zip(ss, events, strict=True):
