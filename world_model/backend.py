@@ -11,8 +11,9 @@ Shapes: ``B`` sessions per call, ``K`` frames per chunk, ``H x W`` images. Poses
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -125,3 +126,54 @@ class WorldModel(ABC):
 
 class UnknownSession(KeyError):
     """Raised when a session id is not open on this backend."""
+
+
+State = TypeVar("State")
+
+
+class SessionTable(Generic[State]):
+    """A backend's open sessions by id, ids handed out in order and never reused: the one place that
+    says an id is not open (``UnknownSession``)."""
+
+    def __init__(self, first_id: int = 1) -> None:
+        self._open: dict[int, State] = {}
+        self._next_id = first_id
+
+    def add(self, state: State) -> int:
+        sid, self._next_id = self._next_id, self._next_id + 1
+        self._open[sid] = state
+        return sid
+
+    def __getitem__(self, session: int) -> State:
+        try:
+            return self._open[session]
+        except KeyError:
+            raise UnknownSession(session) from None
+
+    def pop(self, session: int) -> State:
+        state = self[session]
+        del self._open[session]
+        return state
+
+    def clear(self) -> None:
+        self._open.clear()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def generate_arguments(
+    sessions: Sequence[int], relative_poses: Any, events: Sequence[Sequence[EventRecord]]
+) -> np.ndarray:
+    """Check the arguments of ``WorldModel.generate`` before anything changes, so a bad call loses nothing
+    and says what is wrong: a chunk of ``K >= 1`` poses ``[B, K, 4, 4]`` and one event list per session,
+    each session listed once (twice, it would step twice from one state). Returns the poses as float64."""
+    rel = np.asarray(relative_poses, np.float64)
+    b = len(sessions)
+    if rel.ndim != 4 or rel.shape[0] != b or rel.shape[1] < 1 or rel.shape[2:] != (4, 4):
+        raise ValueError(f"relative_poses must be [B={b}, K>=1, 4, 4], got {list(rel.shape)}")
+    if len(events) != b:
+        raise ValueError(f"need one event list per session, got {len(events)} for {b}")
+    if len(set(sessions)) != b:
+        raise ValueError(f"a session may appear once per call, got {list(sessions)}")
+    return rel

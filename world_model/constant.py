@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from world_model.backend import BackendInfo, Frames, SceneInfo, UnknownSession, WorldModel
+from world_model.backend import BackendInfo, Frames, SceneInfo, SessionTable, WorldModel, generate_arguments
 from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, Viewpoint
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
@@ -52,8 +52,7 @@ class ConstantWorldModel(WorldModel):
         self.config = config or ConstantConfig()
         c = self.config
         self.intr = Intrinsics.from_fov(c.height, c.width, c.vfov_deg)
-        self._sessions: dict[int, _Session] = {}
-        self._next_id = 1
+        self._sessions: SessionTable[_Session] = SessionTable()
         rows = np.arange(c.height) + 0.5
         self._rows = rows.astype(np.float32)
 
@@ -99,11 +98,12 @@ class ConstantWorldModel(WorldModel):
     ) -> tuple[int, Frames, SceneInfo]:
         start, goals, objects = self._scene(scene_seed)
         pose = self._level((np.asarray(start_pose, np.float64) if start_pose is not None else start)[None])[0]
-        sid, self._next_id = self._next_id, self._next_id + 1
         s = _Session(scene_seed, pose, objects)
         if first_frame is not None:
-            s.first_frame = np.asarray(first_frame, np.uint8)
-        self._sessions[sid] = s
+            image, size = np.asarray(first_frame), (self.config.height, self.config.width, 3)
+            if image.shape != size or image.dtype != np.uint8:
+                raise ValueError(f"first_frame must be uint8 {list(size)}, got {image.dtype} {image.shape}")
+            s.first_frame = image.copy()
         frames = self._render(s, pose[None])
         if s.first_frame is not None:
             frames.rgb[0] = s.first_frame
@@ -116,25 +116,16 @@ class ConstantWorldModel(WorldModel):
             [{k: o[k] for k in ("id", "shape", "color", "position")} for o in objects],
             (-h, -h, h, h),
         )
-        return sid, frames, scene
-
-    def _get(self, session: int) -> _Session:
-        try:
-            return self._sessions[session]
-        except KeyError:
-            raise UnknownSession(session) from None
+        return self._sessions.add(s), frames, scene
 
     def fork(self, session: int) -> int:
-        sid, self._next_id = self._next_id, self._next_id + 1
-        self._sessions[sid] = copy.deepcopy(self._get(session))
-        return sid
+        return self._sessions.add(copy.deepcopy(self._sessions[session]))
 
     def close(self, session: int) -> None:
-        self._get(session)
-        del self._sessions[session]
+        self._sessions.pop(session)
 
     def pose(self, session: int) -> np.ndarray:
-        return self._get(session).pose.copy()
+        return self._sessions[session].pose.copy()
 
     def shutdown(self) -> None:
         self._sessions.clear()
@@ -143,7 +134,8 @@ class ConstantWorldModel(WorldModel):
     def generate(
         self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
     ) -> list[Frames]:
-        states = [self._get(sid) for sid in sessions]
+        relative_poses = generate_arguments(sessions, relative_poses, events)
+        states = [self._sessions[sid] for sid in sessions]
         for s, evs in zip(states, events, strict=True):
             for ev in evs:
                 self._apply_event(s, ev)

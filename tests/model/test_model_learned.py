@@ -213,7 +213,7 @@ def test_every_network_pass_has_one_input_layout_so_nothing_compiles_again(tiny_
     sid = m.open(3)[0]
     m.generate([sid], straight_poses(2, 0.05), [[]])
     m.generate([sid], straight_poses(2, 0.05), [parse_prompt("drop a red ball")])
-    assert m._get(sid).state.props and len(layouts) == 1 + 2 + 2
+    assert m._sessions[sid].state.props and len(layouts) == 1 + 2 + 2
     assert len(set(layouts)) == 1
 
 

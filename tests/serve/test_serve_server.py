@@ -181,7 +181,7 @@ def test_check_asks_about_events_and_steps_nothing(serve):
     assert err.value.code == ErrorCode.BAD_EVENT
     assert err.value.details == {"row": 1, "step": 1, "reason": "nothing to push here"}
     assert backend.batches == [] and all(np.array_equal(backend.pose(s), p) for s, p in before.items())
-    assert backend._get(1).lights_on  # checked, not applied
+    assert backend._sessions[1].lights_on  # checked, not applied
     with pytest.raises(ServerError, match="the same T for all"):
         client.check_events(sessions, [[lights, []], [[]]])
     client.close_sessions(sessions[1:])

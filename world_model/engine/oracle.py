@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world_model.backend import BackendInfo, Frames, SceneInfo, UnknownSession, WorldModel
+from world_model.backend import BackendInfo, Frames, SceneInfo, SessionTable, WorldModel, generate_arguments
 from world_model.engine import mujoco
 from world_model.engine.renderer import SceneRenderer
 from world_model.engine.scenes import SceneSpec, make_scene
@@ -51,8 +51,7 @@ class OracleWorldModel(WorldModel):
         self.render = RenderConfig(c.height, c.width, c.vfov_deg, c.segmentation)
         self._gl = mujoco.GLContext(max(c.width, 64), max(c.height, 64))
         self._scenes: OrderedDict[int, _Scene] = OrderedDict()
-        self._sessions: dict[int, GroundTruthWorld] = {}
-        self._next_id = 1
+        self._sessions: SessionTable[GroundTruthWorld] = SessionTable()
 
     def info(self) -> BackendInfo:
         c = self.config
@@ -88,9 +87,7 @@ class OracleWorldModel(WorldModel):
 
     def _add(self, world: GroundTruthWorld) -> int:
         self._scenes[world.spec.seed].users += 1
-        sid, self._next_id = self._next_id, self._next_id + 1
-        self._sessions[sid] = world
-        return sid
+        return self._sessions.add(world)
 
     # -- sessions -------------------------------------------------------------------------------------------
     def open(
@@ -127,30 +124,23 @@ class OracleWorldModel(WorldModel):
         )
         return sid, frames, info
 
-    def _get(self, session: int) -> GroundTruthWorld:
-        try:
-            return self._sessions[session]
-        except KeyError:
-            raise UnknownSession(session) from None
-
     def world(self, session: int) -> GroundTruthWorld:
         """The ground-truth world behind ``session`` (for evaluation and debugging)."""
-        return self._get(session)
+        return self._sessions[session]
 
     def check_events(self, session: int, events: list[EventRecord]) -> None:
-        self._get(session).check_events(events)
+        self._sessions[session].check_events(events)
 
     def fork(self, session: int) -> int:
-        return self._add(self._get(session).fork())
+        return self._add(self._sessions[session].fork())
 
     def close(self, session: int) -> None:
-        world = self._get(session)
-        del self._sessions[session]
+        world = self._sessions.pop(session)
         self._scenes[world.spec.seed].users -= 1
         self._evict()
 
     def pose(self, session: int) -> np.ndarray:
-        return self._get(session).pose
+        return self._sessions[session].pose
 
     def shutdown(self) -> None:
         self._sessions.clear()
@@ -165,11 +155,12 @@ class OracleWorldModel(WorldModel):
     def generate(
         self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
     ) -> list[Frames]:
-        worlds = [self._get(sid) for sid in sessions]
+        relative_poses = generate_arguments(sessions, relative_poses, events)
+        worlds = [self._sessions[sid] for sid in sessions]
         for world, evs in zip(worlds, events, strict=True):
             world.check_events(evs)  # all or nothing: no world moves if one cannot carry out its events
         out = []
-        for world, rel, evs in zip(worlds, np.asarray(relative_poses, np.float64), events, strict=True):
+        for world, rel, evs in zip(worlds, relative_poses, events, strict=True):
             world.apply_events(evs)
             start = world.pose
             obs = [world.step_to(Viewpoint.from_pose(start @ target)) for target in rel]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world_model.backend import BackendInfo, Frames, SceneInfo, UnknownSession, WorldModel
+from world_model.backend import BackendInfo, Frames, SceneInfo, SessionTable, WorldModel, generate_arguments
 from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
@@ -178,8 +178,7 @@ class LearnedWorldModel(WorldModel):
         self.checkpoint = file_hash(weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
         self._oracle = None
-        self._sessions: dict[int, _Session] = {}
-        self._next_id = 0
+        self._sessions: SessionTable[_Session] = SessionTable(first_id=0)
         # (batch size, first sampling step) the network has run; a new one makes long-lived objects (_run)
         self._shapes_run: set[tuple[int, bool]] = set()
         self._new_shape = False
@@ -263,31 +262,21 @@ class LearnedWorldModel(WorldModel):
         memory.add(entry, self.intr)
         depth = entry.depth.cpu().numpy()
         semantic = out["labels"][0].cpu().numpy()
-        sid, self._next_id = self._next_id, self._next_id + 1
         obstacles = (
             remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
         )
-        self._sessions[sid] = _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles)
+        sid = self._sessions.add(_Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles))
         return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
 
-    def _get(self, session: int) -> _Session:
-        try:
-            return self._sessions[session]
-        except KeyError:
-            raise UnknownSession(session) from None
-
     def fork(self, session: int) -> int:
-        s = self._get(session)
-        sid, self._next_id = self._next_id, self._next_id + 1
-        self._sessions[sid] = dataclasses.replace(s, memory=s.memory.copy(), pose=s.pose.copy())
-        return sid
+        s = self._sessions[session]
+        return self._sessions.add(dataclasses.replace(s, memory=s.memory.copy(), pose=s.pose.copy()))
 
     def close(self, session: int) -> None:
-        self._get(session)
-        del self._sessions[session]
+        self._sessions.pop(session)
 
     def pose(self, session: int) -> np.ndarray:
-        return self._get(session).pose.copy()
+        return self._sessions[session].pose.copy()
 
     def shutdown(self) -> None:
         self._sessions.clear()
@@ -314,14 +303,8 @@ class LearnedWorldModel(WorldModel):
     def generate(
         self, sessions: list[int], relative_poses: np.ndarray, events: list[list[EventRecord]]
     ) -> list[Frames]:
-        rel = np.asarray(relative_poses, np.float64)
-        if rel.ndim != 4 or rel.shape[0] != len(sessions) or rel.shape[2:] != (4, 4):
-            raise ValueError(f"relative_poses must be [B={len(sessions)}, K, 4, 4], got {list(rel.shape)}")
-        if len(events) != len(sessions):
-            raise ValueError(f"need one event list per session, got {len(events)} for {len(sessions)}")
-        if len(set(sessions)) != len(sessions):  # each would step from one state: two futures, one memory
-            raise ValueError(f"a session may appear once per call, got {list(sessions)}")
-        ss = [self._get(sid) for sid in sessions]
+        rel = generate_arguments(sessions, relative_poses, events)
+        ss = [self._sessions[sid] for sid in sessions]
         new_states = []
         for s, evs in zip(ss, events, strict=True):
             state = s.state
