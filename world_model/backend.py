@@ -162,6 +162,23 @@ class SessionTable(Generic[State]):
         return len(self._open)
 
 
+def start_pose_argument(start_pose: Any) -> np.ndarray | None:
+    """Check the ``start_pose`` of ``WorldModel.open`` before a session opens: ``None`` (the scene's start),
+    or a finite camera-to-world ``[4, 4]``. Returns it as float64."""
+    if start_pose is None:
+        return None
+    try:
+        pose = np.asarray(start_pose, np.float64)
+    except (TypeError, ValueError):
+        pose = None
+    what = "start_pose must be a finite 4x4 camera-to-world matrix"
+    if pose is None or pose.shape != (4, 4):
+        raise ValueError(f"{what}, got {start_pose!r:.60}" if pose is None else f"{what}, got {pose.shape}")
+    if not np.isfinite(pose).all():
+        raise ValueError(f"{what}, got NaN or infinite entries")
+    return pose
+
+
 def generate_arguments(
     sessions: Sequence[int], relative_poses: Any, events: Sequence[Sequence[EventRecord]]
 ) -> np.ndarray:

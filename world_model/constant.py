@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from world_model.backend import BackendInfo, Frames, SceneInfo, SessionTable, WorldModel, generate_arguments
+from world_model.backend import (
+    BackendInfo,
+    Frames,
+    SceneInfo,
+    SessionTable,
+    WorldModel,
+    generate_arguments,
+    start_pose_argument,
+)
 from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, Viewpoint
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
@@ -97,7 +105,8 @@ class ConstantWorldModel(WorldModel):
         start_pose: np.ndarray | None = None,
     ) -> tuple[int, Frames, SceneInfo]:
         start, goals, objects = self._scene(scene_seed)
-        pose = self._level((np.asarray(start_pose, np.float64) if start_pose is not None else start)[None])[0]
+        given = start_pose_argument(start_pose)
+        pose = self._level((start if given is None else given)[None])[0]
         s = _Session(scene_seed, pose, objects)
         if first_frame is not None:
             image, size = np.asarray(first_frame), (self.config.height, self.config.width, 3)

@@ -1,4 +1,4 @@
-"""What every backend does with a bad ``generate`` call: a clear error, and nothing changed."""
+"""What every backend does with a bad call (open, generate): a clear error, and nothing changed."""
 
 import numpy as np
 import pytest
@@ -70,3 +70,18 @@ def test_a_first_frame_of_the_wrong_shape_opens_nothing(backend):
         with pytest.raises(ValueError, match="first_frame|image"):
             backend.open(first_frame=image)
     assert len(backend._sessions) == 1
+
+
+def test_a_bad_start_pose_says_why_and_opens_nothing(backend):
+    backend.open(0)
+    nan = np.eye(4)
+    nan[0, 3] = np.nan
+    for pose, got in ((np.eye(3), r"\(3, 3\)"), (nan, "NaN or infinite"), ("x", "'x'")):
+        with pytest.raises(ValueError, match=f"start_pose must be a finite 4x4 .*, got {got}"):
+            backend.open(0, start_pose=pose)
+    assert len(backend._sessions) == 1
+    pose = np.eye(4)
+    pose[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # looking along +x, level
+    pose[:3, 3] = [0.5, 0.0, 1.0]
+    sid, frames, _ = backend.open(0, start_pose=pose)
+    assert np.allclose(frames.poses[0][:3, 3], pose[:3, 3], atol=0.3)

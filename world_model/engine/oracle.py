@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world_model.backend import BackendInfo, Frames, SceneInfo, SessionTable, WorldModel, generate_arguments
+from world_model.backend import (
+    BackendInfo,
+    Frames,
+    SceneInfo,
+    SessionTable,
+    WorldModel,
+    generate_arguments,
+    start_pose_argument,
+)
 from world_model.engine import mujoco
 from world_model.engine.renderer import SceneRenderer
 from world_model.engine.scenes import SceneSpec, make_scene
@@ -102,17 +110,18 @@ class OracleWorldModel(WorldModel):
                 "the oracle renders its own scenes and cannot start from an image; pass a "
                 "scene_seed, or use backend='learned' to start from a first frame"
             )
+        pose = start_pose_argument(start_pose)
         seed = DEFAULT_SEED if scene_seed is None else int(scene_seed)
         scene = self._scene(seed)
         spec = scene.spec
         world = GroundTruthWorld(
             seed, self.render, KeyMap(), spec=spec, renderer=scene.renderer, model=scene.model
         )
-        if start_pose is not None:
-            world.view = Viewpoint.from_pose(np.asarray(start_pose, np.float64))
+        if pose is not None:
+            world.view = Viewpoint.from_pose(pose)
             world.move_to(world.view)
-        sid = self._add(world)
         obs = world.observe()
+        sid = self._add(world)  # once its first frame is made: a failure opens nothing
         frames = Frames(obs.rgb[None], obs.depth[None], obs.semantic[None], obs.pose[None])
         info = SceneInfo(
             seed,

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world_model.backend import BackendInfo, Frames, SceneInfo, SessionTable, WorldModel, generate_arguments
+from world_model.backend import (
+    BackendInfo,
+    Frames,
+    SceneInfo,
+    SessionTable,
+    WorldModel,
+    generate_arguments,
+    start_pose_argument,
+)
 from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
@@ -228,9 +236,7 @@ class LearnedWorldModel(WorldModel):
         start_pose: np.ndarray | None = None,
     ) -> tuple[int, Frames, SceneInfo]:
         h, w = self.config.height, self.config.width
-        pose = None if start_pose is None else np.asarray(start_pose, np.float64)
-        if pose is not None and pose.shape != (4, 4):
-            raise ValueError(f"start_pose must be a 4x4 camera-to-world matrix, got shape {pose.shape}")
+        pose = start_pose_argument(start_pose)
         if first_frame is not None:
             image = np.asarray(first_frame)
             if image.shape != (h, w, 3) or image.dtype != np.uint8:
