@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from world_model.events import EventRecord
+from world_model.geometry import pose_problem
 
 
 @dataclass
@@ -164,18 +165,19 @@ class SessionTable(Generic[State]):
 
 def start_pose_argument(start_pose: Any) -> np.ndarray | None:
     """Check the ``start_pose`` of ``WorldModel.open`` before a session opens: ``None`` (the scene's start),
-    or a finite camera-to-world ``[4, 4]``. Returns it as float64."""
+    or a camera-to-world ``[4, 4]`` (``geometry.pose_problem``). Returns it as float64."""
     if start_pose is None:
         return None
     try:
         pose = np.asarray(start_pose, np.float64)
     except (TypeError, ValueError):
         pose = None
-    what = "start_pose must be a finite 4x4 camera-to-world matrix"
     if pose is None or pose.shape != (4, 4):
-        raise ValueError(f"{what}, got {start_pose!r:.60}" if pose is None else f"{what}, got {pose.shape}")
-    if not np.isfinite(pose).all():
-        raise ValueError(f"{what}, got NaN or infinite entries")
+        got = f"{start_pose!r:.60}" if pose is None else pose.shape
+        raise ValueError(f"start_pose must be a 4x4 camera-to-world matrix, got {got}")
+    problem = pose_problem(pose)
+    if problem:
+        raise ValueError(f"start_pose {problem}")
     return pose
 
 
@@ -183,12 +185,16 @@ def generate_arguments(
     sessions: Sequence[int], relative_poses: Any, events: Sequence[Sequence[EventRecord]]
 ) -> np.ndarray:
     """Check the arguments of ``WorldModel.generate`` before anything changes, so a bad call loses nothing
-    and says what is wrong: a chunk of ``K >= 1`` poses ``[B, K, 4, 4]`` and one event list per session,
-    each session listed once (twice, it would step twice from one state). Returns the poses as float64."""
+    and says what is wrong: a chunk of ``K >= 1`` camera poses ``[B, K, 4, 4]`` (``geometry.pose_problem``)
+    and one event list per session, each session listed once (twice, it would step twice from one state).
+    Returns the poses as float64."""
     rel = np.asarray(relative_poses, np.float64)
     b = len(sessions)
     if rel.ndim != 4 or rel.shape[0] != b or rel.shape[1] < 1 or rel.shape[2:] != (4, 4):
         raise ValueError(f"relative_poses must be [B={b}, K>=1, 4, 4], got {list(rel.shape)}")
+    problem = pose_problem(rel)
+    if problem:
+        raise ValueError(f"relative_poses {problem}")
     if len(events) != b:
         raise ValueError(f"need one event list per session, got {len(events)} for {b}")
     if len(set(sessions)) != b:

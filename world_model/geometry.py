@@ -89,6 +89,26 @@ def pose_from_yaw_pitch(position: np.ndarray, yaw: float, pitch: float) -> np.nd
     return pose
 
 
+MAX_TRANSLATION_M = 1e4  # a camera pose further out than this is refused: no scene is that large
+
+
+def pose_problem(poses: np.ndarray) -> str | None:
+    """What keeps float64 ``poses [..., 4, 4]`` from being camera poses (finite, within
+    ``MAX_TRANSLATION_M``, rigid: orthonormal rotation of determinant +1, last row 0 0 0 1), as the end of
+    a sentence naming them; ``None`` when they are. The server refuses requests and the backends calls by
+    this one rule."""
+    if not np.isfinite(poses).all() or np.abs(poses[..., :3, 3]).max(initial=0) > MAX_TRANSLATION_M:
+        return f"must be finite with translations below {MAX_TRANSLATION_M:,.0f} m"
+    rot = poses[..., :3, :3]
+    if (
+        np.abs(np.swapaxes(rot, -1, -2) @ rot - np.eye(3)).max(initial=0) > 1e-4
+        or np.abs(poses[..., 3, :] - [0, 0, 0, 1]).max(initial=0) > 0
+        or (np.linalg.det(rot) <= 0).any()
+    ):
+        return "must be rigid transforms (orthonormal rotation, last row [0, 0, 0, 1])"
+    return None
+
+
 def invert_pose(pose: np.ndarray) -> np.ndarray:
     """Inverse of a rigid transform (or a batch ``[..., 4, 4]`` of them)."""
     rot = pose[..., :3, :3]

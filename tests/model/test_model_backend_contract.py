@@ -35,6 +35,8 @@ def steps(b: int, k: int) -> np.ndarray:
         ("ab", steps(2, 2)[..., :3, :], [[], []], "relative_poses must be"),
         ("ab", steps(2, 2), [[]], "one event list per session"),
         ("aa", steps(2, 2), [[], []], "once per call"),
+        ("ab", steps(2, 2) * 2.0, [[], []], "relative_poses must be rigid"),  # a scaled camera
+        ("ab", steps(2, 2) + np.nan, [[], []], "relative_poses must be finite"),
     ],
 )
 def test_a_bad_generate_call_says_why_and_changes_nothing(backend, sessions, relative_poses, events, message):
@@ -76,8 +78,13 @@ def test_a_bad_start_pose_says_why_and_opens_nothing(backend):
     backend.open(0)
     nan = np.eye(4)
     nan[0, 3] = np.nan
-    for pose, got in ((np.eye(3), r"\(3, 3\)"), (nan, "NaN or infinite"), ("x", "'x'")):
-        with pytest.raises(ValueError, match=f"start_pose must be a finite 4x4 .*, got {got}"):
+    for pose, says in (
+        (np.eye(3), r"must be a 4x4 camera-to-world matrix, got \(3, 3\)"),
+        ("x", "must be a 4x4 camera-to-world matrix, got 'x'"),
+        (nan, "must be finite"),
+        (np.diag([2.0, 2.0, 2.0, 1.0]), "must be rigid"),
+    ):
+        with pytest.raises(ValueError, match=f"start_pose {says}"):
             backend.open(0, start_pose=pose)
     assert len(backend._sessions) == 1
     pose = np.eye(4)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from world_model.events import EventRecord
+from world_model.geometry import pose_problem
 
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "semantic")
 MAX_SEED = 2**31 - 1
@@ -90,16 +91,9 @@ def check_poses(poses: Any, name: str) -> np.ndarray:
     arr = np.asarray(poses, dtype=np.float64) if not isinstance(poses, np.ndarray) else poses
     if arr.dtype != np.float64 or arr.shape[-2:] != (4, 4):
         raise BadRequest(f"{name} must be float64 [..., 4, 4] poses, got {arr.dtype} {list(arr.shape)}")
-    if not np.isfinite(arr).all() or np.abs(arr[..., :3, 3]).max(initial=0) > 1e4:
-        raise BadRequest(f"{name} must be finite with translations below 1e4 m")
-    rot = arr[..., :3, :3]
-    eye = np.swapaxes(rot, -1, -2) @ rot
-    if (
-        np.abs(eye - np.eye(3)).max(initial=0) > 1e-4
-        or np.abs(arr[..., 3, :] - [0, 0, 0, 1]).max(initial=0) > 0
-        or (np.linalg.det(rot) <= 0).any()
-    ):
-        raise BadRequest(f"{name} must be rigid transforms (orthonormal rotation, last row [0, 0, 0, 1])")
+    problem = pose_problem(arr)
+    if problem:
+        raise BadRequest(f"{name} {problem}")
     return arr
 
 
