@@ -95,8 +95,8 @@ MAX_TRANSLATION_M = 1e4  # a camera pose further out than this is refused: no sc
 def pose_problem(poses: np.ndarray) -> str | None:
     """What keeps float64 ``poses [..., 4, 4]`` from being camera poses (finite, within
     ``MAX_TRANSLATION_M``, rigid: orthonormal rotation of determinant +1, last row 0 0 0 1), as the end of
-    a sentence naming them; ``None`` when they are. The server refuses requests and the backends calls by
-    this one rule."""
+    a sentence naming them; ``None`` when they are. The one rule for the server's requests and the
+    backends' calls."""
     if not np.isfinite(poses).all() or np.abs(poses[..., :3, 3]).max(initial=0) > MAX_TRANSLATION_M:
         return f"must be finite with translations below {MAX_TRANSLATION_M:,.0f} m"
     rot = poses[..., :3, :3]
