@@ -181,6 +181,19 @@ def start_pose_argument(start_pose: Any) -> np.ndarray | None:
     return pose
 
 
+def first_frame_argument(first_frame: Any, height: int, width: int) -> np.ndarray | None:
+    """Check the ``first_frame`` of ``WorldModel.open`` before a session opens: ``None``, or an image
+    uint8 ``[height, width, 3]``. Returns it as an array."""
+    if first_frame is None:
+        return None
+    image = np.asarray(first_frame)
+    if image.shape != (height, width, 3) or image.dtype != np.uint8:
+        raise ValueError(
+            f"first_frame must be uint8 [{height}, {width}, 3], got {image.dtype} {list(image.shape)}"
+        )
+    return image
+
+
 def generate_arguments(
     sessions: Sequence[int], relative_poses: Any, events: Sequence[Sequence[EventRecord]]
 ) -> np.ndarray:

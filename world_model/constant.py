@@ -21,6 +21,7 @@ from world_model.backend import (
     SceneInfo,
     SessionTable,
     WorldModel,
+    first_frame_argument,
     generate_arguments,
     start_pose_argument,
 )
@@ -108,10 +109,8 @@ class ConstantWorldModel(WorldModel):
         given = start_pose_argument(start_pose)
         pose = self._level((start if given is None else given)[None])[0]
         s = _Session(scene_seed, pose, objects)
-        if first_frame is not None:
-            image, size = np.asarray(first_frame), (self.config.height, self.config.width, 3)
-            if image.shape != size or image.dtype != np.uint8:
-                raise ValueError(f"first_frame must be uint8 {list(size)}, got {image.dtype} {image.shape}")
+        image = first_frame_argument(first_frame, self.config.height, self.config.width)
+        if image is not None:
             s.first_frame = image.copy()
         frames = self._render(s, pose[None])
         if s.first_frame is not None:

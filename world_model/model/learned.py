@@ -29,6 +29,7 @@ from world_model.backend import (
     SceneInfo,
     SessionTable,
     WorldModel,
+    first_frame_argument,
     generate_arguments,
     start_pose_argument,
 )
@@ -236,13 +237,8 @@ class LearnedWorldModel(WorldModel):
         start_pose: np.ndarray | None = None,
     ) -> tuple[int, Frames, SceneInfo]:
         h, w = self.config.height, self.config.width
-        pose = start_pose_argument(start_pose)
-        if first_frame is not None:
-            image = np.asarray(first_frame)
-            if image.shape != (h, w, 3) or image.dtype != np.uint8:
-                raise ValueError(
-                    f"first_frame must be uint8 [{h}, {w}, 3], got {image.dtype} {list(image.shape)}"
-                )
+        pose, image = start_pose_argument(start_pose), first_frame_argument(first_frame, h, w)
+        if image is not None:
             if pose is None:
                 pose = pose_from_yaw_pitch(np.array([0.0, 0.0, EYE_HEIGHT_M]), 0.0, 0.0)
             info = SceneInfo(
