@@ -26,6 +26,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def triton_available() -> bool:
+    """Whether Triton can be imported: the condition (beside a CUDA device) for the Triton kernels of the
+    memory warp and the network's normalisation."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 HEAP_MMAP_THRESHOLD = 32 << 20  # the largest glibc allows: blocks below it come from the heap

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from world_model.model.reproject import triton_available
+from world_model.model.device import triton_available
 from world_model.semantics import SEMANTIC_CLASSES
 
 IN_CHANNELS = 18

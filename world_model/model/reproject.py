@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from world_model.geometry import Intrinsics, pixel_rays
+from world_model.model.device import triton_available
 from world_model.model.native import available as _native_available
 
 DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the source point index
@@ -174,14 +175,6 @@ def zbuffer_torch(
         key = torch.where(same, ranked.reshape(-1), empty)
         best = torch.full_like(best, empty).scatter_reduce_(0, target, key, reduce="amin")
     return best[:dump], z
-
-
-def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @functools.lru_cache(maxsize=8)
