@@ -16,7 +16,7 @@ from world_model.bench.timing import WARMUP_FRAMES, synchronizer, time_calls
 from world_model.model.acceleration import CompiledForward
 from world_model.model.bench import bench as bench_learned
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
-from world_model.serve.bench import bench_env
+from world_model.serve.bench import bench_env, failure_reason
 
 YARDSTICK_NOTE = "randomly initialised DIAMOND-size UNet: a speed yardstick only, its frames are noise"
 
@@ -95,8 +95,7 @@ def measure_env(
                 options = learned_options if backend == "learned" else {}
                 r = bench_env(backend, n, seconds, resolution, chunk, options, warmup_frames, laned)
             except Exception as exc:  # e.g. a backend that is not installed: the other figures still count
-                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                print(f"{label:<32} {'cpu':>6} {n:>5}  failed: {reason}", flush=True)
+                print(f"{label:<32} {'cpu':>6} {n:>5}  failed: {failure_reason(exc)}", flush=True)
                 continue
             rate, ms = r["env_steps_per_s"] * chunk, r["ms_per_vector_step"]
             device = learned_options.get("device", "cpu") if backend == "learned" else "cpu"

@@ -2,19 +2,23 @@
 
     dreamx-bench-serve                                   # constant, constant-flat, oracle; 1 / 8 / 32 envs
     dreamx-bench-serve --backends constant --envs 1 8 32 128 --seconds 5 --json bench.json
+    dreamx-bench-serve --backends learned --envs 8 --clients 8 --max-wait-ms 0 2 5 --think-ms 0 4
 
 For each backend and number of envs it starts an embedded server subprocess (ipc://; with ``--lanes N``, a
 broker and N workers), steps a native ``DreamX/Explore-v0`` vector env with random move/look keys (no
 events), and reports env-steps/s and milliseconds per vector step; ``--raw`` adds the same through the bare
-client (protocol and batching without the env's reward and observation work). The constant backend measures
-overhead (``constant-flat``, without objects, is the pure protocol + batching + env cost); the oracle is the
-MuJoCo ground truth. Benchmarks, not tests: the numbers depend on the machine.
+client (protocol and batching without the env's reward and observation work); ``--clients N`` adds N
+independent clients of one session each on one server, the path the server's batching policy is for
+(``bench_clients``; ``--max-wait-ms``, ``--active-window-ms`` and ``--think-ms`` give the grid). The
+constant backend measures overhead (``constant-flat``, without objects, is the pure protocol + batching + env
+cost); the oracle is the MuJoCo ground truth. Benchmarks, not tests: the numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import platform
@@ -24,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument
+from world_model.serve.batching import BatchPolicy
+from world_model.serve.bench_clients import bench_clients, turning_poses
 
 
 def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]:
@@ -96,10 +102,7 @@ def bench_raw(backend: str, num_envs: int, seconds: float, resolution: int, fram
     with launch(backend=name, backend_kwargs=kwargs, server=server) as srv:
         client = SimulatorClient(srv.address)
         sessions = client.open([SceneSpec(i) for i in range(num_envs)]).sessions
-        rel = np.tile(np.eye(4), (num_envs, 1, frames, 1, 1))
-        for k in range(frames):  # turning 3 degrees per frame
-            c, s = np.cos(np.radians(3 * (k + 1))), np.sin(np.radians(3 * (k + 1)))
-            rel[:, 0, k, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        rel = turning_poses(num_envs, frames)
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             client.step(sessions, rel)
@@ -114,6 +117,37 @@ def bench_raw(backend: str, num_envs: int, seconds: float, resolution: int, fram
         "env_steps_per_s": steps * num_envs / dt,
         "ms_per_vector_step": 1000 * dt / steps,
     }
+
+
+def failure_reason(exc: Exception) -> str:
+    """The last line of a failed measurement's error, for its line in the table."""
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+
+
+def measure_clients(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``bench_clients`` for every backend, number of clients and batching policy asked; one line each."""
+    results = []
+    print(
+        f"\n{'path':7} {'backend':13} {'clients':>7} {'think':>6} {'wait':>5} {'window':>6} "
+        f"{'env-steps/s':>12} {'median':>7} {'p95':>7} {'batch':>6}  (ms; batch: sessions a generate call)"
+    )
+    grid = itertools.product(
+        args.backends, args.clients, args.think_ms, args.max_wait_ms, args.active_window_ms
+    )
+    for backend, n, think, wait, window in grid:
+        name, kwargs = backend_options(backend, args.resolution)
+        server = {"max_wait_ms": wait, "active_window_ms": window, "max_sessions": max(256, 2 * n)}
+        head = f"{'clients':7} {backend:13} {n:>7} {think:>6g} {wait:>5g} {window:>6g}"
+        try:
+            frames = args.frames_per_step
+            r = bench_clients(name, kwargs, n, args.seconds, frames, server, think, args.warmup_frames)
+        except Exception as exc:  # e.g. a backend that is not installed here
+            print(f"{head}  failed: {failure_reason(exc)}")
+            continue
+        results.append(dict(r, backend=backend))
+        rate, median, p95 = r["env_steps_per_s"], r["ms_per_step_median"], r["ms_per_step_p95"]
+        print(f"{head} {rate:>12.0f} {median:>7.2f} {p95:>7.2f} {r['mean_batch']:>6.2f}", flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,6 +172,23 @@ def main(argv: list[str] | None = None) -> None:
         help="env path: the envs in this many lanes, on a broker and as many workers (default: 1)",
     )
     p.add_argument("--raw", action="store_true", help="also measure the bare client (no env)")
+    p.add_argument(
+        "--clients",
+        nargs="+",
+        type=int,
+        default=[],
+        help="also measure this many independent clients, one session each, on one server: the batching\n"
+        "policy's path (each of --max-wait-ms x --active-window-ms x --think-ms)",
+    )
+    p.add_argument("--max-wait-ms", nargs="+", type=float, default=[BatchPolicy.max_wait_ms])
+    p.add_argument("--active-window-ms", nargs="+", type=float, default=[BatchPolicy.active_window_ms])
+    p.add_argument(
+        "--think-ms",
+        nargs="+",
+        type=float,
+        default=[0.0],
+        help="--clients: each client's own work before each step, uniform in [0, this] (default: 0)",
+    )
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.lanes < 1:
@@ -152,12 +203,13 @@ def main(argv: list[str] | None = None) -> None:
                 try:
                     r = run(backend, n, args.seconds, args.resolution, args.frames_per_step)
                 except Exception as exc:  # e.g. a backend that is not installed here
-                    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                    print(f"{path:5} {backend:13} {n:>5}  failed: {reason}")
+                    print(f"{path:5} {backend:13} {n:>5}  failed: {failure_reason(exc)}")
                     continue
                 results.append(r)
                 rate, ms = r["env_steps_per_s"], r["ms_per_vector_step"]
                 print(f"{r['path']:5} {backend:13} {n:>5} {rate:>12.0f} {ms:>9.2f}")
+    if args.clients:
+        results += measure_clients(args)
     meta = {
         "resolution": args.resolution,
         "frames_per_step": args.frames_per_step,
