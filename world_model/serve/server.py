@@ -57,9 +57,9 @@ class ServerConfig:
     address: str = "tcp://127.0.0.1:5555"
     backend: str = DEFAULT_BACKEND
     backend_kwargs: dict[str, Any] = field(default_factory=dict)  # fields of the backend's config
-    max_batch: int = 64  # sessions per generate call
-    max_wait_ms: float = 2.0  # longest a STEP waits for others to join its batch
-    active_window_ms: float = 250.0  # clients that stepped this recently are waited for
+    max_batch: int = BatchPolicy.max_batch  # the batching policy's fields: see BatchPolicy
+    max_wait_ms: float = BatchPolicy.max_wait_ms
+    active_window_ms: float = BatchPolicy.active_window_ms
     max_sessions: int = 256
     idle_timeout_s: float = 600.0
     reply_cache_per_client: int = 4
@@ -420,7 +420,7 @@ class SimulatorServer:
         generation = self._generation
 
         def then(result: Any, error: BaseException | None) -> None:
-            self.batcher.busy = False
+            self.batcher.finished()
             if generation != self._generation:
                 return
             if error is not None:
