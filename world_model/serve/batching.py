@@ -5,8 +5,8 @@ a step waiting (so lock-step clients never wait), or when its oldest step has wa
 Only one batch is generated at a time; steps arriving meanwhile form the next one, and their wait counts
 from when the backend is free again: the clients just answered get ``max_wait_ms`` to send their next steps
 and join them. (Counted from arrival, those steps would always be overdue, and lock-step clients split
-into two halves that take turns, each half a batch.) A session appears at
-most once per batch, and multi-chunk (horizon > 1) requests run in a batch of their own.
+into two halves that take turns, each half a batch.) A session appears at most once per batch, and
+multi-chunk (horizon > 1) requests run in a batch of their own.
 """
 
 from __future__ import annotations
