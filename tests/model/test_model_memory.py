@@ -163,3 +163,32 @@ def test_fork_copies_are_independent():
 def test_retrieving_from_an_empty_memory_is_an_error():
     with pytest.raises(RuntimeError, match="empty memory"):
         MemoryBank().retrieve(np.eye(4), INTR, 2, 0)
+
+
+def test_camera_distance_adds_metres_and_degrees_over_thirty():
+    from world_model.model.memory import camera_distance
+
+    a = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, 0.0)
+    b = pose_from_yaw_pitch(np.array([0.3, 0.4, 1.0]), np.radians(15.0), 0.0)
+    assert camera_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert camera_distance(a, b) == pytest.approx(0.5 + 15.0 / 30.0)
+    assert camera_distance(np.stack([a, b]), a[None]) == pytest.approx([0.0, 1.0], abs=1e-6)
+
+
+def test_back_at_a_place_the_views_taken_there_come_right_after_the_latest():
+    from world_model.model.memory import retrieve_many
+
+    bank = MemoryBank(capacity=32)
+    for t in range(40):  # walk out along +x looking ahead, then keep looking ahead while walking back
+        x = 0.05 * t if t < 20 else 0.05 * (39 - t)
+        bank.add(_entry(t, x, 0.0, depth_m=6.0), INTR)
+    start = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, 0.0)
+    plain, _ = retrieve_many([bank], start[None], INTR, 3, [40])
+    near, _ = retrieve_many([bank], start[None], INTR, 3, [40], near_gate=0.5, near_k=2)
+    assert near[0][0].time == 39  # the latest first, always
+    assert near[0][1].time == 0  # then the view taken at this very place
+    assert [e.time for e in plain[0]][0] == 39 and len(near[0]) == 3
+    far = pose_from_yaw_pitch(np.array([9.0, 9.0, 1.0]), 0.0, 0.0)  # nothing within the gate: coverage only
+    gated, _ = retrieve_many([bank], far[None], INTR, 3, [40], near_gate=0.5, near_k=2)
+    ungated, _ = retrieve_many([bank], far[None], INTR, 3, [40])
+    assert [e.time for e in gated[0]] == [e.time for e in ungated[0]]

@@ -50,3 +50,29 @@ def test_paint_targets_the_nearest_object_pixel_and_needs_one_in_view():
     semantic[10:14, 10:14], depth[10:14, 10:14] = CLASS_ID["ball"], 1.0  # a nearer ball
     named = _apply(WorldState(), "paint box#3 green", semantic, depth)  # the nearest box, not the ball
     assert named.props[0].center == pytest.approx(s.props[0].center)
+
+
+def test_the_version_changes_only_when_the_lights_or_the_door_change():
+    # memories of an older version are replaced by newer views of the same place: props are drawn from the
+    # state in every view, so a drop or paint must not make every remembered place stale
+    semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
+    semantic[30:34, 30:34], depth[30:34, 30:34] = CLASS_ID["box"], 2.0
+    s = _apply(WorldState(), "drop a red ball")
+    s = _apply(s, "paint the nearest box green", semantic, depth)
+    s = _apply(s, "push the nearest box", semantic, depth)
+    assert s.version == 0 and len(s.props) == 2
+    dark = _apply(s, "lights off")
+    assert dark.version == 1
+    assert _apply(dark, "lights off").version == 1  # already off: nothing changed
+    assert _apply(dark, "open the door").version == 2
+
+
+def test_a_box_is_drawn_as_the_outline_of_its_corners():
+    s = _apply(WorldState(), "drop a blue box")  # 1.5 m ahead, 0.3 m cube on the floor
+    mask = s.hints(POSE[None], INTR)[0, 3] > 0
+    rows, cols = np.nonzero(mask)
+    assert 100 < mask.sum() < 200  # the engine draws this box in 126-145 pixels from its start views
+    assert abs(cols.mean() - 31.5) < 1.0 and rows.min() > 32  # centred, below the horizon
+    # its top face shows from eye height: taller on screen than its front face alone would be
+    front_rows = INTR.fy * 0.3 / 1.35
+    assert rows.max() - rows.min() + 1 > front_rows

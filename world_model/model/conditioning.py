@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from world_model.geometry import Intrinsics
-from world_model.model.memory import MemoryEntry
+from world_model.model.memory import MemoryEntry, camera_distance
 from world_model.model.network import inverse_depth
-from world_model.model.reproject import splat
+from world_model.model.reproject import SAME_SURFACE, splat
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 from world_model.semantics import CLASS_ID
 
@@ -33,28 +33,45 @@ def warp_memories(
     memories: list[list[MemoryEntry]],
     target_poses: np.ndarray,
     intr: Intrinsics,
-    prefer_older: bool = False,
+    prefer_older: bool | str = False,
     footprint: int = 1,
     zbuffer: Callable | None = None,
+    tolerance: float = SAME_SURFACE,
 ) -> Warp:
     """What channels 0-6 of the input are made of (see ``network``): every target's memories splatted into
     its camera.
-    With ``prefer_older``, a surface seen by several memories comes from the oldest one (fewest generations
-    of accumulated error: revisits show what was seen first); otherwise the nearest depth wins.
+    With ``prefer_older`` (True or "oldest"), a surface seen by several memories (depths within
+    ``tolerance``, relative, of the nearest) comes from the oldest one (fewest generations of accumulated
+    error: revisits show what was seen first); with "nearest_view", from the memory whose camera was nearest
+    the target's (``memory.camera_distance``: its warp is the least sensitive to depth error, and at a
+    revisit it is the view taken there); False: the nearest depth wins.
     ``footprint`` and ``zbuffer`` are ``reproject.splat``'s (footprint 2 closes one-pixel cracks)."""
     entries = [e for mem in memories for e in mem]
     dev = entries[0].rgb.device  # memories live where the network runs
     groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
-    priority = torch.tensor([e.time for e in entries], device=dev) if prefer_older else None
+    priority = _priority(entries, [target_poses[b] for b, mem in enumerate(memories) for _ in mem], prefer_older)
+    priority = None if priority is None else torch.as_tensor(priority, device=dev)
     lights = _lights_planes(intr.height, intr.width, dev)
     sources = [(e.rgb, lights[e.lights], e.door) for e in entries]  # read in place by the C kernel
     warped, zbuf, mask = splat(
-        sources, [e.depth for e in entries], src, dst, groups, len(memories), intr, priority,
+        sources, [e.depth for e in entries], src, dst, groups, len(memories), intr, priority, tolerance,
         footprint=footprint, zbuffer=zbuffer, far=SKY_M,  # the sky turns with the camera
     )  # fmt: skip
     return Warp(warped, zbuf, mask)
+
+
+def _priority(entries: list[MemoryEntry], targets: list[np.ndarray], rule: bool | str) -> np.ndarray | None:
+    """The z-buffer priority of each memory (lower wins among depths of one surface) for ``rule``."""
+    if rule is False or rule is None:
+        return None
+    if rule is True or rule == "oldest":
+        return np.array([e.time for e in entries], np.int64)
+    if rule == "nearest_view":
+        dist = camera_distance(np.stack([e.pose for e in entries]), np.stack(targets))
+        return np.minimum(np.round(dist * 1000.0), 1 << 30).astype(np.int64)  # millimetre-like units
+    raise ValueError(f"unknown memory priority {rule!r}: use False, 'oldest' or 'nearest_view'")
 
 
 @functools.lru_cache(maxsize=4)

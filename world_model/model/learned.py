@@ -37,6 +37,7 @@ from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
+from world_model.model.compositing import composite_props
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
 from world_model.model.conditioning import (
     Warp,
@@ -83,8 +84,13 @@ class LearnedConfig:
     memory_capacity: int = 48  # keyframes per session
     sampler_steps: int = 1  # network passes per frame (1 = predict, 2+ = refine)
     render_missing: bool = True  # open seeds/poses outside the bank by rendering them once with MuJoCo
-    prefer_older: bool = True  # a surface several memories saw is drawn from the oldest (see warp_memories)
+    prefer_older: bool | str = True  # which memory draws a surface several saw (see warp_memories): True /
+    # "oldest", "nearest_view" (the memory whose camera was nearest the target's), False (nearest depth)
+    same_surface: float = 0.05  # depths within this fraction of the nearest count as one surface
+    near_k: int = 0  # keyframes retrieved first for being seen from near the target (memory.retrieve_many)
+    near_gate: float = 0.5  # ... within this camera distance (metres + degrees / 30)
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
+    draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
@@ -442,16 +448,22 @@ class LearnedWorldModel(WorldModel):
             self.config.memory_k,
             [s.time + 1 for s in ss],
             self._retrieval_device(len(ss)),
+            self.config.near_gate,
+            self.config.near_k,
         )
         with torch.no_grad():
+            c = self.config
             warp = warp_memories(
-                memories, targets, self.intr, self.config.prefer_older, self.config.footprint, self._zbuffer
+                memories, targets, self.intr, c.prefer_older, c.footprint, self._zbuffer, c.same_surface
             )
             hints = self._hints(ss, targets)
             state = state_batch([s.state for s in ss])
             out = self._net(warp, hints, state)
             for _ in range(self.config.sampler_steps - 1):
                 out = self._net(warp, hints, state, estimate=out["rgb"])
+            if hints is not None and self.config.draw_props:
+                lights = torch.tensor([s.state.lights_on for s in ss])
+                composite_props(out, hints, lights)
         return out, seen
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:

@@ -20,6 +20,7 @@ from world_model.model import native
 
 COVERAGE_CELLS = 4  # the target view is split into COVERAGE_CELLS x COVERAGE_CELLS cells for coverage
 NEAREST_M = 0.05  # a footprint point nearer to a camera than this (or behind it) is not in its view
+DEGREES_PER_M = 30.0  # camera distance: metres apart plus degrees between view directions / DEGREES_PER_M
 # footprint points below which the C kernel keeps to the calling thread: waking OpenMP's threads costs more
 # (30 us of a 65 us call, one bank's new keyframe against 48 others, from the server's worker thread)
 SMALL_COVERAGE = 1 << 15
@@ -200,6 +201,17 @@ def overlap(points: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarra
     return coverage(pts, torch.as_tensor(np.asarray(pose, np.float64))[None], intr)[1][0].numpy()
 
 
+def camera_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How far apart cameras ``a [..., 4, 4]`` and ``b [..., 4, 4]`` are as viewpoints: metres between them
+    plus the degrees between their view directions over ``DEGREES_PER_M``. A memory's reprojection error
+    from wrong depth grows with this distance (none at the same viewpoint, whatever the depth), so it orders
+    which memories to trust for a view."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    metres = np.linalg.norm(a[..., :3, 3] - b[..., :3, 3], axis=-1)
+    cos = np.clip(np.sum(a[..., :3, 2] * b[..., :3, 2], axis=-1), -1.0, 1.0)
+    return metres + np.degrees(np.arccos(cos)) / DEGREES_PER_M
+
+
 class MemoryBank:
     """A session's bounded memory: the latest frame plus at most ``capacity`` keyframes."""
 
@@ -352,9 +364,16 @@ def retrieve_many(
     k: int,
     now: list[int],
     device: torch.device | str = "cpu",
+    near_gate: float = 0.0,
+    near_k: int = 0,
 ) -> tuple[list[list[MemoryEntry]], list[np.ndarray]]:
     """:meth:`MemoryBank.retrieve` for many banks and cameras ``poses [B, 4, 4]`` in one batched pass on
-    ``device``. Also returns, per bank, how much of each keyframe the camera sees (for ``add``)."""
+    ``device``. Also returns, per bank, how much of each keyframe the camera sees (for ``add``).
+
+    With ``near_k`` > 0, up to ``near_k`` keyframes seen from within ``near_gate`` of the camera
+    (:func:`camera_distance`) come right after the latest frame, nearest first, and greedy coverage fills
+    the rest: back at a place, the views taken there are retrieved even when the latest frame already
+    covers the view (coverage alone then prefers recent frames, whose depth has drifted furthest)."""
     if any(bank.latest is None for bank in banks):
         raise RuntimeError("empty memory: open the session with a first frame")
     sizes = [len(bank.keyframes) for bank in banks]
@@ -371,6 +390,10 @@ def retrieve_many(
             if bank.latest_at >= 0:  # no second copy of the latest
                 valid[b, 1 + bank.latest_at] = False
             ages[b, 1 : 1 + sizes[b]] = now[b] - times
+    near = _nearest_keyframes(banks, poses, valid, near_gate, near_k) if near_k > 0 else None
+    if near is not None:
+        for b, picks in enumerate(near):
+            valid[b, [1 + i for i in picks]] = False  # taken already: greedy coverage fills the rest
     chosen, seen = select_many(
         torch.as_tensor(pts, device=device),
         torch.as_tensor(valid, device=device),
@@ -380,6 +403,8 @@ def retrieve_many(
         k,
     )
     chosen, seen = chosen.cpu().numpy(), seen.cpu().numpy()
+    if near is not None:
+        chosen = [_merge(row, [1 + i for i in picks], k) for row, picks in zip(chosen, near, strict=True)]
     out = []
     for b, bank in enumerate(banks):
         picked = [bank.latest if c == 0 else bank.keyframes[c - 1] for c in chosen[b] if c >= 0]
@@ -390,3 +415,28 @@ def retrieve_many(
             bank.used[bank.latest_at] = now[b]
         out.append(picked)
     return out, [seen[b, 1 : 1 + sizes[b]] for b in range(len(banks))]
+
+
+def _nearest_keyframes(
+    banks: list[MemoryBank], poses: np.ndarray, valid: np.ndarray, gate: float, most: int
+) -> list[list[int]]:
+    """Per bank, the indices of up to ``most`` keyframes (not the latest) within ``gate`` of its camera
+    (:func:`camera_distance`), nearest first."""
+    out = []
+    for b, bank in enumerate(banks):
+        if not bank.keyframes:
+            out.append([])
+            continue
+        cams = bank._stacked[1]
+        dist = camera_distance(cams, np.asarray(poses[b])[None])
+        dist = np.where(valid[b, 1 : 1 + len(cams)], dist, np.inf)
+        order = np.argsort(dist, kind="stable")[:most]
+        out.append([int(i) for i in order if dist[i] <= gate])
+    return out
+
+
+def _merge(greedy: np.ndarray, near: list[int], k: int) -> np.ndarray:
+    """The latest (greedy's first), then ``near``, then greedy's other picks, ``k`` in all (-1: none)."""
+    picks = [int(greedy[0])] + near + [int(c) for c in greedy[1:] if c >= 0]
+    picks = picks[:k]
+    return np.array(picks + [-1] * (k - len(picks)))

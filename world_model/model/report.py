@@ -13,14 +13,16 @@ def markdown(report: dict) -> str:
     f = report["fidelity"]
     lines = [
         "| horizon (frames) | model PSNR | copy-last PSNR | GT-depth reprojection PSNR | model SSIM "
-        "| copy-last SSIM |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| copy-last SSIM | model depth error (median relative) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for h, r in f.items():
+        depth = r.get("model_depth_rel_error")
         lines.append(
             f"| {h} | {r['model_psnr']:.2f} | {r['copy_last_psnr']:.2f} "
             f"| {r['gt_depth_reprojection_psnr']:.2f} "
-            f"| {r['model_ssim']:.3f} | {r['copy_last_ssim']:.3f} |"
+            f"| {r['model_ssim']:.3f} | {r['copy_last_ssim']:.3f} "
+            f"| {'n/a' if depth is None else f'{100 * depth:.1f}%'} |"
         )
     c = report["camera_control"]
     lines += [
@@ -35,30 +37,48 @@ def markdown(report: dict) -> str:
     ]
     lines += [
         "",
-        "| revisit protocol | model ΔPSNR | model ΔSSIM | truth ΔPSNR | truth ΔSSIM | revisit pairs |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| revisit protocol | model ΔPSNR | model ΔSSIM | truth ΔPSNR | truth ΔSSIM | revisit pairs "
+        "| depth, two predictions of a view: median relative difference | share > 30% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
     for kind, r in report["revisit"].items():
         if kind == "mean" or r.get("model_dpsnr") is None:
             continue
         lines.append(
             f"| {kind} | {r['model_dpsnr']:.2f} | {r['model_dssim']:.3f} | {r['truth_dpsnr']:.2f} "
-            f"| {r['truth_dssim']:.3f} | {r['pairs']} |"
+            f"| {r['truth_dssim']:.3f} | {r['pairs']} | {pct(r.get('depth_pair_rel_error'))} "
+            f"| {pct(r.get('depth_pair_over_30pct'))} |"
         )
     m = report["revisit"].get("mean") or {}
     if m:
         lines.append(
             f"| **mean** | **{m['model_dpsnr']:.2f}** | **{m['model_dssim']:.3f}** | {m['truth_dpsnr']:.2f} "
-            f"| {m['truth_dssim']:.3f} | |"
+            f"| {m['truth_dssim']:.3f} | | {pct(m.get('depth_pair_rel_error'))} | |"
         )
-    lines += ["", "| event | trials | success |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "| event | trials | success (changed pixels) | success (whole frame) |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.0f}%"
+
     for name, r in report["events"].items():
-        if name == "overall_success_rate":
+        if name.startswith("overall_"):
             continue
-        rate = "n/a" if r["success_rate"] is None else f"{100 * r['success_rate']:.0f}%"
-        lines.append(f"| {name} | {r['trials']} | {rate} |")
-    overall = report["events"].get("overall_success_rate")
-    lines.append(f"| **all events** | | **{'n/a' if overall is None else f'{100 * overall:.0f}%'}** |")
+        lines.append(
+            f"| {name} | {r['trials']} | {rate(r.get('masked_success_rate'))} | {rate(r['success_rate'])} |"
+        )
+    ev = report["events"]
+    lines.append(
+        f"| **all events** | | **{rate(ev.get('overall_masked_success_rate'))}** "
+        f"| **{rate(ev.get('overall_success_rate'))}** |"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from world_model.events import DEFAULT_ANCHOR_M, EventRecord
@@ -46,7 +47,7 @@ class Prop:
 class WorldState:
     lights_on: bool = True
     door_open: bool = False
-    version: int = 0  # bumped by every event: memories from older versions are known to be stale
+    version: int = 0  # bumped when the lights or the door change: memories from older versions look stale
     props: tuple[Prop, ...] = field(default_factory=tuple)
 
     def vector(self) -> np.ndarray:
@@ -65,7 +66,7 @@ class WorldState:
         """The state after ``ev`` for a camera at ``pose`` that sees ``depth``/``semantic``. Raises
         ``ValueError`` when the event has no target in view (like the engine with no target in the scene)."""
         p = ev.predicate
-        new = replace(self, version=self.version + 1)
+        new = replace(self)
         if p == "lights":
             new.lights_on = ev.attributes["state"] == "on"
         elif p in ("open", "close"):
@@ -76,7 +77,9 @@ class WorldState:
             center = _target_point(ev.entity, pose, depth, semantic, intr)
             color = COLORS[ev.attributes["color"]]
             new.props = self.props + (Prop("paint", "", color, center, PAINT_RADIUS_M, PAINT_RADIUS_M),)
-        # push: remembered as a state change only; v1 does not move the pushed object (see the eval report)
+        # push: v1 does not move the pushed object (see the eval report), so nothing changes
+        if (new.lights_on, new.door_open) != (self.lights_on, self.door_open):
+            new.version += 1  # the look changed beyond the props (drawn from the state in every view)
         return new
 
     def hints(self, poses: np.ndarray, intr: Intrinsics) -> np.ndarray:
@@ -101,7 +104,7 @@ class WorldState:
                 if prop.shape == "ball" or prop.kind == "paint":
                     inside = ((uu - uc) / rx) ** 2 + ((vv - vc) / ry) ** 2 <= 1.0
                 else:
-                    inside = (np.abs(uu - uc) <= rx) & (np.abs(vv - vc) <= ry)
+                    inside = _box_pixels(prop, pose, intr)
                 inside &= c[2] < zbuf
                 if not inside.any():
                     continue
@@ -112,6 +115,22 @@ class WorldState:
                 out[i, 4, inside] = float(not obj)
                 out[i, 5, inside] = inverse_depth(np.float32(c[2])) if obj else 0.0
         return out
+
+
+def _box_pixels(prop: Prop, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """Pixels ``[H, W]`` (bool) covered by an upright, world-aligned box of the prop's size in the camera
+    ``pose``: the convex hull of its corners' projections (top and sides show, as the engine draws them)."""
+    r, hh = prop.radius, prop.half_height
+    corners = np.array([[x, y, z] for x in (-r, r) for y in (-r, r) for z in (-hh, hh)]) + prop.center
+    cam = (corners - pose[:3, 3]) @ pose[:3, :3]
+    cam = cam[cam[:, 2] > 0.05]
+    mask = np.zeros((intr.height, intr.width), np.uint8)
+    if len(cam) < 3:
+        return mask.astype(bool)
+    u, v = intr.to_pixels(cam[:, 0], cam[:, 1], cam[:, 2])
+    hull = cv2.convexHull(np.round(np.stack([u, v], 1) * 16 - 8).astype(np.int32))  # 4 fractional bits
+    cv2.fillConvexPoly(mask, hull, 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(bool)
 
 
 def _forward_xy(pose: np.ndarray) -> np.ndarray:

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from world_model.events import parse_prompt
+from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.model.compositing import SHADE, composite_props
+from world_model.model.data import from_unit
+from world_model.model.world_state import WorldState
+from world_model.semantics import CLASS_ID, COLORS
+
+INTR = Intrinsics.from_fov(64, 64, 70.0)
+POSE = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, 0.0)
+GREY = round((1 - 0.2) * 127.5)  # the scene's colour bytes
+
+
+def _outputs(depth_m: float, labels: int = CLASS_ID["floor"]) -> dict[str, torch.Tensor]:
+    planes = torch.zeros(1, 5, 64, 64)
+    planes[:, 0:3] = -0.2  # a grey scene
+    planes[:, 3] = depth_m
+    lab = torch.full((1, 64, 64), labels, dtype=torch.uint8)
+    return {"planes": planes, "labels": lab, "colour": from_unit(planes[:, 0:3])}
+
+
+def _hints(prompt: str, semantic=None, depth=None) -> torch.Tensor:
+    semantic = np.full((64, 64), CLASS_ID["floor"], np.uint8) if semantic is None else semantic
+    depth = np.full((64, 64), 5.0, np.float32) if depth is None else depth
+    state = WorldState()
+    for ev in parse_prompt(prompt):
+        state = state.apply(ev, POSE, depth, semantic, INTR)
+    return torch.from_numpy(state.hints(POSE[None], INTR))
+
+
+def test_a_dropped_ball_shows_in_its_colour_at_its_depth_where_nothing_nearer_hides_it():
+    hints = _hints("drop a red ball")
+    ball = hints[0, 3] > 0
+    out = _outputs(5.0)  # the floor and wall behind the ball
+    composite_props(out, hints, torch.tensor([True]))
+    red = np.round((np.array(COLORS["red"]) * SHADE[True]) * 255)
+    assert np.allclose(out["colour"][0][ball].float().mean(0).numpy(), red, atol=1)
+    assert (out["colour"][0][~ball] == GREY).all()  # nothing else changes
+    assert out["planes"][0, 3][ball].mean() == pytest.approx(1.5 * np.sqrt(1 + 0.85**2 / 1.5**2), rel=0.2)
+    hidden = _outputs(0.8)  # a wall between the camera and the ball
+    composite_props(hidden, hints, torch.tensor([True]))
+    assert (hidden["colour"][0][ball] == GREY).all()
+
+
+def test_props_are_dark_with_the_lights_off():
+    hints = _hints("drop a blue box")
+    box = hints[0, 3] > 0
+    lit, dark = _outputs(5.0), _outputs(5.0)
+    composite_props(lit, hints, torch.tensor([True]))
+    composite_props(dark, hints, torch.tensor([False]))
+    assert dark["colour"][0][box].float().mean() < 0.1 * lit["colour"][0][box].float().mean()
+
+
+def test_paint_recolours_only_the_object_pixels_under_it():
+    semantic = np.full((64, 64), CLASS_ID["floor"], np.uint8)
+    depth = np.full((64, 64), 5.0, np.float32)
+    semantic[28:36, 28:36], depth[28:36, 28:36] = CLASS_ID["box"], 2.0
+    hints = _hints("paint the nearest box green", semantic, depth)
+    out = _outputs(5.0)
+    out["labels"][0] = torch.from_numpy(semantic)
+    composite_props(out, hints, torch.tensor([True]))
+    green = np.round(np.array(COLORS["green"]) * 255)
+    box_under_paint = (hints[0, 4] > 0).numpy() & (semantic == CLASS_ID["box"])
+    assert box_under_paint.sum() > 20
+    painted = out["colour"][0][torch.from_numpy(box_under_paint)].float()
+    assert np.allclose(painted.numpy(), green, atol=1)
+    floor_under_paint = (hints[0, 4] > 0).numpy() & (semantic == CLASS_ID["floor"])
+    assert floor_under_paint.any()
+    assert (out["colour"][0][torch.from_numpy(floor_under_paint)] == GREY).all()
