@@ -52,15 +52,25 @@ class SceneInfo:
     bounds: tuple[float, float, float, float] = (-np.inf, -np.inf, np.inf, np.inf)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "family": self.family, "start_pose": self.start_pose.tolist(),
-                "goal_poses": np.asarray(self.goal_poses).tolist(), "objects": list(self.objects),
-                "bounds": [float(b) for b in self.bounds]}
+        return {
+            "seed": self.seed,
+            "family": self.family,
+            "start_pose": self.start_pose.tolist(),
+            "goal_poses": np.asarray(self.goal_poses).tolist(),
+            "objects": list(self.objects),
+            "bounds": [float(b) for b in self.bounds],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SceneInfo:
-        return cls(d["seed"], d["family"], np.asarray(d["start_pose"], np.float64),
-                   np.asarray(d["goal_poses"], np.float64).reshape(-1, 4, 4), list(d["objects"]),
-                   tuple(d["bounds"]))
+        return cls(
+            d["seed"],
+            d["family"],
+            np.asarray(d["start_pose"], np.float64),
+            np.asarray(d["goal_poses"], np.float64).reshape(-1, 4, 4),
+            list(d["objects"]),
+            tuple(d["bounds"]),
+        )
 
 
 @dataclass
@@ -86,7 +96,10 @@ class WorldModel(ABC):
 
     @abstractmethod
     def open(
-        self, scene_seed: int | None = None, *, first_frame: np.ndarray | None = None,
+        self,
+        scene_seed: int | None = None,
+        *,
+        first_frame: np.ndarray | None = None,
         start_pose: np.ndarray | None = None,
     ) -> tuple[int, Frames, SceneInfo]:
         """Start a session in the world of ``scene_seed`` (or from a user image ``first_frame`` [H,W,3]

@@ -53,17 +53,23 @@ class EventRecord:
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"predicate": self.predicate, "entity": self.entity,
-                "attributes": dict(self.attributes), "anchor": self.anchor}
+        return {
+            "predicate": self.predicate,
+            "entity": self.entity,
+            "attributes": dict(self.attributes),
+            "anchor": self.anchor,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EventRecord:
         try:
-            return cls(str(d["predicate"]), str(d["entity"]), dict(d.get("attributes") or {}),
-                       d.get("anchor"))
+            return cls(
+                str(d["predicate"]), str(d["entity"]), dict(d.get("attributes") or {}), d.get("anchor")
+            )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
-                f"malformed event record {d!r}: need predicate, entity[, attributes, anchor]") from exc
+                f"malformed event record {d!r}: need predicate, entity[, attributes, anchor]"
+            ) from exc
 
     def __str__(self) -> str:
         attrs = " ".join(f"{k}={v}" for k, v in self.attributes.items())
@@ -121,11 +127,41 @@ def validate(ev: EventRecord) -> None:
 
 
 _TARGET = re.compile(r"nearest( \w+)*|\w+#\d+")
-_FILLER = {"the", "a", "an", "please", "turn", "switch", "then", "to", "it", "of", "in", "front", "me",
-           "some", "new", "make", "color", "colour"}
+_FILLER = {
+    "the",
+    "a",
+    "an",
+    "please",
+    "turn",
+    "switch",
+    "then",
+    "to",
+    "it",
+    "of",
+    "in",
+    "front",
+    "me",
+    "some",
+    "new",
+    "make",
+    "color",
+    "colour",
+}
 _SHAPE_ALIASES = {"cube": "box", "sphere": "ball", "block": "box", "crate": "box", "pillar": "cylinder"}
-_OBJECT_VERBS = {"drop", "spawn", "add", "place", "put", "create", "paint", "recolor", "recolour", "push",
-                 "kick", "shove"}
+_OBJECT_VERBS = {
+    "drop",
+    "spawn",
+    "add",
+    "place",
+    "put",
+    "create",
+    "paint",
+    "recolor",
+    "recolour",
+    "push",
+    "kick",
+    "shove",
+}
 _OBJECT_WORDS = {"nearest", "object", "ahead", "away", "here", "m", "meter", "meters", "metre", "metres"}
 
 
@@ -145,12 +181,27 @@ def _parse_clause(clause: str) -> EventRecord:
     if "door" in words and ("open" in words or "close" in words or "shut" in words):
         return EventRecord("open" if "open" in words else "close", "door")
     # a word the vocabulary lacks ("drop a mauve ball") must not be silently dropped (a red ball)
-    unknown = [w for w in words if w not in _FILLER and w not in _OBJECT_VERBS and w not in _OBJECT_WORDS
-               and w not in COLORS and w not in OBJECT_SHAPES and not w[0].isdigit() and w[0] != "#"]
+    unknown = [
+        w
+        for w in words
+        if w not in _FILLER
+        and w not in _OBJECT_VERBS
+        and w not in _OBJECT_WORDS
+        and w not in COLORS
+        and w not in OBJECT_SHAPES
+        and not w[0].isdigit()
+        and w[0] != "#"
+    ]
     if unknown and any(w in _OBJECT_VERBS for w in words):
         raise ValueError(f"unknown word(s) {unknown} in {clause!r}; {vocabulary()}")
-    for verb, pred in (("drop", "drop"), ("spawn", "spawn"), ("add", "spawn"), ("place", "spawn"),
-                       ("put", "spawn"), ("create", "spawn")):
+    for verb, pred in (
+        ("drop", "drop"),
+        ("spawn", "spawn"),
+        ("add", "spawn"),
+        ("place", "spawn"),
+        ("put", "spawn"),
+        ("create", "spawn"),
+    ):
         if verb in words:
             shape = shapes[0] if shapes else "ball"
             return EventRecord(pred, shape, {"color": colors[0] if colors else "red"}, anchor=distance)

@@ -61,8 +61,13 @@ def estimate_relative_pose(
     """
     sift = cv2.SIFT_create()
     g0, g1 = (
-        cv2.resize(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY), None, fx=upscale, fy=upscale,
-                   interpolation=cv2.INTER_CUBIC)
+        cv2.resize(
+            cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY),
+            None,
+            fx=upscale,
+            fy=upscale,
+            interpolation=cv2.INTER_CUBIC,
+        )
         for f in (frame0, frame1)
     )
     k0, d0 = sift.detectAndCompute(g0, None)
@@ -94,8 +99,12 @@ def pose_from_matches(
     return rot, trans / max(np.linalg.norm(trans), 1e-12)
 
 
-def camera_error(estimate: tuple[np.ndarray, np.ndarray] | None, pose0: np.ndarray, pose1: np.ndarray,
-                 min_translation_m: float = 0.02) -> CameraError:
+def camera_error(
+    estimate: tuple[np.ndarray, np.ndarray] | None,
+    pose0: np.ndarray,
+    pose1: np.ndarray,
+    min_translation_m: float = 0.02,
+) -> CameraError:
     """Compare an estimated relative pose with the truth between camera-to-world ``pose0`` and ``pose1``."""
     if estimate is None:
         return CameraError(float("nan"), float("nan"), False)
@@ -108,8 +117,9 @@ def camera_error(estimate: tuple[np.ndarray, np.ndarray] | None, pose0: np.ndarr
     return CameraError(rot_err, math.degrees(math.acos(max(-1.0, min(1.0, cos)))), True)
 
 
-def revisit_pairs(poses: np.ndarray, max_dist_m: float = 0.1, max_yaw_deg: float = 2.0,
-                  min_gap: float = 0.2) -> list[tuple[int, int]]:
+def revisit_pairs(
+    poses: np.ndarray, max_dist_m: float = 0.1, max_yaw_deg: float = 2.0, min_gap: float = 0.2
+) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of one rollout's poses ``[T, 4, 4]`` that revisit each other:
     within ``max_dist_m`` and ``max_yaw_deg`` (and the same pitch) and at least ``min_gap`` (a fraction
     of T) apart in time."""
@@ -127,8 +137,14 @@ def revisit_pairs(poses: np.ndarray, max_dist_m: float = 0.1, max_yaw_deg: float
     return pairs
 
 
-def non_revisit_pairs(poses: np.ndarray, count: int, rng: np.random.Generator, min_dist_m: float = 1.0,
-                      min_angle_deg: float = 30.0, min_gap: float = 0.2) -> list[tuple[int, int]]:
+def non_revisit_pairs(
+    poses: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    min_dist_m: float = 1.0,
+    min_angle_deg: float = 30.0,
+    min_gap: float = 0.2,
+) -> list[tuple[int, int]]:
     """Up to ``count`` random pairs as far apart in time as revisit pairs but clearly different views."""
     t = len(poses)
     gap = max(1, math.ceil(min_gap * t))

@@ -14,23 +14,26 @@ from world_model.events import (
 from world_model.semantics import COLORS, OBJECT_SHAPES
 
 
-@pytest.mark.parametrize("prompt,want", [
-    ("lights off", [("lights", "room", {"state": "off"}, None)]),
-    ("Turn the lights ON", [("lights", "room", {"state": "on"}, None)]),
-    ("make it dark", None),  # no light word: not an event this front end knows
-    ("open the door", [("open", "door", {}, None)]),
-    ("shut the door", [("close", "door", {}, None)]),
-    ("drop a red ball", [("drop", "ball", {"color": "red"}, None)]),
-    ("drop a blue cube 2.5 m ahead", [("drop", "box", {"color": "blue"}, 2.5)]),
-    ("spawn a green cylinder 1m ahead", [("spawn", "cylinder", {"color": "green"}, 1.0)]),
-    ("drop a ball", [("drop", "ball", {"color": "red"}, None)]),
-    ("push the nearest object", [("push", "nearest", {}, None)]),
-    ("kick the yellow ball", [("push", "nearest yellow ball", {}, None)]),
-    ("paint the nearest box green", [("paint", "nearest box", {"color": "green"}, None)]),
-    ("paint the red box blue", [("paint", "nearest red box", {"color": "blue"}, None)]),
-    ("paint box#3 blue", [("paint", "box#3", {"color": "blue"}, None)]),
-    ("push cube #12", [("push", "box#12", {}, None)]),
-])
+@pytest.mark.parametrize(
+    "prompt,want",
+    [
+        ("lights off", [("lights", "room", {"state": "off"}, None)]),
+        ("Turn the lights ON", [("lights", "room", {"state": "on"}, None)]),
+        ("make it dark", None),  # no light word: not an event this front end knows
+        ("open the door", [("open", "door", {}, None)]),
+        ("shut the door", [("close", "door", {}, None)]),
+        ("drop a red ball", [("drop", "ball", {"color": "red"}, None)]),
+        ("drop a blue cube 2.5 m ahead", [("drop", "box", {"color": "blue"}, 2.5)]),
+        ("spawn a green cylinder 1m ahead", [("spawn", "cylinder", {"color": "green"}, 1.0)]),
+        ("drop a ball", [("drop", "ball", {"color": "red"}, None)]),
+        ("push the nearest object", [("push", "nearest", {}, None)]),
+        ("kick the yellow ball", [("push", "nearest yellow ball", {}, None)]),
+        ("paint the nearest box green", [("paint", "nearest box", {"color": "green"}, None)]),
+        ("paint the red box blue", [("paint", "nearest red box", {"color": "blue"}, None)]),
+        ("paint box#3 blue", [("paint", "box#3", {"color": "blue"}, None)]),
+        ("push cube #12", [("push", "box#12", {}, None)]),
+    ],
+)
 def test_parse_prompt(prompt, want):
     if want is None:
         with pytest.raises(ValueError, match="cannot read event"):
@@ -46,16 +49,19 @@ def test_several_clauses_compose_in_order():
     assert records[0].attributes == {"state": "off"}
 
 
-@pytest.mark.parametrize("prompt,message", [
-    ("summon a dragon", r"cannot read event 'summon a dragon' \(words: \['summon', 'dragon'\]\)"),
-    ("", "empty event prompt"),
-    ("drop a red ball 10 m ahead", r"drop anchor must be 0.5-3.0 m ahead of the camera, got 10.0"),
-    ("drop a mauve ball", r"unknown word\(s\) \['mauve'\]"),
-    ("push the mauve box", r"unknown word\(s\) \['mauve'\]"),
-    ("drop a table", "cannot drop 'table'; choose one of: ball, box, cylinder"),
-    ("paint the box", "say which colour to paint.*colours: red, green"),
-    ("the lights please", "say whether the lights go 'on' or 'off'"),
-])
+@pytest.mark.parametrize(
+    "prompt,message",
+    [
+        ("summon a dragon", r"cannot read event 'summon a dragon' \(words: \['summon', 'dragon'\]\)"),
+        ("", "empty event prompt"),
+        ("drop a red ball 10 m ahead", r"drop anchor must be 0.5-3.0 m ahead of the camera, got 10.0"),
+        ("drop a mauve ball", r"unknown word\(s\) \['mauve'\]"),
+        ("push the mauve box", r"unknown word\(s\) \['mauve'\]"),
+        ("drop a table", "cannot drop 'table'; choose one of: ball, box, cylinder"),
+        ("paint the box", "say which colour to paint.*colours: red, green"),
+        ("the lights please", "say whether the lights go 'on' or 'off'"),
+    ],
+)
 def test_bad_prompts_raise_with_a_clear_message(prompt, message):
     with pytest.raises(ValueError, match=message) as info:
         parse_prompt(prompt)
@@ -65,20 +71,26 @@ def test_bad_prompts_raise_with_a_clear_message(prompt, message):
         assert all(c in text for c in COLORS) and all(s in text for s in OBJECT_SHAPES)
 
 
-@pytest.mark.parametrize("record,message", [
-    (("dance", "room", {}, None), "unknown event predicate 'dance'; predicates:"),
-    (("lights", "room", {"state": "dim"}, None), "lights needs attributes"),
-    (("drop", "ball", {"color": "mauve"}, None), "unknown colour 'mauve'; choose one of: red, green, blue"),
-    (("drop", "ball", {"color": "red"}, 10.0), "anchor must be 0.5-3.0 m ahead"),
-    (("drop", "ball", {"color": "red"}, 0.1), "anchor must be 0.5-3.0 m ahead"),
-    (("drop", "table", {}, None), "cannot drop 'table'"),
-    (("spawn", "table", {}, None), "cannot spawn 'table'"),
-    (("open", "window", {}, None), "only the door can open"),
-    (("paint", "nearest box", {}, None), "unknown colour None"),
-    (("paint", "nearest box", {"color": "teal"}, None), "unknown colour 'teal'"),
-    (("push", "the big one", {}, None), "push target must be 'nearest'"),
-    (("push", "nearest dragon", {}, None), "unknown word 'dragon' in push target"),
-])
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        (("dance", "room", {}, None), "unknown event predicate 'dance'; predicates:"),
+        (("lights", "room", {"state": "dim"}, None), "lights needs attributes"),
+        (
+            ("drop", "ball", {"color": "mauve"}, None),
+            "unknown colour 'mauve'; choose one of: red, green, blue",
+        ),
+        (("drop", "ball", {"color": "red"}, 10.0), "anchor must be 0.5-3.0 m ahead"),
+        (("drop", "ball", {"color": "red"}, 0.1), "anchor must be 0.5-3.0 m ahead"),
+        (("drop", "table", {}, None), "cannot drop 'table'"),
+        (("spawn", "table", {}, None), "cannot spawn 'table'"),
+        (("open", "window", {}, None), "only the door can open"),
+        (("paint", "nearest box", {}, None), "unknown colour None"),
+        (("paint", "nearest box", {"color": "teal"}, None), "unknown colour 'teal'"),
+        (("push", "the big one", {}, None), "push target must be 'nearest'"),
+        (("push", "nearest dragon", {}, None), "unknown word 'dragon' in push target"),
+    ],
+)
 def test_invalid_records_raise_with_the_vocabulary(record, message):
     with pytest.raises(ValueError, match=message):
         EventRecord(*record)
@@ -112,7 +124,10 @@ def test_as_records_accepts_prompts_records_dicts_and_lists():
     assert as_records(None) == [] and as_records("  ") == []
     assert as_records("lights off") == [record] == as_records(record) == as_records(record.to_dict())
     assert as_records(["lights off", [record, {"predicate": "open", "entity": "door"}]]) == [
-        record, record, EventRecord("open", "door")]
+        record,
+        record,
+        EventRecord("open", "door"),
+    ]
 
 
 def test_every_menu_entry_parses():

@@ -130,8 +130,10 @@ def test_viewpoint_from_pose_inverts_pose(yaw_deg, pitch_deg):
 
 def test_invert_relative_chunk_relative_and_compose_round_trip():
     rng = np.random.default_rng(0)
-    views = [Viewpoint(*rng.uniform(-3, 3, 3), rng.uniform(-math.pi, math.pi), rng.uniform(-1, 1))
-             for _ in range(5)]
+    views = [
+        Viewpoint(*rng.uniform(-3, 3, 3), rng.uniform(-math.pi, math.pi), rng.uniform(-1, 1))
+        for _ in range(5)
+    ]
     poses = np.stack([v.pose() for v in views])
     assert np.allclose(invert_pose(poses[0]) @ poses[0], np.eye(4))
     assert np.allclose(invert_pose(poses) @ poses, np.eye(4)[None])  # batched
@@ -241,5 +243,5 @@ def test_reproject_moves_content_the_right_way_and_keeps_the_nearest_surface():
     assert not valid[:, -1].any()  # the right edge comes from outside the source view
     # the wall strip the near square uncovers was hidden in the source: a hole, not a smear
     hole = np.zeros_like(valid)
-    hole[12:20, 20 - shift_near:20 - shift_far] = True
+    hole[12:20, 20 - shift_near : 20 - shift_far] = True
     assert not valid[hole].any() and valid[:, :-shift_far][~hole[:, :-shift_far]].all()

@@ -183,8 +183,9 @@ def test_reprojection_with_ground_truth_depth_and_poses_reproduces_the_next_view
     before = room.observe()
     for k in keys:
         after = room.step_keys(k)
-    warped, warped_depth, valid = reproject(before.rgb, before.depth, before.pose, after.pose,
-                                            RENDER.intrinsics)
+    warped, warped_depth, valid = reproject(
+        before.rgb, before.depth, before.pose, after.pose, RENDER.intrinsics
+    )
     assert valid.mean() > 0.6  # measured 0.73 (W) and 0.75 (J)
     # measured 34.4 dB (0.3 m forward) and 34.0 dB (9 degrees yaw); the unwarped frame scores 21.1 and 20.7
     assert psnr(warped, after.rgb, valid) > 28.0
@@ -270,7 +271,7 @@ def test_a_dropped_ball_appears_falls_and_rests(room):
     # measured 1.15 1.00 0.75 0.41 0.13 (bounce) 0.149 0.150 ...
     assert heights[0] > 0.9 and np.all(np.diff(heights[:4]) < 0)
     assert heights[-1] == pytest.approx(radius, abs=0.005)
-    vel = room.data.qvel[room.model.jnt_dofadr[room.model.body_jntadr[body]]:][:6]
+    vel = room.data.qvel[room.model.jnt_dofadr[room.model.body_jntadr[body]] :][:6]
     assert np.abs(vel).max() < 0.01  # measured 4e-5
     seen = frames[-1].instance == k + 1
     assert seen.sum() > 10 and (frames[-1].semantic[seen] == CLASS_ID["ball"]).all()  # measured 40 pixels
@@ -342,7 +343,7 @@ def test_fork_is_independent_and_a_faithful_copy(room_world):
         fork.step_keys("W")
     assert _brightness(fork.observe().rgb) < 0.5 * _brightness(reference.rgb)
     assert room_world.lights_on and room_world.door_target == 0.0 and room_world.door_angle_deg() == 0.0
-    assert not room_world.object_active[len(room_world.spec.objects):].any()
+    assert not room_world.object_active[len(room_world.spec.objects) :].any()
     assert room_world.view == room_world.spec.start and not room_world.events_applied
     assert np.array_equal(room_world.observe().rgb, reference.rgb)
     # two forks fed the same keys and events stay identical
@@ -369,12 +370,15 @@ def test_same_seed_same_frames_bit_for_bit_and_other_seeds_differ(room_world, co
     assert not np.array_equal(room_world.observe().rgb, courtyard_world.observe().rgb)
 
 
-@pytest.mark.parametrize("prompt,message", [
-    ("summon a dragon", "cannot read event.*predicates:.*colours: red"),
-    ("drop a red ball 10 m ahead", "anchor must be 0.5-3.0 m ahead"),
-    ("drop a mauve ball", r"unknown word\(s\) \['mauve'\].*colours: red"),
-    ("paint the nearest box", "say which colour to paint.*colours: red"),
-])
+@pytest.mark.parametrize(
+    "prompt,message",
+    [
+        ("summon a dragon", "cannot read event.*predicates:.*colours: red"),
+        ("drop a red ball 10 m ahead", "anchor must be 0.5-3.0 m ahead"),
+        ("drop a mauve ball", r"unknown word\(s\) \['mauve'\].*colours: red"),
+        ("paint the nearest box", "say which colour to paint.*colours: red"),
+    ],
+)
 def test_bad_event_prompts_raise_before_touching_the_world(room, prompt, message):
     before = room.observe()
     with pytest.raises(ValueError, match=message):

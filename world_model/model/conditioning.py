@@ -51,7 +51,8 @@ def warp_memories(
     groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
-    priority = _priority(entries, [target_poses[b] for b, mem in enumerate(memories) for _ in mem], prefer_older)
+    targets = [target_poses[b] for b, mem in enumerate(memories) for _ in mem]
+    priority = _priority(entries, targets, prefer_older)
     priority = None if priority is None else torch.as_tensor(priority, device=dev)
     lights = _lights_planes(intr.height, intr.width, dev)
     sources = [(e.rgb, lights[e.lights], e.door) for e in entries]  # read in place by the C kernel

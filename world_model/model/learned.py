@@ -37,8 +37,8 @@ from world_model.events import EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
-from world_model.model.compositing import composite_props
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
+from world_model.model.compositing import composite_props
 from world_model.model.conditioning import (
     Warp,
     assemble,
