@@ -70,3 +70,19 @@ def test_paint_recolours_only_the_object_pixels_under_it():
     floor_under_paint = (hints[0, 4] > 0).numpy() & (semantic == CLASS_ID["floor"])
     assert floor_under_paint.any()
     assert (out["colour"][0][torch.from_numpy(floor_under_paint)] == GREY).all()
+
+
+def test_covered_pixels_keep_the_warped_memory_depth_and_the_sky_stays_sky():
+    from world_model.model.compositing import keep_warped_depth
+    from world_model.model.conditioning import SKY_M, Warp
+
+    out = _outputs(5.0)
+    zbuf = torch.full((1, 64, 64), float("inf"))
+    zbuf[0, :, :20] = 2.5
+    zbuf[0, :, 20:40] = SKY_M * 1.001  # the far plane the sky is warped as
+    mask = torch.isfinite(zbuf)
+    keep_warped_depth(out, Warp(torch.zeros(1, 5, 64, 64), zbuf, mask))
+    depth = out["planes"][0, 3]
+    assert (
+        (depth[:, :20] == 2.5).all() and torch.isinf(depth[:, 20:40]).all() and (depth[:, 40:] == 5.0).all()
+    )

@@ -48,3 +48,46 @@ def test_assemble_in_bfloat16_is_the_float32_input_rounded_once():
     assert torch.equal(current_estimate(warp, None), warp.feats[:, 0:3])  # what channels 8-10 hold
     estimate = torch.rand(2, 3, 4, 5)
     assert current_estimate(warp, estimate) is estimate
+
+
+def _memory(t, rgb_value, x=0.0, door_open=False, door_rows=slice(0, 0)):
+    from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+    from world_model.model.memory import MemoryEntry
+    from world_model.model.reproject import view_points
+
+    intr = Intrinsics.from_fov(16, 16, 70.0)
+    pose = pose_from_yaw_pitch(np.array([x, 0.0, 1.0]), 0.0, 0.0)
+    depth = np.full((16, 16), 3.0, np.float32)
+    depth[:, 8:] *= 1.1 if t else 1.0  # the two memories disagree about the right half's depth by 10%
+    door = torch.zeros(16, 16)
+    door[door_rows] = 1.0
+    rgb = torch.full((3, 16, 16), float(rgb_value))
+    entry = MemoryEntry(
+        rgb, torch.from_numpy(depth), door, pose, t, True, door_open, 0, view_points(depth, pose, intr)
+    )
+    return entry, intr
+
+
+def test_a_surface_two_memories_disagree_about_comes_from_the_older_within_the_tolerance():
+    from world_model.model.conditioning import warp_memories
+
+    old, intr = _memory(0, -0.5)
+    new, _ = _memory(9, 0.5, x=0.02)
+    target = old.pose[None]
+    tight = warp_memories([[new, old]], target, intr, "oldest", tolerance=0.05)
+    wide = warp_memories([[new, old]], target, intr, "oldest", tolerance=0.3)
+    # within 5% the older wins on the left half only; the newer's nearer-looking right half wins there
+    assert (tight.feats[0, 0, 4:12, 2:6] == -0.5).all() and (tight.feats[0, 0, 4:12, 10:14] == -0.5).all()
+    assert (wide.feats[0, 0, 4:12, 2:14] == -0.5).all()
+    nearest = warp_memories([[new, old]], new.pose[None], intr, "nearest_view", tolerance=0.3)
+    assert (nearest.feats[0, 0, 4:12, 2:14] == 0.5).all()  # the view taken at the target wins
+
+
+def test_a_memory_that_saw_the_door_in_another_state_leaves_the_door_out():
+    from world_model.model.conditioning import warp_memories
+
+    seen, intr = _memory(0, 0.2, door_rows=slice(0, 8))  # the door fills the top half, seen closed
+    closed = warp_memories([[seen]], seen.pose[None], intr, "oldest", door_open=[False])
+    opened = warp_memories([[seen]], seen.pose[None], intr, "oldest", door_open=[True])
+    assert closed.mask[0].all()
+    assert not opened.mask[0, 1:7].any() and opened.mask[0, 9:].all()

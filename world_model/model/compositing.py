@@ -1,4 +1,6 @@
-"""Props drawn into generated frames: what events put in the world, where the world state says it is.
+"""What the world state and memory decide in a generated frame beyond the network's output.
+
+Props (``composite_props``): what events put in the world, drawn where the world state says it is.
 
 A dropped ball or box and a painted object are part of the session's ``WorldState`` (``world_state``), drawn
 into every target camera as hint channels that the network sees. The network alone does not draw them
@@ -8,12 +10,15 @@ predicted there (nearer walls and furniture hide it), it is shaded for the light
 depth takes the prop's depth there, so memory, collision and later views see it. Paint recolours the object
 pixels the network predicts inside the paint's footprint. The same state draws the same pixels from the same
 view, so a prop is where it was on every revisit.
+
+Depth (``keep_warped_depth``): where memory covers a frame, the frame keeps the warped memory's depth.
 """
 
 from __future__ import annotations
 
 import torch
 
+from world_model.model.conditioning import SKY_M, Warp
 from world_model.model.data import from_unit
 from world_model.model.network import depth_from_inverse
 from world_model.semantics import OBJECT_CLASS_IDS
@@ -41,3 +46,12 @@ def composite_props(out: dict[str, torch.Tensor], hints: torch.Tensor, lights_on
     planes[:, 0:3] = torch.where(where, colour, rgb)
     planes[:, 3] = torch.where(shown, prop_depth.to(depth.dtype), depth)
     out["colour"] = from_unit(planes[:, 0:3])
+
+
+def keep_warped_depth(out: dict[str, torch.Tensor], warp: Warp) -> None:
+    """Where memory covers the frame (``warp.mask``), its depth becomes the warped memory's depth (the sky
+    stays the sky), in place: a surface keeps the depth it was first given instead of the network's
+    re-prediction of it, whose small errors would add up frame after frame."""
+    depth = out["planes"][:, 3]
+    warped = torch.where(warp.zbuf >= SKY_M * 0.5, torch.full_like(warp.zbuf, float("inf")), warp.zbuf)
+    depth.copy_(torch.where(warp.mask, warped.to(depth.dtype), depth))

@@ -37,6 +37,7 @@ def warp_memories(
     footprint: int = 1,
     zbuffer: Callable | None = None,
     tolerance: float = SAME_SURFACE,
+    door_open: list[bool] | None = None,
 ) -> Warp:
     """What channels 0-6 of the input are made of (see ``network``): every target's memories splatted into
     its camera.
@@ -45,7 +46,9 @@ def warp_memories(
     error: revisits show what was seen first); with "nearest_view", from the memory whose camera was nearest
     the target's (``memory.camera_distance``: its warp is the least sensitive to depth error, and at a
     revisit it is the view taken there); False: the nearest depth wins.
-    ``footprint`` and ``zbuffer`` are ``reproject.splat``'s (footprint 2 closes one-pixel cracks)."""
+    ``footprint`` and ``zbuffer`` are ``reproject.splat``'s (footprint 2 closes one-pixel cracks).
+    ``door_open`` (per target): the door's state now; a memory that saw the door in the other state leaves
+    the door's pixels out (the network draws what is there now, not the door as it was)."""
     entries = [e for mem in memories for e in mem]
     dev = entries[0].rgb.device  # memories live where the network runs
     groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
@@ -56,8 +59,15 @@ def warp_memories(
     priority = None if priority is None else torch.as_tensor(priority, device=dev)
     lights = _lights_planes(intr.height, intr.width, dev)
     sources = [(e.rgb, lights[e.lights], e.door) for e in entries]  # read in place by the C kernel
+    depths = [e.depth for e in entries]
+    if door_open is not None:
+        states = [door_open[b] for b, mem in enumerate(memories) for _ in mem]
+        depths = [
+            torch.where(e.door > 0.5, 0.0, e.depth) if e.door_open != now else e.depth  # 0: nothing there
+            for e, now in zip(entries, states, strict=True)
+        ]
     warped, zbuf, mask = splat(
-        sources, [e.depth for e in entries], src, dst, groups, len(memories), intr, priority, tolerance,
+        sources, depths, src, dst, groups, len(memories), intr, priority, tolerance,
         footprint=footprint, zbuffer=zbuffer, far=SKY_M,  # the sky turns with the camera
     )  # fmt: skip
     return Warp(warped, zbuf, mask)

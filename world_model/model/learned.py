@@ -38,7 +38,7 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
-from world_model.model.compositing import composite_props
+from world_model.model.compositing import composite_props, keep_warped_depth
 from world_model.model.conditioning import (
     Warp,
     assemble,
@@ -90,6 +90,8 @@ class LearnedConfig:
     near_k: int = 0  # keyframes retrieved first for being seen from near the target (memory.retrieve_many)
     near_gate: float = 0.5  # ... within this camera distance (metres + degrees / 30)
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
+    keep_depth: bool = False  # a frame's depth where memory covers it is the warped memory depth, not the
+    # network's re-prediction of it (which drifts a little every generation); the network's elsewhere
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
@@ -454,13 +456,16 @@ class LearnedWorldModel(WorldModel):
         with torch.no_grad():
             c = self.config
             warp = warp_memories(
-                memories, targets, self.intr, c.prefer_older, c.footprint, self._zbuffer, c.same_surface
-            )
+                memories, targets, self.intr, c.prefer_older, c.footprint, self._zbuffer,
+                tolerance=c.same_surface, door_open=[s.state.door_open for s in ss],
+            )  # fmt: skip
             hints = self._hints(ss, targets)
             state = state_batch([s.state for s in ss])
             out = self._net(warp, hints, state)
             for _ in range(self.config.sampler_steps - 1):
                 out = self._net(warp, hints, state, estimate=out["rgb"])
+            if self.config.keep_depth:
+                keep_warped_depth(out, warp)
             if hints is not None and self.config.draw_props:
                 lights = torch.tensor([s.state.lights_on for s in ss])
                 composite_props(out, hints, lights)
