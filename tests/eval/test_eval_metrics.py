@@ -81,3 +81,41 @@ def test_revisit_pairs_follow_the_protocol():
         assert np.linalg.norm(poses[i, :3, 3] - poses[j, :3, 3]) <= 0.1
     non = non_revisit_pairs(poses, 20, np.random.default_rng(0))
     assert len(non) == 20 and not set(non) & set(pairs)
+
+
+def test_event_mask_and_relative_depth_error():
+    from world_model.model.evaluate import event_mask, relative_depth_error
+
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[1, 2, 0] = 1
+    assert event_mask(a, b).sum() == 1 and event_mask(a, b)[1, 2]
+    truth = np.array([[2.0, 4.0], [np.inf, 1.0]])
+    pred = np.array([[2.2, 3.0], [5.0, np.nan]])
+    assert np.allclose(np.sort(relative_depth_error(pred, truth)), [0.1, 0.25])
+
+
+def test_the_report_table_shows_masked_event_success_and_depth_consistency():
+    from world_model.model.report import markdown
+
+    fid = {"model_psnr": 20.0, "copy_last_psnr": 18.0, "gt_depth_reprojection_psnr": 15.0}
+    fid |= {"model_ssim": 0.6, "copy_last_ssim": 0.5, "model_depth_rel_error": 0.123}
+    cam = {"rotation_deg": 1.0, "translation_deg": 10.0}
+    rev = {"model_dpsnr": 5.0, "model_dssim": 0.12, "truth_dpsnr": 50.0, "truth_dssim": 0.4, "pairs": 10}
+    rev |= {"depth_pair_rel_error": 0.05, "depth_pair_over_30pct": 0.02}
+    report = {
+        "fidelity": {"16": fid},
+        "camera_control": {"model": cam, "truth": cam, "rotation_ratio": 1.0, "translation_ratio": 1.0},
+        "revisit": {"out_and_back": rev, "mean": {**rev}},
+        "events": {
+            "drop a red ball": {"trials": 8, "success_rate": 0.5, "masked_success_rate": 0.875},
+            "overall_success_rate": 0.5,
+            "overall_masked_success_rate": 0.875,
+        },
+    }
+    text = markdown(report)
+    assert "| 16 | 20.00 | 18.00 | 15.00 | 0.600 | 0.500 | 12.3% |" in text
+    assert "| out_and_back | 5.00 | 0.120 | 50.00 | 0.400 | 10 | 5.0% | 2.0% |" in text
+    assert (
+        "| drop a red ball | 8 | 88% | 50% |" in text and "| **all events** | | **88%** | **50%** |" in text
+    )
