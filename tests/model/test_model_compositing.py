@@ -86,3 +86,27 @@ def test_covered_pixels_keep_the_warped_memory_depth_and_the_sky_stays_sky():
     assert (
         (depth[:, :20] == 2.5).all() and torch.isinf(depth[:, 20:40]).all() and (depth[:, 40:] == 5.0).all()
     )
+
+
+def test_depth_is_scaled_to_the_floor_whose_depth_the_camera_height_fixes():
+    from world_model.model.compositing import floor_depth, ground_depth
+
+    pose = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, np.radians(-20.0))  # looking down a little
+    plane = floor_depth(torch.from_numpy(pose[None]), INTR)[0]
+    rows = torch.arange(64)[:, None].expand(64, 64)
+    assert torch.isinf(plane[rows < 10]).all()  # above the horizon: no floor
+    v = 63
+    ray_down = (v + 0.5 - INTR.cy) / INTR.fy  # camera y per unit z at the bottom row
+    pitch = np.radians(20.0)
+    expected = 1.0 / (np.sin(pitch) + ray_down * np.cos(pitch))
+    assert float(plane[v, 32]) == pytest.approx(expected, rel=1e-3)
+    out = _outputs(1.0)
+    floor = torch.isfinite(plane) & (plane < 20.0)
+    truth = torch.where(floor, plane, torch.full_like(plane, 4.0)).float()
+    out["planes"][0, 3] = truth * 0.6  # the network's guess: the right shape, 40% too near
+    out["labels"][0] = torch.where(floor, CLASS_ID["floor"], CLASS_ID["wall"]).to(torch.uint8)
+    ground_depth(out, torch.from_numpy(pose[None]), INTR)
+    assert torch.allclose(out["planes"][0, 3], truth, rtol=1e-4)
+    few = _outputs(2.0, CLASS_ID["wall"])  # no floor in view: nothing to go by, the depth is left alone
+    ground_depth(few, torch.from_numpy(pose[None]), INTR)
+    assert (few["planes"][0, 3] == 2.0).all()

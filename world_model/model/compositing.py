@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import torch
 
+from world_model.geometry import Intrinsics
 from world_model.model.conditioning import SKY_M, Warp
 from world_model.model.data import from_unit
 from world_model.model.network import depth_from_inverse
-from world_model.semantics import OBJECT_CLASS_IDS
+from world_model.model.reproject import camera_rays
+from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS
 
 # A prop's pixel colour over its albedo, lights on and off: the engine's renders of dropped red balls and
 # blue boxes in training scenes 5000-5011 gave 0.96-1.2 (on) and 0.06-0.08 (off) per channel
@@ -55,3 +57,38 @@ def keep_warped_depth(out: dict[str, torch.Tensor], warp: Warp) -> None:
     depth = out["planes"][:, 3]
     warped = torch.where(warp.zbuf >= SKY_M * 0.5, torch.full_like(warp.zbuf, float("inf")), warp.zbuf)
     depth.copy_(torch.where(warp.mask, warped.to(depth.dtype), depth))
+
+
+FLOOR_FAR_M = 20.0  # floor pixels farther than this (near the horizon) do not set the scale
+FLOOR_PIXELS_MIN = 32  # floor pixels a frame needs before its depth is scaled to the floor's
+SCALE_LIMITS = (0.5, 2.0)  # the scale correction never goes beyond these
+
+
+def floor_depth(poses: torch.Tensor, intr: Intrinsics) -> torch.Tensor:
+    """The z-depth ``[B, H, W]`` at which each pixel's ray meets the floor (the plane z = 0) from cameras
+    ``poses [B, 4, 4]``; inf where the ray does not go down to it."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)  # [H, W, 3], camera z = 1
+    down = torch.einsum("hwj,bj->bhw", rays, poses[:, 2, :3])  # world z per unit camera z
+    height = poses[:, 2, 3][:, None, None]
+    depth = torch.where(down < -1e-3, height / (-down).clamp_min(1e-3), torch.full_like(down, float("inf")))
+    return torch.where(height > 0, depth, torch.full_like(depth, float("inf")))
+
+
+def ground_depth(out: dict[str, torch.Tensor], poses: torch.Tensor, intr: Intrinsics) -> None:
+    """Make the predicted depth agree with the floor, in place. The floor is the plane z = 0 and the camera's
+    height and pitch are known, so the depth of every pixel the network labels floor is known exactly; the
+    network's depth elsewhere shares the error it made on the floor (a monocular guess of the scale), so it
+    is scaled by the median of floor / predicted depth over the floor pixels (within ``SCALE_LIMITS``,
+    when a frame shows at least ``FLOOR_PIXELS_MIN`` of them), and the floor pixels take the plane's depth.
+    Without this, depth drifts from frame to frame (each frame's depth is the warp of the last one's, plus
+    the network's correction), and memories of one place disagree about where it is."""
+    depth, labels = out["planes"][:, 3], out["labels"]
+    plane = floor_depth(poses.to(depth.device, torch.float64), intr).to(depth.dtype)
+    floor = (
+        (labels == CLASS_ID["floor"]) & torch.isfinite(plane) & (plane < FLOOR_FAR_M) & torch.isfinite(depth)
+    )
+    ratio = torch.where(floor, plane / depth.clamp_min(1e-3), torch.full_like(depth, float("nan")))
+    scale = torch.nanmedian(ratio.flatten(1), dim=1).values
+    enough = floor.flatten(1).sum(1) >= FLOOR_PIXELS_MIN
+    scale = torch.where(enough, scale.clamp(*SCALE_LIMITS), torch.ones_like(scale))
+    depth.copy_(torch.where(floor, plane, depth * scale[:, None, None]))

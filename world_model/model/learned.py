@@ -38,7 +38,7 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
-from world_model.model.compositing import composite_props, keep_warped_depth
+from world_model.model.compositing import composite_props, ground_depth, keep_warped_depth
 from world_model.model.conditioning import (
     Warp,
     assemble,
@@ -92,6 +92,7 @@ class LearnedConfig:
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
     keep_depth: bool = False  # a frame's depth where memory covers it is the warped memory depth, not the
     # network's re-prediction of it (which drifts a little every generation); the network's elsewhere
+    ground: bool = False  # predicted depth agrees with the floor plane (z = 0; see compositing.ground_depth)
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
@@ -265,6 +266,8 @@ class LearnedWorldModel(WorldModel):
         given = to_unit(image)[None].to(self.device)
         with torch.no_grad():
             out = self._net(first_frame_warp(given), None, state_batch([WorldState()]), depth_known=False)
+            if self.config.ground:
+                ground_depth(out, torch.from_numpy(pose[None]), self.intr)
         state = WorldState()
         out["planes"] = memory_planes(given, out["depth"], out["labels"])  # remembered as given
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
@@ -466,6 +469,8 @@ class LearnedWorldModel(WorldModel):
                 out = self._net(warp, hints, state, estimate=out["rgb"])
             if self.config.keep_depth:
                 keep_warped_depth(out, warp)
+            if self.config.ground:
+                ground_depth(out, torch.from_numpy(targets), self.intr)
             if hints is not None and self.config.draw_props:
                 lights = torch.tensor([s.state.lights_on for s in ss])
                 composite_props(out, hints, lights)
