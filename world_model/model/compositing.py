@@ -74,7 +74,9 @@ def floor_depth(poses: torch.Tensor, intr: Intrinsics) -> torch.Tensor:
     return torch.where(height > 0, depth, torch.full_like(depth, float("inf")))
 
 
-def ground_depth(out: dict[str, torch.Tensor], poses: torch.Tensor, intr: Intrinsics) -> None:
+def ground_depth(
+    out: dict[str, torch.Tensor], poses: torch.Tensor, intr: Intrinsics, rescale: bool = True
+) -> None:
     """Make the predicted depth agree with the floor, in place. The floor is the plane z = 0 and the camera's
     height and pitch are known, so the depth of every pixel the network labels floor is known exactly; the
     network's depth elsewhere shares the error it made on the floor (a monocular guess of the scale), so it
@@ -90,5 +92,5 @@ def ground_depth(out: dict[str, torch.Tensor], poses: torch.Tensor, intr: Intrin
     ratio = torch.where(floor, plane / depth.clamp_min(1e-3), torch.full_like(depth, float("nan")))
     scale = torch.nanmedian(ratio.flatten(1), dim=1).values
     enough = floor.flatten(1).sum(1) >= FLOOR_PIXELS_MIN
-    scale = torch.where(enough, scale.clamp(*SCALE_LIMITS), torch.ones_like(scale))
+    scale = torch.where(enough & rescale, scale.clamp(*SCALE_LIMITS), torch.ones_like(scale))
     depth.copy_(torch.where(floor, plane, depth * scale[:, None, None]))

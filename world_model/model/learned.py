@@ -93,6 +93,7 @@ class LearnedConfig:
     keep_depth: bool = False  # a frame's depth where memory covers it is the warped memory depth, not the
     # network's re-prediction of it (which drifts a little every generation); the network's elsewhere
     ground: bool = False  # predicted depth agrees with the floor plane (z = 0; see compositing.ground_depth)
+    ground_rescale: bool = True  # ... generated frames' depth scaled to the floor's too (not only the first)
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
@@ -470,7 +471,7 @@ class LearnedWorldModel(WorldModel):
             if self.config.keep_depth:
                 keep_warped_depth(out, warp)
             if self.config.ground:
-                ground_depth(out, torch.from_numpy(targets), self.intr)
+                ground_depth(out, torch.from_numpy(targets), self.intr, rescale=self.config.ground_rescale)
             if hints is not None and self.config.draw_props:
                 lights = torch.tensor([s.state.lights_on for s in ss])
                 composite_props(out, hints, lights)
