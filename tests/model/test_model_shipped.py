@@ -106,3 +106,28 @@ def test_shipped_weights_are_named_and_a_wrong_name_lists_them():
     assert weights_path(str(DEFAULT_WEIGHTS)) == DEFAULT_WEIGHTS
     with pytest.raises(FileNotFoundError, match="learned_v1, learned_fast"):
         LearnedWorldModel(LearnedConfig(weights="learned_fastest"))
+
+
+@pytest.mark.parametrize("seed", [12, 20])
+def test_a_dropped_ball_shows_where_it_landed_and_is_still_there_after_looking_away(shipped, seed):
+    sid, _, _ = shipped.open(seed)
+    without = shipped.fork(sid)
+    ball, plain = _both(
+        shipped, [sid, without], straight_poses(4, 0.0), [parse_prompt("drop a red ball"), []]
+    )
+
+    def redness(frame):  # how much redder than the same view without the event, at the most changed pixels
+        diff = frame[..., 0].astype(np.float32) - frame[..., 1:].astype(np.float32).mean(-1)
+        return diff
+
+    changed = np.abs(ball.rgb[-1].astype(np.int16) - plain.rgb[-1].astype(np.int16)).max(-1) > 30
+    assert 20 < changed.sum() < 400  # a ball 1.5 m ahead: a few dozen pixels, not the whole frame
+    red = changed & (redness(ball.rgb[-1]) > 60)
+    assert red.sum() > 40 and red.sum() > 0.75 * changed.sum()  # the network may touch a few around it
+    for _ in range(6):  # look away and back
+        _both(shipped, [sid, without], turning_poses(4, 15.0))
+        _both(shipped, [sid, without], turning_poses(4, -15.0))
+    ball, plain = _both(shipped, [sid, without], straight_poses(4, 0.0))
+    again = np.abs(ball.rgb[-1].astype(np.int16) - plain.rgb[-1].astype(np.int16)).max(-1) > 30
+    assert (again & red).sum() > 0.8 * red.sum()  # still there, in the same place
+    assert sid != without and shipped._sessions[sid].state.version == shipped._sessions[without].state.version
