@@ -1,6 +1,6 @@
 """``dreamx-eval``: the learned model against the MuJoCo ground truth on validation seeds (design §9).
 
-    dreamx-eval                                   # 16 validation seeds, shipped weights -> reports/learned_v1
+    dreamx-eval                                   # 64 validation seeds, shipped weights -> reports/learned_v1
     dreamx-eval --seeds 100000 100004 --quick     # a smoke run
 
 Every protocol runs the same trajectories through the engine (truth) and the model (started from the
@@ -19,6 +19,7 @@ truth's first frame, following the truth's poses, chunks of ``--chunk`` frames):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -323,10 +324,26 @@ def events(model, seeds, render, chunk) -> dict:
         for key in ("success", "masked_success"):
             ok = [t[key] for t in trials]
             results[prompt][f"{key}_rate"] = float(np.mean(ok)) if ok else None
+    per_event = list(results.values())
     for key in ("success", "masked_success"):
-        rates = [r[f"{key}_rate"] for r in results.values() if r[f"{key}_rate"] is not None]
+        rates = [r[f"{key}_rate"] for r in per_event if r[f"{key}_rate"] is not None]
         results[f"overall_{key}_rate"] = float(np.mean(rates)) if rates else None
     return results
+
+
+def _options(pairs: list[str]) -> dict:
+    """``--option KEY=VALUE`` pairs as LearnedConfig fields (values read as JSON where they parse)."""
+    fields = {f.name for f in dataclasses.fields(LearnedConfig)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--option {pair!r}: need KEY=VALUE with KEY one of {sorted(fields)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def main() -> None:
@@ -342,15 +359,15 @@ def main() -> None:
         "--seeds",
         nargs=2,
         type=int,
-        default=[lo, lo + 16],
+        default=[lo, lo + 64],
         metavar=("START", "STOP"),
-        help=f"validation scene seeds [START, STOP) (default: {lo} {lo + 16})",
+        help=f"validation scene seeds [START, STOP) (default: {lo} {lo + 64})",
     )
     p.add_argument(
         "--frames", type=int, default=257, help="frames per fidelity rollout (default 257: horizon 256)"
     )
     p.add_argument("--revisit-frames", type=int, default=160, help="frames per revisit rollout (default 160)")
-    p.add_argument("--event-seeds", type=int, default=8, help="seeds per event (default 8)")
+    p.add_argument("--event-seeds", type=int, default=None, help="seeds per event (default: all the --seeds)")
     p.add_argument("--chunk", type=int, default=4, help="frames per generate call (default 4)")
     p.add_argument("--sampler-steps", type=int, default=1, help="network passes per frame (default 1)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
@@ -367,6 +384,14 @@ def main() -> None:
         metavar="DIR",
         help="keep the ground-truth rollouts in DIR (.npz) and reuse them: comparing weights renders once",
     )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a LearnedConfig field for the model, e.g. same_surface=0.05 near_k=0 (the settings before "
+        "the v2 memory rules); repeatable",
+    )
     p.add_argument("--quick", action="store_true", help="short rollouts, for a smoke test")
     p.add_argument("--out", type=Path, default=Path("reports/learned_v1"), help="output folder")
     args = p.parse_args()
@@ -378,6 +403,7 @@ def main() -> None:
     if any(not SPLITS["validation"][0] <= s < SPLITS["validation"][1] for s in seeds):
         raise SystemExit(f"dreamx-eval reports on validation seeds {SPLITS['validation']}; got {args.seeds}")
     frames, rev_frames = (33, 130) if args.quick else (args.frames, args.revisit_frames)
+    options = _options(args.option)
     model = LearnedWorldModel(
         LearnedConfig(
             weights=args.weights,
@@ -386,6 +412,7 @@ def main() -> None:
             device=args.device,
             precision=args.precision,
             cpu_compile=args.cpu_compile,
+            **options,
         )
     )
     render = RenderConfig(model.config.height, model.config.width, model.config.vfov_deg)
@@ -400,11 +427,12 @@ def main() -> None:
         "precision": args.precision,
         "cpu_compile": args.cpu_compile,
         "trained_steps": model.header.get("step"),
+        "options": options,
     }
     report["fidelity"], rollouts = fidelity(model, seeds, render, args.chunk, frames)
     report["camera_control"] = camera_control(rollouts, render.intrinsics)
     report["revisit"], shown = revisit(model, seeds, render, args.chunk, rev_frames)
-    report["events"] = events(model, seeds[: args.event_seeds], render, args.chunk)
+    report["events"] = events(model, seeds[: args.event_seeds or len(seeds)], render, args.chunk)
     report["seconds"] = time.time() - started
     write_report(report, rollouts[:2] + shown, args.out)  # two fidelity rollouts, one per revisit protocol
     print(json.dumps({k: report[k] for k in ("fidelity", "camera_control")}, indent=1))
