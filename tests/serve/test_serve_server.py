@@ -287,3 +287,71 @@ def test_curve_encrypted_server(serve):
     finally:
         server.stop()
         thread.join(5)
+
+
+@pytest.mark.parametrize("outputs", [[["rgb"]], [{"rgb": 1}], [None], [1.5], "rgb"])
+def test_malformed_outputs_get_a_bad_request_and_the_server_serves_on(serve, outputs):
+    address, _, server = serve()
+    good = SimulatorClient(address)
+    session = good.open([SceneSpec(3)]).sessions
+    hostile = raw_socket(address)
+    requests = [
+        Message(MsgType.OPEN, 1, {"scenes": [{"scene_seed": 1}], "outputs": outputs}),
+        Message(MsgType.RESET, 2, {"sessions": session, "scenes": [{"scene_seed": 1}], "outputs": outputs}),
+        Message(
+            MsgType.STEP, 3, {"sessions": session, "outputs": outputs}, {"relative_poses": still_poses(1)}
+        ),
+    ]
+    for msg in requests:
+        hostile.send_multipart([bytes(f) for f in encode(msg)])
+        reply = raw_reply(hostile)
+        assert reply.type == MsgType.ERROR and reply.meta["code"] == ErrorCode.BAD_REQUEST, reply.meta
+        assert "'outputs'" in reply.meta["message"]
+        assert good.step(session, forward_poses(1)).frames["rgb"].shape[0] == 1  # still served
+    hostile.close()
+
+
+def test_an_unexpected_failure_is_an_internal_error_and_the_server_serves_on(serve, monkeypatch):
+    address, _, server = serve()
+    client = SimulatorClient(address)
+    session = client.open([SceneSpec(3)]).sessions
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug of the server's own")
+
+    monkeypatch.setattr(server, "_info", broken)
+    with pytest.raises(ServerError, match="internal server error handling INFO: KeyError") as err:
+        client.info()
+    assert err.value.code == ErrorCode.INTERNAL
+    assert client.step(session, forward_poses(1)).frames["rgb"].shape[0] == 1
+
+
+def test_curve_keys_are_both_valid_or_both_absent():
+    public, secret = (k.decode() for k in zmq.curve_keypair())
+    other_public = zmq.curve_keypair()[0].decode()
+    for sk, pk, match in (
+        ("", public, "curve_secret_key must be a 40-character"),  # an unset $SECRET
+        (secret, "", "curve_public_key must be a 40-character"),
+        (secret, None, "curve_public_key must be a 40-character"),
+        (secret, other_public, "not the public key of curve_secret_key"),
+        ("~" * 40, public, "curve_secret_key must be a 40-character z85"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            SimulatorServer(
+                ServerConfig(address="tcp://0.0.0.0:5555", curve_secret_key=sk, curve_public_key=pk)
+            )
+    SimulatorServer(
+        ServerConfig(address="tcp://0.0.0.0:5555", curve_secret_key=secret, curve_public_key=public)
+    )
+
+
+def test_a_broker_refuses_an_empty_key_and_an_allow_list_without_curve():
+    from world_model.serve.broker import Broker, BrokerConfig
+
+    public, _ = (k.decode() for k in zmq.curve_keypair())
+    with pytest.raises(ValueError, match="curve_secret_key must be a 40-character"):
+        Broker(BrokerConfig(curve_secret_key="", curve_public_key=public, worker_public_keys=[public]))
+    with pytest.raises(ValueError, match="worker_public_keys need CURVE on"):
+        Broker(BrokerConfig(worker_public_keys=[public]))
+    with pytest.raises(ValueError, match="worker_public_keys must be a 40-character"):
+        Broker(BrokerConfig(worker_public_keys=[""]))

@@ -8,6 +8,7 @@ another host needs the broker's public key.
 from __future__ import annotations
 
 import zmq
+import zmq.utils.z85
 
 
 def _scheme_and_host(address: str) -> tuple[str, str]:
@@ -34,6 +35,34 @@ def check_bind_address(address: str, curve: bool) -> None:
         f"refusing to bind {address!r}: only loopback, ipc:// and inproc:// are allowed without "
         "CURVE keys; set curve_secret_key/curve_public_key (zmq.curve_keypair()) to serve remotely"
     )
+
+
+def check_public_key(name: str, key: object, hint: str = "") -> None:
+    """Refuse ``key`` unless it is a 40-character z85 CURVE key (``name`` and ``hint`` go in the message)."""
+    ok = isinstance(key, str) and len(key) == 40
+    if ok:
+        try:
+            ok = len(zmq.utils.z85.decode(key.encode())) == 32
+        except (ValueError, KeyError, TypeError, IndexError):
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must be a 40-character z85 CURVE key (zmq.curve_keypair()), got {key!r:.60}"
+            + (f": {hint}" if hint else "")
+        )
+
+
+def curve_keypair(secret_key: str | None, public_key: str | None) -> tuple[str, str] | None:
+    """The one test of "CURVE on", for every socket and every bind rule: ``None`` when neither key is set;
+    the keypair when both are valid z85 CURVE keys (40 characters, 32 bytes); otherwise a ``ValueError``
+    saying which. An empty key (what an unset ``$SECRET`` expands to) is refused, never taken as "off"."""
+    if secret_key is None and public_key is None:
+        return None
+    for name, key in (("curve_secret_key", secret_key), ("curve_public_key", public_key)):
+        check_public_key(name, key, "set both keys, or neither for loopback only")
+    if zmq.curve_public(secret_key.encode()) != public_key.encode():
+        raise ValueError("curve_public_key is not the public key of curve_secret_key")
+    return secret_key, public_key
 
 
 def make_curve_server(sock: zmq.Socket, secret_key: str, public_key: str | None) -> None:

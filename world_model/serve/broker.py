@@ -45,7 +45,13 @@ from typing import Any
 import zmq
 
 from world_model.serve import requests as rq
-from world_model.serve.addresses import bind_router, check_bind_address, is_local
+from world_model.serve.addresses import (
+    bind_router,
+    check_bind_address,
+    check_public_key,
+    curve_keypair,
+    is_local,
+)
 from world_model.serve.protocol import (
     REQUEST_NAMES,
     REQUEST_TYPES,
@@ -152,7 +158,12 @@ class Broker:
     blocks until ``stop()`` (from any thread) or the parent process dies."""
 
     def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
-        curve = config.curve_secret_key is not None
+        self._curve = curve_keypair(config.curve_secret_key, config.curve_public_key)
+        curve = self._curve is not None
+        for key in config.worker_public_keys:
+            check_public_key("worker_public_keys", key)
+        if config.worker_public_keys and not curve:
+            raise ValueError("worker_public_keys need CURVE on: set curve_secret_key and curve_public_key")
         check_bind_address(config.address, curve)
         check_bind_address(config.worker_address, curve)
         if not is_local(config.worker_address) and not config.worker_public_keys:
@@ -179,14 +190,12 @@ class Broker:
 
     # -- main loop ------------------------------------------------------------------------------------------
     def _socket(self, address: str, zap_domain: bytes) -> zmq.Socket:
-        cfg = self.config
-        keys = (cfg.curve_secret_key, cfg.curve_public_key) if cfg.curve_secret_key else None
-        return bind_router(self._ctx, address, cfg.max_message_bytes, keys, zap_domain)
+        return bind_router(self._ctx, address, self.config.max_message_bytes, self._curve, zap_domain)
 
     def serve_forever(self) -> None:
         cfg = self.config
         auth = None
-        if cfg.curve_secret_key and cfg.worker_public_keys:
+        if self._curve is not None and cfg.worker_public_keys:
             from zmq.auth.thread import ThreadAuthenticator
 
             auth = ThreadAuthenticator(self._ctx)

@@ -124,6 +124,7 @@ class ErrorCode:
     SHUTTING_DOWN = "shutting_down"
     NO_WORKERS = "no_workers"  # a broker with no live worker
     WORKER_LOST = "worker_lost"  # the worker that held the session died; its state is gone
+    INTERNAL = "internal"  # the server failed on this request (logged there); it serves on
 
 
 class ProtocolError(ValueError):

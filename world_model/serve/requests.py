@@ -168,9 +168,7 @@ def step_request(meta: dict[str, Any], arrays: dict[str, np.ndarray], limits: Li
         )
     check_poses(rel, "relative_poses")
     events = step_events(meta.get("events", [[[]] * t] * b), b, t, limits)
-    outputs = meta.get("outputs", ["rgb"])
-    if not isinstance(outputs, list) or not outputs or not set(outputs) <= set(OUTPUTS):
-        raise BadRequest(f"'outputs' must be a non-empty subset of {list(OUTPUTS)}, got {outputs!r:.100}")
+    outputs = _outputs(meta, ["rgb"])
     frames = meta.get("frames", "last")
     if frames not in ("last", "all"):
         raise BadRequest(f"'frames' must be 'last' or 'all', got {frames!r:.50}")
@@ -214,7 +212,13 @@ def check_request(meta: dict[str, Any], limits: Limits) -> tuple[list[int], list
 
 
 def output_list(meta: dict[str, Any]) -> tuple[str, ...]:
-    outputs = meta.get("outputs", list(OUTPUTS))
-    if not isinstance(outputs, list) or not outputs or not set(outputs) <= set(OUTPUTS):
+    return tuple(_outputs(meta, list(OUTPUTS)))
+
+
+def _outputs(meta: dict, default: list[str]) -> list[str]:
+    """The request's ``outputs``: a non-empty list of names from ``OUTPUTS`` (anything else: BadRequest)."""
+    outputs = meta.get("outputs", default)
+    ok = isinstance(outputs, list) and outputs and all(isinstance(o, str) and o in OUTPUTS for o in outputs)
+    if not ok:
         raise BadRequest(f"'outputs' must be a non-empty subset of {list(OUTPUTS)}, got {outputs!r:.100}")
-    return tuple(outputs)
+    return outputs

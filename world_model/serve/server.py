@@ -32,7 +32,7 @@ from world_model.backends import DEFAULT_BACKEND, make_backend
 from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
 from world_model.serve import requests as rq
-from world_model.serve.addresses import bind_router, check_bind_address
+from world_model.serve.addresses import bind_router, check_bind_address, check_public_key, curve_keypair
 from world_model.serve.batching import BatchPolicy, StepBatcher
 from world_model.serve.link import BrokerLink
 from world_model.serve.protocol import (
@@ -82,12 +82,18 @@ class SimulatorServer:
         self, config: ServerConfig, backend: WorldModel | None = None, context: zmq.Context | None = None
     ) -> None:
         self.link: BrokerLink | None = None
+        self._curve = curve_keypair(config.curve_secret_key, config.curve_public_key)
         if config.broker is None:
-            check_bind_address(config.address, config.curve_secret_key is not None)
+            check_bind_address(config.address, self._curve is not None)
         else:
             curve = None
-            if config.broker_public_key:
-                curve = (config.broker_public_key, config.curve_public_key, config.curve_secret_key)
+            if config.broker_public_key is not None:
+                check_public_key("broker_public_key", config.broker_public_key)
+                if self._curve is None:
+                    raise ValueError(
+                        "broker_public_key needs this worker's curve_secret_key/curve_public_key"
+                    )
+                curve = (config.broker_public_key, *self._curve[::-1])
             ctx = context or zmq.Context.instance()
             self.link = BrokerLink(ctx, config.broker, curve, config.max_message_bytes)
         self.config = config
@@ -116,8 +122,7 @@ class SimulatorServer:
         cfg = self.config
         sock = None
         if self.link is None:
-            keys = (cfg.curve_secret_key, cfg.curve_public_key) if cfg.curve_secret_key else None
-            sock = self._sock = bind_router(self._ctx, cfg.address, cfg.max_message_bytes, keys)
+            sock = self._sock = bind_router(self._ctx, cfg.address, cfg.max_message_bytes, self._curve)
         wake_r, wake_w = os.pipe()
         self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w)
         self.worker.start()
@@ -291,6 +296,10 @@ class SimulatorServer:
             self._reply(identity, error_message(msg.request_id, ErrorCode.BAD_REQUEST, str(exc)))
         except SessionError as exc:
             self._reply(identity, error_message(msg.request_id, exc.code, str(exc)))
+        except Exception as exc:  # a fault of the server's own: this request fails, the server serves on
+            log.exception("internal error handling %s request %d", msg.type.name, msg.request_id)
+            text = f"internal server error handling {msg.type.name}: {type(exc).__name__}: {exc}"
+            self._reply(identity, error_message(msg.request_id, ErrorCode.INTERNAL, text[:500]))
 
     def _submit(
         self,
