@@ -45,7 +45,7 @@ def test_memories_follow_the_recorded_events(tiny_dataset):
     store = TrajectoryStore(tiny_dataset, progress=False)
     n = 0
     states = store.states(n)
-    changed = [t for t in range(1, store.frames) if states[t].version != states[t - 1].version]
+    changed = [t for t in range(1, store.frames) if states[t] != states[t - 1]]  # lights, door, props
     recorded = [t for t in range(store.frames) if store.events[n, t]]
     assert changed and set(changed) <= set(recorded)
     ex = store.example(n, store.frames - 1, np.random.default_rng(0))
