@@ -86,8 +86,9 @@ class LearnedConfig:
     render_missing: bool = True  # open seeds/poses outside the bank by rendering them once with MuJoCo
     prefer_older: bool | str = True  # which memory draws a surface several saw (see warp_memories): True /
     # "oldest", "nearest_view" (the memory whose camera was nearest the target's), False (nearest depth)
-    same_surface: float = 0.05  # depths within this fraction of the nearest count as one surface
-    near_k: int = 0  # keyframes retrieved first for being seen from near the target (memory.retrieve_many)
+    same_surface: float = 4.0  # depths within this fraction of the nearest count as one surface: memories'
+    # predicted depths of one place disagree by 30-100%, so a tight tolerance let the newest frame win
+    near_k: int = 2  # keyframes retrieved first for being seen from near the target (memory.retrieve_many)
     near_gate: float = 0.5  # ... within this camera distance (metres + degrees / 30)
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
     keep_depth: bool = False  # a frame's depth where memory covers it is the warped memory depth, not the
