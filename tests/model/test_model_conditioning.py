@@ -91,3 +91,15 @@ def test_a_memory_that_saw_the_door_in_another_state_leaves_the_door_out():
     opened = warp_memories([[seen]], seen.pose[None], intr, "oldest", door_open=[True])
     assert closed.mask[0].all()
     assert not opened.mask[0, 1:7].any() and opened.mask[0, 9:].all()
+
+
+def test_memories_of_the_current_world_state_come_before_older_ones():
+    from world_model.model.conditioning import warp_memories
+
+    lit, intr = _memory(0, 0.5)  # seen first, before the lights went off
+    dark, _ = _memory(9, -0.5, x=0.02)
+    dark.version, dark.lights = 1, False
+    target = lit.pose[None]
+    assert (warp_memories([[dark, lit]], target, intr, "oldest").feats[0, 0, 4:12, 2:6] == 0.5).all()
+    now = warp_memories([[dark, lit]], target, intr, "oldest", tolerance=0.3, versions=[1])
+    assert (now.feats[0, 0, 4:12, 2:14] == -0.5).all()  # the view of the world as it is now

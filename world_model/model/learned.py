@@ -463,6 +463,7 @@ class LearnedWorldModel(WorldModel):
             warp = warp_memories(
                 memories, targets, self.intr, c.prefer_older, c.footprint, self._zbuffer,
                 tolerance=c.same_surface, door_open=[s.state.door_open for s in ss],
+                versions=[s.state.version for s in ss],
             )  # fmt: skip
             hints = self._hints(ss, targets)
             state = state_batch([s.state for s in ss])
