@@ -71,7 +71,16 @@ def test_memory_is_bounded(tiny_weights):
 
 @pytest.mark.parametrize(
     "setting",
-    [{"memory_k": 0}, {"memory_capacity": -1}, {"sampler_steps": 0}, {"footprint": 3}, {"threads": 0}],
+    [
+        {"memory_k": 0},
+        {"memory_capacity": -1},
+        {"sampler_steps": 0},
+        {"footprint": 3},
+        {"threads": 0},
+        {"near_k": -1},
+        {"same_surface": -0.5},
+        {"prefer_older": "newest"},
+    ],
 )
 def test_settings_that_could_only_fail_later_are_refused_at_construction(tiny_weights, setting):
     """Each would have opened sessions and failed (or misbehaved) at the first ``generate``."""

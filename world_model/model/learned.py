@@ -113,10 +113,14 @@ class LearnedConfig:
 def _check(cfg: LearnedConfig) -> None:
     """Refuse settings that would only fail (or do nothing sensible) at the first ``generate``, saying
     which: before any session is opened, so nothing is lost."""
-    least = {"sampler_steps": 1, "memory_k": 1, "memory_capacity": 0}  # capacity 0: the latest frame only
+    least = {"sampler_steps": 1, "memory_k": 1, "memory_capacity": 0, "near_k": 0, "same_surface": 0.0}
     for name, low in least.items():
         if getattr(cfg, name) < low:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+    if cfg.prefer_older not in (True, False, "oldest", "nearest_view"):
+        raise ValueError(
+            f"prefer_older must be True, False, 'oldest' or 'nearest_view', got {cfg.prefer_older!r}"
+        )
     if cfg.footprint not in (1, 2):
         raise ValueError(f"footprint must be 1 or 2, got {cfg.footprint}")
     if cfg.threads is not None and cfg.threads < 1:
