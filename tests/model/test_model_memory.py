@@ -192,3 +192,16 @@ def test_back_at_a_place_the_views_taken_there_come_right_after_the_latest():
     gated, _ = retrieve_many([bank], far[None], INTR, 3, [40], near_gate=0.5, near_k=2)
     ungated, _ = retrieve_many([bank], far[None], INTR, 3, [40])
     assert [e.time for e in gated[0]] == [e.time for e in ungated[0]]
+
+
+def test_views_made_while_the_look_settles_after_an_event_are_replaced_by_later_ones():
+    bank = MemoryBank(capacity=16)
+    bank.add(_entry(0, 0.0, 0.0), INTR)
+    for t in range(1, 4):  # standing still: the opened frame stays the keyframe of this place
+        bank.add(_entry(t, 0.0, 0.0), INTR)
+    assert [e.time for e in bank.keyframes] == [0]
+    bank.add(_entry(4, 0.0, 0.0, version=1), INTR)  # the lights went off: the newer view replaces it
+    assert [(e.time, e.version) for e in bank.keyframes] == [(4, 1)]
+    for t in range(5, 20):  # while the look settles (8 frames), later views replace it; then it stays
+        bank.add(_entry(t, 0.0, 0.0, version=1), INTR)
+    assert [e.time for e in bank.keyframes] == [12]

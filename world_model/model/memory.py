@@ -24,6 +24,8 @@ DEGREES_PER_M = 30.0  # camera distance: metres apart plus degrees between view 
 # footprint points below which the C kernel keeps to the calling thread: waking OpenMP's threads costs more
 # (30 us of a 65 us call, one bank's new keyframe against 48 others, from the server's worker thread)
 SMALL_COVERAGE = 1 << 15
+SETTLE_FRAMES = 8  # frames after a world-state change (lights, door) in which the network's look converges:
+# keyframes made then are replaced by newer views of their place, never kept as its settled look
 
 
 @dataclass
@@ -229,6 +231,7 @@ class MemoryBank:
         # computed when next needed
         self._views = np.zeros((0, 0))
         self._stale: set[int] = set()
+        self.version_since: dict[int, int] = {}  # the first frame seen in each world-state version
 
     def __len__(self) -> int:
         return len(self.keyframes) + (self.latest is not None and self.latest_at < 0)
@@ -239,6 +242,7 @@ class MemoryBank:
         out.keyframes, out.used, out.latest = list(self.keyframes), list(self.used), self.latest
         out.latest_at, out._stacked = self.latest_at, self._stacked
         out._views, out._stale = self._views.copy(), set(self._stale)
+        out.version_since = dict(self.version_since)
         return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -325,12 +329,16 @@ def add_many(
     if len(entries) != len(banks) or (seen is not None and len(seen) != len(banks)):
         raise ValueError(f"need one entry (and seen) per bank: {len(entries)} for {len(banks)} banks")
     seen = [None] * len(banks) if seen is None else list(seen)
+    for bank, entry in zip(banks, entries, strict=True):
+        # version 0 is the world as opened: its first frame is the given one, the best memory there is
+        bank.version_since.setdefault(entry.version, entry.time if entry.version else -SETTLE_FRAMES)
     sizes = [len(bank.keyframes) for bank in banks]
     skip, replace = [False] * len(banks), [-1] * len(banks)
     if max(sizes, default=0):
         n, most = len(banks), max(sizes)
         positions = np.full((n, most, 3), np.inf)  # padding: infinitely far, never the same place
         views, versions = np.zeros((n, most)), np.zeros((n, most), np.int64)
+        settled = np.zeros((n, most), bool)
         for b, (bank, entry) in enumerate(zip(banks, entries, strict=True)):
             if sizes[b]:
                 points, poses, _, version = bank._stacked
@@ -338,12 +346,14 @@ def add_many(
                     seen[b] = overlap(points, entry.pose, intr)
                 positions[b, : sizes[b]], views[b, : sizes[b]] = poses[:, :3, 3], seen[b]
                 versions[b, : sizes[b]] = version
+                since = np.array([bank.version_since.get(int(v), 0) for v in version])
+                settled[b, : sizes[b]] = bank._stacked[2] >= since + SETTLE_FRAMES
         offset = positions - np.array([entry.pose[:3, 3] for entry in entries])[:, None]
         distance = np.sqrt(np.add.reduce(offset * offset, axis=2))  # as np.linalg.norm
         near = distance < np.array([bank.same_place_m for bank in banks])[:, None]
         same = near & (views >= np.array([bank.same_view for bank in banks])[:, None])
         here = versions == np.array([entry.version for entry in entries])[:, None]
-        skip = (same & here).any(axis=1).tolist()  # this place is remembered in this world state
+        skip = (same & here & settled).any(axis=1).tolist()  # this place is remembered in this world state
         replace = np.where(same.any(axis=1), same.argmax(axis=1), -1).tolist()  # the first such keyframe
     for bank, entry, size, seen_b, known, at in zip(banks, entries, sizes, seen, skip, replace, strict=True):
         bank.latest, bank.latest_at = entry, -1
