@@ -11,7 +11,9 @@ depth takes the prop's depth there, so memory, collision and later views see it.
 pixels the network predicts inside the paint's footprint. The same state draws the same pixels from the same
 view, so a prop is where it was on every revisit.
 
-Depth (``keep_warped_depth``): where memory covers a frame, the frame keeps the warped memory's depth.
+Depth, two options measured and left off by default (``docs/world_model.md``): ``keep_warped_depth`` (where
+memory covers a frame, it keeps the warped memory's depth) and ``ground_depth`` (depth agrees with the floor
+plane, whose depth the camera's height fixes).
 """
 
 from __future__ import annotations
