@@ -89,11 +89,10 @@ class SimulatorServer:
             curve = None
             if config.broker_public_key is not None:
                 check_public_key("broker_public_key", config.broker_public_key)
-                if self._curve is None:
-                    raise ValueError(
-                        "broker_public_key needs this worker's curve_secret_key/curve_public_key"
-                    )
-                curve = (config.broker_public_key, *self._curve[::-1])
+                own = (
+                    self._curve[::-1] if self._curve is not None else (None, None)
+                )  # none: an ephemeral pair
+                curve = (config.broker_public_key, *own)
             ctx = context or zmq.Context.instance()
             self.link = BrokerLink(ctx, config.broker, curve, config.max_message_bytes)
         self.config = config
