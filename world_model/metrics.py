@@ -159,3 +159,15 @@ def non_revisit_pairs(
         if np.linalg.norm(pos[j] - pos[i]) >= min_dist_m or fwd[j] @ fwd[i] <= cos_min:
             out.append((i, j))
     return out
+
+
+def relative_depth_error(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``|pred - ref| / ref`` on the pixels where both depths are finite and positive (flattened)."""
+    pred, ref = pred.astype(np.float64), ref.astype(np.float64)
+    ok = np.isfinite(pred) & np.isfinite(ref) & (pred > 0) & (ref > 0)
+    return np.abs(pred[ok] - ref[ok]) / ref[ok]
+
+
+def event_mask(truth_with: np.ndarray, truth_without: np.ndarray) -> np.ndarray:
+    """The pixels ``[H, W]`` an event changes in the truth: where its frames with and without it differ."""
+    return np.any(truth_with != truth_without, axis=-1)

@@ -55,24 +55,22 @@ def warp_memories(
     those of an older one (seen before the lights or the door changed), whatever their age."""
     entries = [e for mem in memories for e in mem]
     dev = entries[0].rgb.device  # memories live where the network runs
-    groups = torch.tensor([b for b, mem in enumerate(memories) for _ in mem], device=dev)
+    owner = [b for b, mem in enumerate(memories) for _ in mem]  # each memory's target
+    groups = torch.tensor(owner, device=dev)
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
-    targets = [target_poses[b] for b, mem in enumerate(memories) for _ in mem]
-    priority = _priority(entries, targets, prefer_older)
+    priority = _priority(entries, np.asarray(target_poses)[owner], prefer_older)
     if priority is not None and versions is not None:
-        now = [versions[b] for b, mem in enumerate(memories) for _ in mem]
-        stale = np.array([e.version != v for e, v in zip(entries, now, strict=True)])
+        stale = np.array([e.version != versions[b] for e, b in zip(entries, owner, strict=True)])
         priority = np.minimum(priority, STALE - 1) + stale * STALE
     priority = None if priority is None else torch.as_tensor(priority, device=dev)
     lights = _lights_planes(intr.height, intr.width, dev)
     sources = [(e.rgb, lights[e.lights], e.door) for e in entries]  # read in place by the C kernel
     depths = [e.depth for e in entries]
     if door_open is not None:
-        states = [door_open[b] for b, mem in enumerate(memories) for _ in mem]
         depths = [
-            torch.where(e.door > 0.5, 0.0, e.depth) if e.door_open != now else e.depth  # 0: nothing there
-            for e, now in zip(entries, states, strict=True)
+            torch.where(e.door > 0.5, 0.0, e.depth) if e.door_open != door_open[b] else e.depth  # 0: none
+            for e, b in zip(entries, owner, strict=True)
         ]
     warped, zbuf, mask = splat(
         sources, depths, src, dst, groups, len(memories), intr, priority, tolerance,
@@ -81,14 +79,14 @@ def warp_memories(
     return Warp(warped, zbuf, mask)
 
 
-def _priority(entries: list[MemoryEntry], targets: list[np.ndarray], rule: bool | str) -> np.ndarray | None:
+def _priority(entries: list[MemoryEntry], targets: np.ndarray, rule: bool | str) -> np.ndarray | None:
     """The z-buffer priority of each memory (lower wins among depths of one surface) for ``rule``."""
     if rule is False or rule is None:
         return None
     if rule is True or rule == "oldest":
         return np.array([e.time for e in entries], np.int64)
     if rule == "nearest_view":
-        dist = camera_distance(np.stack([e.pose for e in entries]), np.stack(targets))
+        dist = camera_distance(np.stack([e.pose for e in entries]), targets)
         return np.minimum(np.round(dist * 1000.0), 1 << 30).astype(np.int64)  # millimetre-like units
     raise ValueError(f"unknown memory priority {rule!r}: use False, 'oldest' or 'nearest_view'")
 

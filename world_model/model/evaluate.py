@@ -38,8 +38,10 @@ from world_model.geometry import Intrinsics, reproject
 from world_model.metrics import (
     camera_error,
     estimate_relative_pose,
+    event_mask,
     non_revisit_pairs,
     psnr,
+    relative_depth_error,
     revisit_pairs,
     ssim,
 )
@@ -133,13 +135,6 @@ def run_model(
     if depths is not None:
         depths.extend(depth)
     return out
-
-
-def relative_depth_error(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``|pred - ref| / ref`` on the pixels where both depths are finite and positive (flattened)."""
-    pred, ref = pred.astype(np.float64), ref.astype(np.float64)
-    ok = np.isfinite(pred) & np.isfinite(ref) & (pred > 0) & (ref > 0)
-    return np.abs(pred[ok] - ref[ok]) / ref[ok]
 
 
 def fidelity(model, seeds, render, chunk, frames, rng_seed=7) -> tuple[dict, list[Rollout]]:
@@ -272,11 +267,6 @@ def _event_traj(start, prompt: str) -> tuple[Trajectory, Trajectory]:
     with_ev = dict(pre)
     with_ev[EVENT_FRAME] = parse_prompt(prompt)
     return Trajectory(list(keys), with_ev, "event", start), Trajectory(list(keys), dict(pre), "event", start)
-
-
-def event_mask(truth_with: np.ndarray, truth_without: np.ndarray) -> np.ndarray:
-    """The pixels ``[H, W]`` an event changes in the truth: where its frames with and without it differ."""
-    return np.any(truth_with != truth_without, axis=-1)
 
 
 def events(model, seeds, render, chunk) -> dict:
