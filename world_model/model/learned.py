@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ from world_model.model.data import from_unit, to_unit
 from world_model.model.device import freeze_live_objects, keep_freed_memory, resolve_device
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
-from world_model.model.network import FiLMBlock, depth_from_inverse
+from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
 from world_model.model.reproject import zbuffer_torch
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
@@ -151,6 +152,28 @@ def weights_path(weights: str) -> Path:
     return Path(weights)
 
 
+def frame_outputs(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """All that generation uses of a network pass's outputs ``out``: the ``planes [B, 5, H, W]`` a memory
+    keeps (fp32 colour in [-1, 1], metric depth, door pixels), the semantic class per pixel (``labels``) and
+    the frame as ``colour`` bytes ``[B, H, W, 3]``."""
+    rgb, labels = out["rgb"].detach().float(), out["semantic"].detach().argmax(1).to(torch.uint8)
+    depth = depth_from_inverse(out["inv_depth"].detach().float())
+    planes = memory_planes(rgb, depth, labels)
+    return {"planes": planes, "labels": labels, "colour": from_unit(rgb)}
+
+
+class NextFrame(NamedTuple):
+    """The network's conditioning for a batch of sessions' next frames (``LearnedWorldModel.next_inputs``):
+    the cameras ``targets [B, 4, 4]``, the memories' ``warp``, event ``hints`` (``None``: no props), the
+    world ``state [B, STATE_DIM]`` and how much of each session's keyframes the cameras see (``seen``)."""
+
+    targets: np.ndarray
+    warp: Warp
+    hints: torch.Tensor | None
+    state: torch.Tensor
+    seen: list[np.ndarray]
+
+
 @dataclass
 class _Session:
     memory: MemoryBank
@@ -165,7 +188,9 @@ class _Session:
 
 
 class LearnedWorldModel(WorldModel):
-    def __init__(self, config: LearnedConfig | None = None) -> None:
+    def __init__(self, config: LearnedConfig | None = None, network: tuple[WorldNet, dict] | None = None) -> None:
+        """``network``: a ``WorldNet`` and its weights' header to run instead of loading ``config.weights``
+        (training on the model's own rollouts shares the network it trains)."""
         self.config = cfg = config or LearnedConfig()
         _check(cfg)
         if cfg.threads:
@@ -173,8 +198,8 @@ class LearnedWorldModel(WorldModel):
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every step's fresh tensors
-        weights = weights_path(cfg.weights)
-        self.net, self.header = load_weights(weights)
+        weights = None if network is not None else weights_path(cfg.weights)
+        self.net, self.header = network if network is not None else load_weights(weights)
         # channels_last: 1.4-1.5x faster convolutions on the CPU (oneDNN), the fast layout on GPUs too
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         if not cfg.triton_norm:
@@ -199,7 +224,7 @@ class LearnedWorldModel(WorldModel):
             if not native_available():  # the C kernel is faster than the compiled z-buffer
                 self._zbuffer = CompiledForward(zbuffer_torch, dynamic=True)  # any number of memories
         self.intr = Intrinsics.from_fov(cfg.height, cfg.width, cfg.vfov_deg)
-        self.checkpoint = file_hash(weights)
+        self.checkpoint = "in training" if weights is None else file_hash(weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
         self._oracle = None
         self._sessions: SessionTable[_Session] = SessionTable(first_id=0)
@@ -324,17 +349,7 @@ class LearnedWorldModel(WorldModel):
     ) -> list[Frames]:
         rel = generate_arguments(sessions, relative_poses, events)
         ss = [self._sessions[sid] for sid in sessions]
-        new_states = []
-        for s, evs in zip(ss, events, strict=True):
-            state = s.state
-            for ev in evs:
-                try:
-                    state = state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds)
-                except ValueError:  # nothing in view to paint: skipped, as the engine skips what it cannot do
-                    s.skipped_events += 1
-            new_states.append(state)
-        for s, state in zip(ss, new_states, strict=True):
-            s.state = state
+        self._apply_events(ss, events)
         starts = np.stack([s.pose for s in ss])
         k_frames = rel.shape[1]
         h, w = self.config.height, self.config.width
@@ -343,28 +358,65 @@ class LearnedWorldModel(WorldModel):
         semantic = np.empty((len(ss), k_frames, h, w), np.uint8)
         poses = np.empty((len(ss), k_frames, 4, 4))
         for k in range(k_frames):
-            targets = self._reach(ss, starts @ rel[:, k])
-            out, seen = self._frame(ss, targets)
-            rgb[:, k] = out["colour"].cpu().numpy()  # a few copies per frame from a GPU
-            depth[:, k] = host_depth = np.ascontiguousarray(out["depth"].cpu().numpy())  # (a view of planes)
-            semantic[:, k] = host_labels = out["labels"].cpu().numpy()
-            entries = entries_from_outputs(
-                out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr, host_depth
-            )
-            if self.config.collide:
-                seen_objects = obstacle_points_many(host_depth, host_labels, targets, self.intr)
-            add_many([s.memory for s in ss], entries, self.intr, seen)
-            for b, s in enumerate(ss):
-                s.time += 1
-                s.pose = targets[b]
-                s.depth, s.semantic = host_depth[b], host_labels[b]  # not views of what the caller gets
-                if self.config.collide:
-                    s.obstacles = remember(s.obstacles, seen_objects[b])
-            poses[:, k] = targets
+            step = self._prepare(ss, self._reach(ss, starts @ rel[:, k]))
+            rgb[:, k], depth[:, k], semantic[:, k] = self._commit(ss, step, self._predict(step))
+            poses[:, k] = step.targets
         if self._new_shape:
             self._new_shape = False
             freeze_live_objects()
         return [Frames(rgb[b], depth[b], semantic[b], poses[b]) for b in range(len(ss))]
+
+    # -- one frame: conditioning, network, memory ------------------------------------------------------
+    # ``generate`` runs these for every frame; training on the model's own rollouts (``rollouts``) runs
+    # ``next_inputs`` and ``commit_frame`` around its own network pass, so both condition the network and
+    # remember its frames by one code path.
+    def next_inputs(
+        self, sessions: list[int], poses: np.ndarray, events: list[list[EventRecord]] | None = None
+    ) -> NextFrame:
+        """What the network is given for these sessions' next frames at absolute ``poses [B, 4, 4]`` (as
+        given: no collision), after applying ``events`` (per session)."""
+        ss = [self._sessions[sid] for sid in sessions]
+        if events is not None:
+            self._apply_events(ss, events)
+        return self._prepare(ss, np.asarray(poses, np.float64))
+
+    def commit_frame(self, sessions: list[int], step: NextFrame, out: dict[str, torch.Tensor]) -> None:
+        """Remember ``out`` (``frame_outputs`` of a network pass on ``step``) as these sessions' next
+        frames, props composited in, as ``generate`` does."""
+        self._commit([self._sessions[sid] for sid in sessions], step, out)
+
+    def _apply_events(self, ss: list[_Session], events: list[list[EventRecord]]) -> None:
+        for s, evs in zip(ss, events, strict=True):
+            for ev in evs:
+                try:
+                    s.state = s.state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds)
+                except ValueError:  # nothing in view to paint: skipped, as the engine skips what it cannot do
+                    s.skipped_events += 1
+
+    def _commit(
+        self, ss: list[_Session], step: NextFrame, out: dict[str, torch.Tensor]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Props composited into ``out``; the frames go into memory and become the sessions' latest. Returns
+        the frames' colour, depth and semantics on the host."""
+        if step.hints is not None and self.config.draw_props:
+            composite_props(out, step.hints, torch.tensor([s.state.lights_on for s in ss]))
+        targets = step.targets
+        colour = out["colour"].cpu().numpy()  # a few copies per frame from a GPU
+        host_depth = np.ascontiguousarray(out["depth"].cpu().numpy())  # (a view of planes)
+        host_labels = out["labels"].cpu().numpy()
+        entries = entries_from_outputs(
+            out, targets, [s.time + 1 for s in ss], [s.state for s in ss], self.intr, host_depth
+        )
+        if self.config.collide:
+            seen_objects = obstacle_points_many(host_depth, host_labels, targets, self.intr)
+        add_many([s.memory for s in ss], entries, self.intr, step.seen)
+        for b, s in enumerate(ss):
+            s.time += 1
+            s.pose = targets[b]
+            s.depth, s.semantic = host_depth[b], host_labels[b]  # generate copies them into its arrays
+            if self.config.collide:
+                s.obstacles = remember(s.obstacles, seen_objects[b])
+        return colour, host_depth, host_labels
 
     def _forward(
         self, feats, zbuf, mask, hints, depth_known, estimate, state, step
@@ -381,13 +433,7 @@ class LearnedWorldModel(WorldModel):
         x = assemble(warp, hints, estimate, depth_known, torch.bfloat16 if bf16 else torch.float32)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self.net(x, state, step, current_estimate(warp, estimate))
-        rgb, labels = out["rgb"].float(), out["semantic"].argmax(1).to(torch.uint8)
-        depth = depth_from_inverse(out["inv_depth"].float())
-        return {
-            "planes": memory_planes(rgb, depth, labels),
-            "labels": labels,
-            "colour": from_unit(rgb),
-        }
+        return frame_outputs(out)
 
     def _net(
         self,
@@ -447,11 +493,9 @@ class LearnedWorldModel(WorldModel):
         h, w = self.config.height, self.config.width
         return torch.zeros(b, h, w, HINT_CHANNELS, device=self.device).permute(0, 3, 1, 2)
 
-    def _frame(
-        self, ss: list[_Session], targets: np.ndarray
-    ) -> tuple[dict[str, torch.Tensor], list[np.ndarray]]:
-        """Network outputs for every session's next frame at ``targets``, and how much of each session's
-        keyframes these cameras see (for memory's ``add``)."""
+    def _prepare(self, ss: list[_Session], targets: np.ndarray) -> NextFrame:
+        """Retrieval, the warp, hints and world state for every session's next frame at ``targets``, and
+        how much of each session's keyframes these cameras see (for memory's ``add``)."""
         memories, seen = retrieve_many(
             [s.memory for s in ss],
             targets,
@@ -470,18 +514,20 @@ class LearnedWorldModel(WorldModel):
                 versions=[s.state.version for s in ss],
             )  # fmt: skip
             hints = self._hints(ss, targets)
-            state = state_batch([s.state for s in ss])
+        return NextFrame(targets, warp, hints, state_batch([s.state for s in ss]), seen)
+
+    def _predict(self, step: NextFrame) -> dict[str, torch.Tensor]:
+        """The network's frames for ``step`` (``sampler_steps`` passes), with the configured depth rules."""
+        with torch.no_grad():
+            warp, hints, state = step.warp, step.hints, step.state
             out = self._net(warp, hints, state)
             for _ in range(self.config.sampler_steps - 1):
                 out = self._net(warp, hints, state, estimate=out["rgb"])
             if self.config.keep_depth:
                 keep_warped_depth(out, warp)
             if self.config.ground:
-                ground_depth(out, torch.from_numpy(targets), self.intr, rescale=self.config.ground_rescale)
-            if hints is not None and self.config.draw_props:
-                lights = torch.tensor([s.state.lights_on for s in ss])
-                composite_props(out, hints, lights)
-        return out, seen
+                ground_depth(out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale)
+        return out
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:
         """Event hint channels on the device, channels last; ``None`` when no session has props (the common

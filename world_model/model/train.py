@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from world_model.engine.scenes import SPLITS
-from world_model.model.checkpoint import load_train_state, save_train_state, save_weights
+from world_model.model.checkpoint import load_train_state, load_weights, save_train_state, save_weights
 from world_model.model.conditioning import (
     assemble,
     entries_from_outputs,
@@ -36,7 +36,9 @@ from world_model.model.conditioning import (
 )
 from world_model.model.data import Example, TrajectoryStore, from_unit, to_unit
 from world_model.model.device import resolve_device
+from world_model.model.learned import LearnedConfig, weights_path
 from world_model.model.network import WorldNet, inverse_depth
+from world_model.model.rollouts import SelfRollouts
 from world_model.options import check_options
 
 
@@ -55,6 +57,8 @@ class TrainConfig:
     self_context_prob: float = 0.3  # rows whose latest memory is the model's own prediction (exposure bias)
     refine_prob: float = 0.25  # rows trained as the second sampler step, refining a first-step output
     event_prob: float = 0.0  # rows drawn from the 8 frames after an event (memories from before it)
+    rollout_rows: int = 0  # more rows a batch, each a rollout on the model's own outputs (``rollouts``)
+    init_weights: str | None = None  # start from these weights (fine-tuning; a path or a shipped name)
     unseen_weight: float = 3.0  # extra colour-loss weight on pixels no memory covers (what must be imagined)
     aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
     aux_weight_end: float = 0.2
@@ -92,7 +96,15 @@ class Trainer:
         if self.state_path.is_file():
             meta = load_train_state(self.state_path, self.net, self.opt)
             self.step = int(meta["step"])
+        elif cfg.init_weights:
+            self.net.load_state_dict(load_weights(weights_path(cfg.init_weights))[0].state_dict())
         self.rng = np.random.default_rng([cfg.seed, self.step])
+        self.warp_rules = LearnedConfig()  # memories are warped into targets by the rules generation uses
+        self.rollouts = None
+        if cfg.rollout_rows:  # rollouts restart fresh on resume (their memories are not checkpointed)
+            self.rollouts = SelfRollouts(
+                self.store, self.train_rows, cfg.rollout_rows, self.net, self.rng, self.warp_rules, self.device
+            )
 
     # -- one batch --------------------------------------------------------------------------------------
     def _predict(self, examples: list[Example]) -> dict[str, torch.Tensor]:
@@ -106,7 +118,12 @@ class Trainer:
     def _inputs(self, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         intr = self.store.intr
         poses = np.stack([e.pose for e in examples])
-        warped = warp_memories([e.memories for e in examples], poses, intr)
+        rules = self.warp_rules
+        warped = warp_memories(
+            [e.memories for e in examples], poses, intr, rules.prefer_older, rules.footprint,
+            tolerance=rules.same_surface, door_open=[e.state.door_open for e in examples],
+            versions=[e.state.version for e in examples],
+        )  # fmt: skip
         hints = np.concatenate([e.state.hints(e.pose[None], intr) for e in examples])
         return assemble(warped, hints), state_batch([e.state for e in examples])
 
@@ -138,7 +155,7 @@ class Trainer:
         return examples
 
     def losses(self, examples: list[Example], aux_weight: float) -> dict[str, torch.Tensor]:
-        cfg, dev = self.cfg, self.device
+        cfg, dev, store = self.cfg, self.device, self.store
         b = len(examples)
         x, state = self._inputs(examples)
         target_rgb = to_unit(np.stack([e.rgb for e in examples]))
@@ -147,6 +164,15 @@ class Trainer:
             x[first] = first_frame_inputs(target_rgb[first])
         step = torch.zeros(b)
         refine = torch.from_numpy(self.rng.random(b) < cfg.refine_prob) & ~first
+        depth = np.stack([e.depth for e in examples])
+        sem = np.stack([e.semantic for e in examples])
+        if self.rollouts is not None:  # rows on the model's own outputs, after the teacher-forced ones
+            xr, state_r, (n, t) = self.rollouts.inputs()
+            x, state = torch.cat([x, xr]), torch.cat([state, state_r])
+            target_rgb = torch.cat([target_rgb, to_unit(store.rgb[n, t])])
+            depth = np.concatenate([depth, store.depth[n, t].astype(np.float32)])
+            sem = np.concatenate([sem, store.semantic[n, t]])
+            step, refine = torch.cat([step, torch.zeros(len(n))]), torch.cat([refine, torch.zeros(len(n), dtype=bool)])
         x, state, step = x.to(dev), state.to(dev), step.to(dev)
         if refine.any():
             r = refine.to(dev)
@@ -156,15 +182,22 @@ class Trainer:
             x[r, 11] = 1.0
             step[r] = 1.0
         out = self.net(x, state, step)
+        if self.rollouts is not None:
+            self.rollouts.commit({k: v[b:] for k, v in out.items()})
         target_rgb = target_rgb.to(dev)
-        inv = torch.from_numpy(inverse_depth(np.stack([e.depth for e in examples]))).to(dev)
-        sem = torch.from_numpy(np.stack([e.semantic for e in examples]).astype(np.int64)).to(dev)
+        inv = torch.from_numpy(inverse_depth(depth)).to(dev)
+        sem = torch.from_numpy(sem.astype(np.int64)).to(dev)
         weight = 1.0 + cfg.unseen_weight * (1.0 - x[:, 4:5])  # channel 4: the warp's validity mask
         rgb = (weight * (out["rgb"] - target_rgb).abs()).mean() / weight.mean()
-        depth = F.l1_loss(out["inv_depth"], inv)
+        inv_depth = F.l1_loss(out["inv_depth"], inv)
         semantic = F.cross_entropy(out["semantic"], sem)
-        total = rgb + aux_weight * (depth + 0.1 * semantic)
-        return {"loss": total, "rgb_l1": rgb, "inv_depth_l1": depth, "semantic_ce": semantic}
+        total = rgb + aux_weight * (inv_depth + 0.1 * semantic)
+        losses = {"loss": total, "rgb_l1": rgb, "inv_depth_l1": inv_depth, "semantic_ce": semantic}
+        if self.rollouts is not None:  # the rollout rows' own figures, to watch (not optimised apart)
+            with torch.no_grad():
+                losses["rollout_rgb_l1"] = (out["rgb"][b:] - target_rgb[b:]).abs().mean()
+                losses["rollout_inv_depth_l1"] = (out["inv_depth"][b:] - inv[b:]).abs().mean()
+        return losses
 
     # -- loop -------------------------------------------------------------------------------------------
     def save(self, meta_extra: dict[str, Any] | None = None) -> None:

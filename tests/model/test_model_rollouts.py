@@ -1,0 +1,82 @@
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from world_model.model.checkpoint import load_weights
+from world_model.model.data import TrajectoryStore
+from world_model.model.learned import LearnedConfig, LearnedWorldModel
+from world_model.model.network import WorldNet
+from world_model.model.rollouts import SelfRollouts
+from world_model.model.train import TrainConfig, Trainer
+
+
+def _step(rollouts: SelfRollouts, net: WorldNet) -> tuple[np.ndarray, np.ndarray]:
+    x, state, (n, t) = rollouts.inputs()
+    with torch.no_grad():
+        out = net(x, state, torch.zeros(len(x)))
+    rollouts.commit(out)
+    return n, t
+
+
+def test_a_rollout_remembers_what_generation_would_make(tiny_dataset, tiny_weights):
+    """The rollout rows condition the network and remember its frames by generation's own code path: the
+    frames a rollout puts into memory are those ``generate`` makes from the same first frame and cameras."""
+    store = TrajectoryStore(tiny_dataset, progress=False)
+    net, header = load_weights(tiny_weights)
+    net.eval()
+    rollouts = SelfRollouts(store, np.arange(len(store)), 1, net, np.random.default_rng(0), LearnedConfig())
+    visited = [_step(rollouts, net) for _ in range(3)]
+    (n0, t0), walk = visited[0], rollouts.walks[0]
+    n, start = int(n0[0]), int(t0[0]) - 1
+    assert [(int(a[0]), int(b[0])) for a, b in visited] == [(n, start + 1), (n, start + 2), (n, start + 3)]
+    assert walk.frame == start + 3
+    mine = rollouts.model._sessions[walk.session]
+
+    model = LearnedWorldModel(replace(LearnedConfig(), collide=False), network=(net, header))
+    poses = store.poses[n].astype(np.float64)
+    sid, _, _ = model.open(first_frame=store.rgb[n, start], start_pose=poses[start])
+    rel = np.linalg.inv(poses[start]) @ poses[start + 1 : start + 4]
+    frames = model.generate([sid], rel[None], [[]])[0]
+    theirs = model._sessions[sid]
+    assert mine.time == theirs.time == 3
+    assert torch.allclose(mine.memory.latest.rgb, theirs.memory.latest.rgb, atol=1e-5)
+    assert np.allclose(mine.depth, frames.depth[-1], rtol=1e-5)
+
+
+def test_rollouts_restart_at_the_end_of_a_trajectory(tiny_dataset, tiny_weights):
+    store = TrajectoryStore(tiny_dataset, progress=False)
+    net, _ = load_weights(tiny_weights)
+    rows = np.array([0])
+    rollouts = SelfRollouts(store, rows, 2, net, np.random.default_rng(1))
+    sessions = set()
+    for _ in range(store.frames + 2):
+        n, t = _step(rollouts, net)
+        assert set(n.tolist()) == {0} and (t >= 1).all() and (t < store.frames).all()
+        sessions |= {w.session for w in rollouts.walks}
+    assert len(sessions) > 2  # walks that reached the last frame were closed and opened anew
+    assert len(rollouts.model._sessions) == 2
+
+
+def test_training_with_rollout_rows_and_initial_weights(tiny_dataset, tiny_weights, tmp_path):
+    cfg = TrainConfig(
+        data_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "run"),
+        steps=2,
+        batch_size=2,
+        widths=[8, 16, 16, 16],
+        holdout_seeds=1,
+        rollout_rows=2,
+        init_weights=str(tiny_weights),
+    )
+    trainer = Trainer(cfg)
+    start = load_weights(tiny_weights)[0].state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in trainer.net.state_dict().items())
+    losses = trainer.losses(trainer.batch(), aux_weight=1.0)
+    assert {"rollout_rgb_l1", "rollout_inv_depth_l1"} <= set(losses)
+    assert all(np.isfinite(float(v.detach())) for v in losses.values())
+    walks = trainer.rollouts.walks
+    assert all(w.trajectory in trainer.train_rows for w in walks)  # never the held-out seed
+    frames = [w.frame for w in walks]
+    trainer.losses(trainer.batch(), aux_weight=1.0)
+    assert [w.frame for w in walks] == [f + 1 for f in frames]  # each step, one frame further
