@@ -78,12 +78,16 @@ def bind_router(
     max_message_bytes: int,
     curve_keys: tuple[str, str | None] | None = None,
     zap_domain: bytes | None = None,
+    send_hwm: int | None = None,
 ) -> zmq.Socket:
     """The ROUTER socket servers and brokers listen on: no linger, a reconnecting peer keeps its identity
     (and so its sessions), oversized messages dropped by ZeroMQ, CURVE when ``curve_keys`` (secret, public)
-    are given, optionally checked by the ZAP handler of ``zap_domain``."""
+    are given, optionally checked by the ZAP handler of ``zap_domain``. ``send_hwm``: at most this many
+    messages queued per peer; a ROUTER drops what a peer that does not read has no room for."""
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
+    if send_hwm is not None:
+        sock.setsockopt(zmq.SNDHWM, send_hwm)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     if curve_keys is not None:

@@ -81,6 +81,7 @@ class BrokerConfig:
     heartbeat_timeout_s: float = 3.0  # a worker (or broker) silent this long is dead
     idle_timeout_s: float = 600.0  # forget clients silent this long
     max_message_bytes: int = 256 << 20
+    send_queue_per_client: int = 4  # replies ZeroMQ queues for a client that does not read (SNDHWM)
     parent_pid: int | None = None
     curve_secret_key: str | None = None  # z85; required to bind beyond loopback
     curve_public_key: str | None = None
@@ -189,8 +190,9 @@ class Broker:
         self._stop.set()
 
     # -- main loop ------------------------------------------------------------------------------------------
-    def _socket(self, address: str, zap_domain: bytes) -> zmq.Socket:
-        return bind_router(self._ctx, address, self.config.max_message_bytes, self._curve, zap_domain)
+    def _socket(self, address: str, zap_domain: bytes, send_hwm: int | None = None) -> zmq.Socket:
+        cfg = self.config
+        return bind_router(self._ctx, address, cfg.max_message_bytes, self._curve, zap_domain, send_hwm)
 
     def serve_forever(self) -> None:
         cfg = self.config
@@ -202,7 +204,7 @@ class Broker:
             auth.start()
             auth.configure_curve_callback("dreamx-workers", _AllowList(cfg.worker_public_keys))
             auth.configure_curve_callback("dreamx-clients", _AllowList([]))
-        self._front = self._socket(cfg.address, b"dreamx-clients")
+        self._front = self._socket(cfg.address, b"dreamx-clients", cfg.send_queue_per_client)
         self._back = self._socket(cfg.worker_address, b"dreamx-workers")
         if cfg.parent_pid is not None:
             threading.Thread(target=self._watch_parent, name="dreamx-parent-watchdog", daemon=True).start()

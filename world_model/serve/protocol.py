@@ -125,6 +125,7 @@ class ErrorCode:
     NO_WORKERS = "no_workers"  # a broker with no live worker
     WORKER_LOST = "worker_lost"  # the worker that held the session died; its state is gone
     INTERNAL = "internal"  # the server failed on this request (logged there); it serves on
+    TOO_LARGE = "too_large"  # over a byte budget (max_reply_bytes, max_client_bytes); nothing was done
 
 
 class ProtocolError(ValueError):

@@ -16,6 +16,7 @@ from world_model.events import EventRecord
 from world_model.geometry import pose_problem
 
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "semantic")
+OUTPUT_DTYPES: dict[str, type] = {"rgb": np.uint8, "depth": np.float32, "semantic": np.uint8}  # in replies
 MAX_SEED = 2**31 - 1
 
 

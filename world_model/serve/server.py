@@ -8,6 +8,10 @@
 - Anything malformed, hostile or of the wrong protocol version gets an ERROR reply; serving goes on.
 - Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured.
 - Sessions whose client has been silent for ``idle_timeout_s`` are closed; at most ``max_sessions`` live.
+- Byte budgets (``world_model.serve.budgets``): a request whose reply would exceed ``max_reply_bytes`` is
+  refused up front (``too_large``); one client's work in progress and cached replies are bounded by
+  ``max_client_bytes``, and at most ``send_queue_per_client`` replies wait in ZeroMQ for a client that
+  does not read (later ones are dropped; its retry gets the cached reply).
 - With ``parent_pid`` set, the server stops when that process dies (no orphaned backends).
 - With ``broker`` set it is a *worker* behind a load-balancing broker (``world_model.serve.broker``): it
   connects to the broker's ``worker_address`` instead of binding ``address``, registers, heartbeats, and
@@ -31,6 +35,7 @@ from world_model.backend import WorldModel
 from world_model.backends import DEFAULT_BACKEND, make_backend
 from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
+from world_model.serve import budgets
 from world_model.serve import requests as rq
 from world_model.serve.addresses import bind_router, check_bind_address, check_public_key, curve_keypair
 from world_model.serve.batching import BatchPolicy, StepBatcher
@@ -63,6 +68,9 @@ class ServerConfig:
     max_sessions: int = 256
     idle_timeout_s: float = 600.0
     reply_cache_per_client: int = 4
+    max_reply_bytes: int = 64 << 20  # larger replies are refused up front (too_large): split the request
+    max_client_bytes: int = 256 << 20  # one client's requests in progress and cached replies
+    send_queue_per_client: int = 4  # replies ZeroMQ queues for a client that does not read (SNDHWM)
     max_message_bytes: int = 256 << 20
     parent_pid: int | None = None
     curve_secret_key: str | None = None  # z85; required to bind beyond loopback
@@ -72,6 +80,12 @@ class ServerConfig:
     broker: str | None = None  # the broker's worker_address, e.g. tcp://hostA:5556
     broker_public_key: str | None = None  # z85; needed when the broker is on another host
     worker_name: str | None = None  # in the broker's INFO and in errors; default HOST:PID
+
+    def __post_init__(self) -> None:
+        for name in ("max_reply_bytes", "max_client_bytes", "send_queue_per_client"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ServerConfig.{name} must be a positive integer, got {value!r}")
 
 
 class SimulatorServer:
@@ -104,7 +118,7 @@ class SimulatorServer:
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
         self.ready = threading.Event()
-        self.table = SessionTable(config.max_sessions, config.idle_timeout_s, config.reply_cache_per_client)
+        self.table = self._new_table()
         self.batcher = StepBatcher(BatchPolicy(config.max_batch, config.max_wait_ms, config.active_window_ms))
         self.stats: dict[str, Any] = {"messages": 0, "errors": 0, "steps": 0, "generate_calls": 0}
         self.batch_sizes: dict[int, int] = {}
@@ -116,12 +130,24 @@ class SimulatorServer:
     def stop(self) -> None:
         self._stop.set()
 
+    def _new_table(self, first_handle: int = 1) -> SessionTable:
+        cfg = self.config
+        return SessionTable(
+            cfg.max_sessions,
+            cfg.idle_timeout_s,
+            cfg.reply_cache_per_client,
+            first_handle,
+            cfg.max_client_bytes,
+        )
+
     # -- main loop ------------------------------------------------------------------------------------------
     def serve_forever(self) -> None:
         cfg = self.config
         sock = None
         if self.link is None:
-            sock = self._sock = bind_router(self._ctx, cfg.address, cfg.max_message_bytes, self._curve)
+            sock = self._sock = bind_router(
+                self._ctx, cfg.address, cfg.max_message_bytes, self._curve, send_hwm=cfg.send_queue_per_client
+            )
         wake_r, wake_w = os.pipe()
         self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w)
         self.worker.start()
@@ -213,10 +239,7 @@ class SimulatorServer:
             return
         state = self.link.on_control(msg)
         if state == "registered":
-            cfg = self.config
-            self.table = SessionTable(
-                cfg.max_sessions, cfg.idle_timeout_s, cfg.reply_cache_per_client, self.link.handle_base + 1
-            )
+            self.table = self._new_table(self.link.handle_base + 1)
         elif state == "lost":
             self._lose_broker()
 
@@ -226,8 +249,7 @@ class SimulatorServer:
         self._generation += 1
         self._unreplied = 0
         self.batcher.pending.clear()
-        cfg = self.config
-        self.table = SessionTable(cfg.max_sessions, cfg.idle_timeout_s, cfg.reply_cache_per_client)
+        self.table = self._new_table()
         self.worker.submit(Job(self.worker.close_all, lambda r, e: None))
         self._reconnect = True
 
@@ -291,6 +313,8 @@ class SimulatorServer:
             if handler is None:
                 raise rq.BadRequest(f"{msg.type.name} is not a request; send {REQUEST_NAMES}")
             handler(identity, client, msg)
+        except budgets.TooLarge as exc:
+            self._reply(identity, error_message(msg.request_id, exc.code, str(exc)))
         except rq.BadRequest as exc:
             self._reply(identity, error_message(msg.request_id, ErrorCode.BAD_REQUEST, str(exc)))
         except SessionError as exc:
@@ -311,7 +335,7 @@ class SimulatorServer:
     ) -> None:
         """Run ``fn`` on the backend thread and reply; on failure, ``handles`` are released. ``booked``:
         sessions the table already counts (+) or no longer counts (-) for this request before its reply."""
-        client.inflight.add(msg.request_id)
+        client.inflight.setdefault(msg.request_id, 0)
         generation = self._generation
         self._unreplied += booked
 
@@ -328,16 +352,26 @@ class SimulatorServer:
 
         self.worker.submit(Job(fn, then))
 
+    def _admit(self, client: ClientState, msg: Message, reply_bytes: int) -> None:
+        """Check the byte budgets for a request whose reply will be ``reply_bytes`` (TooLarge if over), and
+        book what it holds (its arrays and its reply) until the reply is sent."""
+        budgets.check_reply(reply_bytes, self.config.max_reply_bytes, msg.type.name)
+        held = reply_bytes + sum(a.nbytes for a in msg.arrays.values())
+        budgets.check_client(client.inflight_bytes, held, self.config.max_client_bytes)
+        client.inflight[msg.request_id] = held
+
     def _open(self, identity: bytes, client: ClientState, msg: Message) -> None:
         """OPEN new sessions, or RESET existing ones into new scenes (same handles)."""
         specs = rq.scene_specs(msg.meta, msg.arrays, self.config.limits)
         outputs = rq.output_list(msg.meta)
+        info = self.worker.backend_info
         if msg.type == MsgType.RESET:
             handles = rq.session_list(msg.meta, limit=self.config.limits.max_sessions_per_request)
             self.table.check_owned(client, handles)
             if len(specs) != len(handles):
                 raise rq.BadRequest(f"RESET lists {len(handles)} sessions but {len(specs)} scenes")
-        else:
+        self._admit(client, msg, budgets.open_reply_bytes(specs, outputs, info.height, info.width))
+        if msg.type == MsgType.OPEN:
             handles = self.table.allocate(client, len(specs))
         client.last_step = time.monotonic()
         rid = msg.request_id
@@ -348,7 +382,8 @@ class SimulatorServer:
     def _step(self, identity: bytes, client: ClientState, msg: Message) -> None:
         req = rq.step_request(msg.meta, msg.arrays, self.config.limits)
         self.table.check_owned(client, req.sessions)
-        client.inflight.add(msg.request_id)
+        info = self.worker.backend_info
+        self._admit(client, msg, budgets.step_reply_bytes(req, info.height, info.width))
         client.last_step = time.monotonic()
         self.batcher.add(identity, msg.request_id, req)
 
@@ -409,7 +444,15 @@ class SimulatorServer:
             "event_vocabulary": vocabulary(),
             "limits": asdict(cfg.limits),
             "server": {
-                k: getattr(cfg, k) for k in ("max_batch", "max_wait_ms", "max_sessions", "idle_timeout_s")
+                k: getattr(cfg, k)
+                for k in (
+                    "max_batch",
+                    "max_wait_ms",
+                    "max_sessions",
+                    "idle_timeout_s",
+                    "max_reply_bytes",
+                    "max_client_bytes",
+                )
             },
             "stats": dict(
                 self.stats,

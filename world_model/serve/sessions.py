@@ -1,5 +1,6 @@
 """The server's session table: which client identity owns which session handles, idle time-outs, the
-session cap, and each client's reply cache (what makes retries idempotent)."""
+session cap, each client's reply cache (what makes retries idempotent) and the bytes held for each client
+(``world_model.serve.budgets``)."""
 
 from __future__ import annotations
 
@@ -23,19 +24,30 @@ class ClientState:
     last_seen: float
     sessions: set[int] = field(default_factory=set)
     last_step: float = 0.0  # last OPEN/RESET/STEP: "active" clients are waited for when batching
-    inflight: set[int] = field(default_factory=set)  # request ids being worked on
+    inflight: dict[int, int] = field(default_factory=dict)  # request id being worked on -> bytes held
     cache: OrderedDict[int, list] = field(default_factory=OrderedDict)  # request id -> encoded reply
+    cache_bytes: int = 0
+
+    @property
+    def inflight_bytes(self) -> int:
+        return sum(self.inflight.values())
 
 
 class SessionTable:
     """Bookkeeping on the server's I/O thread; the backend worker maps handles to backend sessions."""
 
     def __init__(
-        self, max_sessions: int, idle_timeout_s: float, reply_cache_per_client: int, first_handle: int = 1
+        self,
+        max_sessions: int,
+        idle_timeout_s: float,
+        reply_cache_per_client: int,
+        first_handle: int = 1,
+        max_client_bytes: int = 256 << 20,
     ) -> None:
         self.max_sessions = max_sessions
         self.idle_timeout_s = idle_timeout_s
         self.reply_cache_per_client = reply_cache_per_client
+        self.max_client_bytes = max_client_bytes
         self.clients: dict[bytes, ClientState] = {}
         self.n_sessions = 0
         self._next_handle = first_handle  # a worker behind a broker numbers from the base it was given
@@ -80,12 +92,19 @@ class SessionTable:
                 self.n_sessions -= 1
 
     def remember(self, identity: bytes, request_id: int, frames: list) -> None:
+        """Cache the reply to ``request_id`` for retries; older replies are dropped beyond
+        ``reply_cache_per_client`` or when the cache and the work in progress would hold more than
+        ``max_client_bytes`` (the newest reply is always kept: it is the one a client retries)."""
         client = self.clients.get(identity)
         if client is not None:
-            client.inflight.discard(request_id)
+            client.inflight.pop(request_id, None)
             client.cache[request_id] = frames
-            while len(client.cache) > self.reply_cache_per_client:
-                client.cache.popitem(last=False)
+            client.cache_bytes += _nbytes(frames)
+            while len(client.cache) > 1 and (
+                len(client.cache) > self.reply_cache_per_client
+                or client.cache_bytes + client.inflight_bytes > self.max_client_bytes
+            ):
+                client.cache_bytes -= _nbytes(client.cache.popitem(last=False)[1])
 
     def active(self, window_s: float) -> set[bytes]:
         now = time.monotonic()
@@ -106,3 +125,7 @@ class SessionTable:
         while len(self._expired) > 100_000:
             self._expired.popitem(last=False)
         return closed
+
+
+def _nbytes(frames: list) -> int:
+    return sum(memoryview(f).nbytes for f in frames)

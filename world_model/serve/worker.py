@@ -22,7 +22,7 @@ from world_model.backend import Frames, UnknownSession, WorldModel
 from world_model.events import EventRecord
 from world_model.serve.batching import PendingStep
 from world_model.serve.protocol import ErrorCode, Message, MsgType, bad_event_text, error_message
-from world_model.serve.requests import SceneSpec
+from world_model.serve.requests import OUTPUT_DTYPES, SceneSpec, StepRequest
 
 log = logging.getLogger("world_model.serve")
 
@@ -155,7 +155,9 @@ class BackendWorker:
         """Advance every session of every request in ``batch``: one ``generate`` call per horizon step (per
         ``max_batch`` sessions), then resets. Returns one reply per request and the generate batch sizes.
         A request naming a session that is gone, or an event its world cannot carry out, gets its own ERROR
-        and does not spoil the batch; its sessions are not stepped."""
+        and does not spoil the batch; its sessions are not stepped. Each chunk is copied into its reply's
+        arrays as it is generated, keeping only the frames and outputs asked for, so the memory a request
+        takes is its reply's size (what ``world_model.serve.budgets`` bounds), not every frame generated."""
         replies, sizes = [], []
         live = []
         for p in batch:
@@ -175,7 +177,7 @@ class BackendWorker:
             if r not in p.request.resets
         ]
         horizon = batch[0].request.horizon
-        results: dict[tuple[int, int], list[Frames]] = {(i, r): [] for i, r, _ in rows}
+        arrays: list[dict[str, np.ndarray]] = [{} for _ in batch]  # per request: its reply's arrays
         ids = {(i, r): self._backend_id(h) for i, r, h in rows}
         for t in range(horizon):
             for start in range(0, len(rows), self.max_batch):
@@ -185,15 +187,10 @@ class BackendWorker:
                 frames = self.backend.generate([ids[i, r] for i, r, _ in part], rel, events)
                 sizes.append(len(part))
                 for (i, r, _), f in zip(part, frames, strict=True):
-                    results[i, r].append(f)
+                    _fill(arrays[i], batch[i].request, r, t, f)
         for i, p in enumerate(batch):
             try:
-                replies.append(
-                    (
-                        p.identity,
-                        self._step_reply(p, [results.get((i, r)) for r in range(len(p.request.sessions))]),
-                    )
-                )
+                replies.append((p.identity, self._step_reply(p, arrays[i])))
             except Exception as exc:
                 log.warning("reset in STEP failed: %s", exc)
                 replies.append(
@@ -238,36 +235,22 @@ class BackendWorker:
                         return r, t, str(exc)
         return None
 
-    def _step_reply(self, p: PendingStep, per_row: list[list[Frames] | None]) -> Message:
+    def _step_reply(self, p: PendingStep, arrays: dict[str, np.ndarray]) -> Message:
+        """The REPLY to ``p`` from the arrays its stepped rows filled; rows in its resets start their new
+        scenes here and report their first frame, repeated to the chunk length (resets have T=1)."""
         req, meta = p.request, {}
         k = req.relative_poses.shape[2]
-        scenes, views = [], [None] * len(per_row)
+        scenes, views = [], [None] * len(req.sessions)
         for r, spec in sorted(req.resets.items()):
             self._close_one(req.sessions[r])
             first, scene, views[r] = self._open_one(req.sessions[r], spec)
-            # a reset row reports its first frame, repeated to the chunk length
-            per_row[r] = [
-                Frames(
-                    np.repeat(first.rgb[-1:], k, 0),
-                    np.repeat(first.depth[-1:], k, 0),
-                    np.repeat(first.semantic[-1:], k, 0),
-                    np.repeat(first.poses[-1:], k, 0),
-                )
-            ]
+            last = (first.rgb, first.depth, first.semantic, first.poses)
+            _fill(arrays, req, r, 0, Frames(*(np.repeat(a[-1:], k, 0) for a in last)))
             scenes.append([r, scene])
         if scenes:
             meta["scenes"] = scenes
-        arrays = {}
-        per_t = [
-            _frame_arrays([row[t] for row in per_row], req.outputs, req.frames) for t in range(req.horizon)
-        ]
-        for key in per_t[0]:
-            arrays[key] = np.stack([a[key] for a in per_t], axis=1)  # [B, T, F, ...]
-        arrays["poses"] = np.stack(
-            [np.stack([row[t].poses for row in per_row]) for t in range(req.horizon)], 1
-        )
         if any(v is not None for v in views):
-            arrays["view_rgb"] = _stack_views(views, per_row[0][0].rgb.shape[1:])
+            arrays["view_rgb"] = _stack_views(views, next(v.shape for v in views if v is not None))
         return Message(MsgType.REPLY, p.request_id, meta, arrays)
 
 
@@ -283,14 +266,23 @@ def _bad_event(request_id: int, row: int, step: int, reason: str) -> Message:
 def _frame_arrays(frames: list[Frames], outputs: tuple[str, ...], which: str) -> dict[str, np.ndarray]:
     """Stack sessions' frames into ``[B, F, ...]`` arrays (F = 1 for "last", K for "all")."""
     sl = slice(-1, None) if which == "last" else slice(None)
-    out = {}
-    if "rgb" in outputs:
-        out["rgb"] = np.stack([np.asarray(f.rgb[sl], np.uint8) for f in frames])
-    if "depth" in outputs:
-        out["depth"] = np.stack([np.asarray(f.depth[sl], np.float32) for f in frames])
-    if "semantic" in outputs:
-        out["semantic"] = np.stack([np.asarray(f.semantic[sl], np.uint8) for f in frames])
-    return out
+    return {
+        name: np.stack([np.asarray(getattr(f, name)[sl], dtype) for f in frames])
+        for name, dtype in OUTPUT_DTYPES.items()
+        if name in outputs
+    }
+
+
+def _fill(arrays: dict[str, np.ndarray], req: StepRequest, row: int, t: int, chunk: Frames) -> None:
+    """Copy what a STEP reply carries of session ``row``'s chunk ``t`` into its arrays ``[B, T, F, ...]``
+    (the outputs asked for, F = 1 or K frames) and ``poses [B, T, K, 4, 4]``, allocated on first use."""
+    sl = slice(-1, None) if req.frames == "last" else slice(None)
+    parts = {name: (getattr(chunk, name)[sl], OUTPUT_DTYPES[name]) for name in req.outputs}
+    parts["poses"] = (chunk.poses, np.float64)
+    for name, (part, dtype) in parts.items():
+        if name not in arrays:
+            arrays[name] = np.empty((len(req.sessions), req.horizon, *np.shape(part)), dtype)
+        arrays[name][row, t] = part
 
 
 def _stack_views(views: list[np.ndarray | None], shape: tuple[int, ...]) -> np.ndarray:
