@@ -34,7 +34,7 @@ class ServerError(RuntimeError):
 
     def __init__(self, code: str, message: str, address: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"simulator server at {address} refused the request ({code}): {message}")
-        self.code, self.address = code, address
+        self.code, self.address, self.message = code, address, message
         self.details = details or {}  # the ERROR's other fields (a bad event's row, step, reason)
 
 

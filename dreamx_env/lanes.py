@@ -122,9 +122,11 @@ class LanedClient:
 
     def close_sessions(self, sessions: list[int], timeout_s: float | None = None) -> None:
         rows = self._rows_by_lane(sessions)
-        self._each(rows, lambda lane, r: lane.close_sessions([sessions[i] for i in r], timeout_s))
-        for s in sessions:
-            self._lane_of.pop(s, None)
+        try:
+            self._each(rows, lambda lane, r: lane.close_sessions([sessions[i] for i in r], timeout_s))
+        finally:  # a lane that failed (its worker lost) no longer holds them either
+            for s in sessions:
+                self._lane_of.pop(s, None)
 
     def close(self) -> None:
         for lane in self.lanes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from world_model.serve.requests import SceneSpec
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
 VALIDATION_SEEDS: tuple[int, int] = SPLITS["validation"]
 OBS_KEYS: tuple[str, ...] = ("rgb", "depth", "semantic")
+GONE = (ErrorCode.UNKNOWN_SESSION, ErrorCode.WORKER_LOST)  # the env's sessions no longer exist on the server
 
 
 @dataclass
@@ -211,11 +213,36 @@ class DreamXCore:
             res = self.client.open(specs, self.outputs)
             self.sessions = res.sessions
         else:
-            res = self.client.reset([self.sessions[i] for i in rows], specs, self.outputs)
+            try:
+                res = self.client.reset([self.sessions[i] for i in rows], specs, self.outputs)
+            except ServerError as exc:
+                if exc.code not in GONE:
+                    raise
+                if rows != list(range(self.num_envs)):
+                    raise _gone(exc) from None
+                res = self._reopen(specs, exc)
         self.server_ms = self.step_ms = (time.perf_counter() - t0) * 1000
         views = res.frames.get("view_rgb")
         for j, i in enumerate(rows):
             self._begin(i, res.scenes[j], self._opened_frame(res, j), None if views is None else views[j])
+
+    def _reopen(self, specs: list[SceneSpec], exc: ServerError) -> OpenResult:
+        """Open fresh sessions for every env: the old ones are gone (closed after the server's idle
+        timeout, or lost with their worker), and a RESET of them would fail forever."""
+        old, self.sessions = self.sessions, None
+        warnings.warn(
+            f"the env's sessions {old} are gone on the simulator server at {exc.address} ({exc.code}: "
+            f"{exc.message}); reset() opened new ones",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        try:  # free any the server (a lane's live worker) still holds
+            self.client.close_sessions(old, timeout_s=1.0)
+        except (ServerError, ServerUnavailable):
+            pass
+        res = self.client.open(specs, self.outputs)
+        self.sessions = res.sessions
+        return res
 
     def relocate(self, i: int, pose: np.ndarray) -> None:
         """Put row ``i``'s camera at ``pose``: its session re-opens in the same scene there (fresh memory and
@@ -225,7 +252,12 @@ class DreamXCore:
             raise RuntimeError("call reset() before relocate()")
         st = self.states[i]
         spec = SceneSpec(st.scene.seed, start_pose=np.asarray(pose, np.float64))
-        opened = self.client.reset([self.sessions[i]], [spec], self.outputs)
+        try:
+            opened = self.client.reset([self.sessions[i]], [spec], self.outputs)
+        except ServerError as exc:
+            if exc.code not in GONE:
+                raise
+            raise _gone(exc) from None
         self.frames[i] = frame = self._opened_frame(opened, 0)
         _, st.success, _ = self.task.progress(st.task, frame)
 
@@ -282,6 +314,8 @@ class DreamXCore:
                 specs,
             )
         except ServerError as exc:
+            if exc.code in GONE:
+                raise _gone(exc) from None
             if exc.code != ErrorCode.BAD_EVENT:
                 raise
             self.queued = [[] for _ in range(b)]  # else every later step would send them again
@@ -355,3 +389,9 @@ class DreamXCore:
         self.client.close()
         if self.embedded is not None:
             self.embedded.close()
+
+
+def _gone(exc: ServerError) -> ServerError:
+    """``exc`` (the env's sessions no longer exist on the server) saying what recovers."""
+    text = f"{exc.message}. The env's sessions are gone; call reset() to open new ones"
+    return ServerError(exc.code, text, exc.address, exc.details)
