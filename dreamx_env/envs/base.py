@@ -89,9 +89,11 @@ class DreamXEnv(gym.Env):
             self.core.info(0, infos[0]),
         )
 
-    def command(self, text: str | EventRecord | list) -> list[EventRecord]:
-        """Queue events for the next step, e.g. ``env.unwrapped.command("turn the lights off")``.
-        Raises ``ValueError`` listing the vocabulary when the prompt cannot be read."""
+    def command(self, text: str | EventRecord | dict | list) -> list[EventRecord]:
+        """Queue events for the next step, e.g. ``env.unwrapped.command("turn the lights off")``: a prompt,
+        an ``EventRecord``, its dict form, or a list of these. Raises ``ValueError`` listing the vocabulary
+        when a prompt cannot be read, ``ValueError`` for a bad field or more events than the server takes
+        in one step, ``TypeError`` for anything else; nothing is queued then."""
         return self.core.command(text, [0])
 
     def render(self) -> np.ndarray | None:
@@ -197,8 +199,15 @@ class DreamXVectorEnv(VectorEnv):
         return np.stack(obs)
 
     def command(self, text: str | EventRecord | list, env_index: int | None = None) -> list[EventRecord]:
-        """Queue events for the next step of one env (or of all when ``env_index`` is None)."""
-        rows = list(range(self.num_envs)) if env_index is None else [env_index]
+        """Queue events for the next step of one env (or of all when ``env_index`` is None); checked as
+        ``DreamXEnv.command`` checks them, nothing queued on an error."""
+        if env_index is not None and (
+            isinstance(env_index, bool)
+            or not isinstance(env_index, int | np.integer)
+            or not 0 <= env_index < self.num_envs
+        ):
+            raise ValueError(f"env_index must be None or an int in [0, {self.num_envs}), got {env_index!r}")
+        rows = list(range(self.num_envs)) if env_index is None else [int(env_index)]
         return self.core.command(text, rows)
 
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -33,7 +33,7 @@ from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
 from world_model.serve.cluster import LocalCluster
 from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import SceneSpec
+from world_model.serve.requests import SceneSpec, check_event_fields
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
@@ -159,10 +159,14 @@ class DreamXCore:
         else:
             self.client = SimulatorClient(address, client_config)
         try:
-            info = self.client.info()["backend"]
+            server_info = self.client.info()
         except Exception:
             self.close()
             raise
+        info = server_info["backend"]
+        # events one step may carry on this server, less those the action's event menu may add
+        menu = max(len(r) for r in EVENT_RECORDS) if config.event_actions else 0
+        self.max_command_events = server_info["limits"]["max_events_per_step"] - menu
         if (info["height"], info["width"]) != (h, w):
             self.close()
             raise ValueError(
@@ -275,11 +279,19 @@ class DreamXCore:
             self.task, scene, frame, view, self.requests[i], self.rngs[i], cfg.revisit, cfg.coverage
         )
 
-    def command(self, text: str | EventRecord | list, rows: list[int]) -> list[EventRecord]:
-        """Queue events (a prompt such as "turn the lights off") for the next step of ``rows``."""
-        records = (
-            parse_prompt(text) if isinstance(text, str) else list(text if isinstance(text, list) else [text])
-        )
+    def command(self, events: str | EventRecord | dict | list, rows: list[int]) -> list[EventRecord]:
+        """Queue events for the next step of ``rows``: a prompt such as "turn the lights off", an
+        ``EventRecord``, its dict form, or a list of these. Everything is checked here (types, every field,
+        the server's limit of events per step), so a step never fails on what was queued; on any error
+        nothing is queued."""
+        records = command_records(events)
+        for i in rows:
+            if len(self.queued[i]) + len(records) > self.max_command_events:
+                raise ValueError(
+                    f"{len(records)} more event(s) would queue {len(self.queued[i]) + len(records)} for the "
+                    f"next step; the server takes at most {self.max_command_events} commanded events a step "
+                    "(its limits.max_events_per_step, less the action's event); nothing was queued"
+                )
         for i in rows:
             self.queued[i].extend(records)
         return records
@@ -302,6 +314,7 @@ class DreamXCore:
         last = np.stack([f.poses[-1] for f in self.frames])
         rel, _, event_ids = self.relative_chunk(last, actions)
         events = [[list(EVENT_RECORDS[e]) + self.queued[i]] for i, e in enumerate(event_ids)]
+        names = [[str(e) for e in row[0]] for row in events]  # before the server moves: nothing fails after
         specs = {i: self.scene_spec(i, s) for i, s in resets.items()}
         t0 = time.perf_counter()
         try:
@@ -321,18 +334,22 @@ class DreamXCore:
             self.queued = [[] for _ in range(b)]  # else every later step would send them again
             raise ValueError(f"{exc}. The env did not step; its queued events were dropped.") from None
         self.server_ms = (time.perf_counter() - t0) * 1000
+        # every row's frame (and so its pose) follows the server's before anything is scored
+        for i in range(b):
+            frame = self._frame(res, i, names[i])
+            if i in resets:
+                view = res.frames["view_rgb"][i] if "view_rgb" in res.frames else None
+                self._begin(i, res.scenes[i], frame, view)
+            else:
+                self.queued[i], self.frames[i] = [], frame
         rewards, terminated, infos = np.zeros(b), np.zeros(b, bool), []
         for i in range(b):
-            frame = self._frame(res, i, events[i][0])
             if i in resets:
-                self._begin(
-                    i, res.scenes[i], frame, res.frames["view_rgb"][i] if "view_rgb" in res.frames else None
-                )
                 infos.append({"reset": True})
                 continue
-            self.queued[i] = []
-            self.frames[i] = frame
-            rewards[i], terminated[i], info = score_step(self.task, self.states[i], frame, self.weights)
+            rewards[i], terminated[i], info = score_step(
+                self.task, self.states[i], self.frames[i], self.weights
+            )
             info["reset"] = False
             if self.config.info_frames:
                 info["frames"] = res.frames["rgb"][i, 0]
@@ -341,14 +358,14 @@ class DreamXCore:
         return rewards, terminated, infos
 
     @staticmethod
-    def _frame(res: StepResult, i: int, events: list[EventRecord]) -> Frame:
+    def _frame(res: StepResult, i: int, events: list[str]) -> Frame:
         f = res.frames
         return Frame(
             f["rgb"][i, 0, -1],
             f["poses"][i, 0],
             f["depth"][i, 0, -1] if "depth" in f else None,
             f["semantic"][i, 0, -1] if "semantic" in f else None,
-            [str(e) for e in events],
+            events,
         )
 
     # -- observations and info ------------------------------------------------------------------------------
@@ -395,3 +412,25 @@ def _gone(exc: ServerError) -> ServerError:
     """``exc`` (the env's sessions no longer exist on the server) saying what recovers."""
     text = f"{exc.message}. The env's sessions are gone; call reset() to open new ones"
     return ServerError(exc.code, text, exc.address, exc.details)
+
+
+def command_records(events: Any) -> list[EventRecord]:
+    """The records of a ``command()``: a prompt string, an ``EventRecord``, a dict of one, or a list of these;
+    ``ValueError`` or ``TypeError`` naming what is wrong otherwise."""
+    items = events if isinstance(events, list | tuple) else [events]
+    out: list[EventRecord] = []
+    for item in items:
+        if isinstance(item, str):
+            out.extend(parse_prompt(item))
+        elif isinstance(item, EventRecord):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(EventRecord.from_dict(item))
+        else:
+            raise TypeError(
+                "command() takes a prompt such as 'turn the lights off', an EventRecord, a dict of one, or a "
+                f"list of these; got {type(item).__name__} {item!r:.60}"
+            )
+    for ev in out:
+        check_event_fields(ev)
+    return out
