@@ -7,7 +7,8 @@
   request gets the same reply, a retry of a request still being generated gets a PING ("still working").
 - Anything malformed, hostile or of the wrong protocol version gets an ERROR reply; serving goes on.
 - Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured.
-- Sessions whose client has been silent for ``idle_timeout_s`` are closed; at most ``max_sessions`` live.
+- Sessions whose client has been silent for ``idle_timeout_s`` are closed; at most ``max_sessions`` live,
+  at most ``max_sessions_per_client`` of them one client's (so one client cannot take them all).
 - Byte budgets (``world_model.serve.budgets``): a request whose reply would exceed ``max_reply_bytes`` is
   refused up front (``too_large``); one client's work in progress and cached replies are bounded by
   ``max_client_bytes``, and at most ``send_queue_per_client`` replies wait in ZeroMQ for a client that
@@ -66,6 +67,7 @@ class ServerConfig:
     max_wait_ms: float = BatchPolicy.max_wait_ms
     active_window_ms: float = BatchPolicy.active_window_ms
     max_sessions: int = 256
+    max_sessions_per_client: int = 128
     idle_timeout_s: float = 600.0
     reply_cache_per_client: int = 4
     max_reply_bytes: int = 64 << 20  # larger replies are refused up front (too_large): split the request
@@ -82,7 +84,12 @@ class ServerConfig:
     worker_name: str | None = None  # in the broker's INFO and in errors; default HOST:PID
 
     def __post_init__(self) -> None:
-        for name in ("max_reply_bytes", "max_client_bytes", "send_queue_per_client"):
+        for name in (
+            "max_sessions_per_client",
+            "max_reply_bytes",
+            "max_client_bytes",
+            "send_queue_per_client",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ServerConfig.{name} must be a positive integer, got {value!r}")
@@ -138,6 +145,7 @@ class SimulatorServer:
             cfg.reply_cache_per_client,
             first_handle,
             cfg.max_client_bytes,
+            cfg.max_sessions_per_client,
         )
 
     # -- main loop ------------------------------------------------------------------------------------------
@@ -449,6 +457,7 @@ class SimulatorServer:
                     "max_batch",
                     "max_wait_ms",
                     "max_sessions",
+                    "max_sessions_per_client",
                     "idle_timeout_s",
                     "max_reply_bytes",
                     "max_client_bytes",

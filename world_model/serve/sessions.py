@@ -43,8 +43,10 @@ class SessionTable:
         reply_cache_per_client: int,
         first_handle: int = 1,
         max_client_bytes: int = 256 << 20,
+        max_sessions_per_client: int | None = None,
     ) -> None:
         self.max_sessions = max_sessions
+        self.max_sessions_per_client = max_sessions_per_client or max_sessions
         self.idle_timeout_s = idle_timeout_s
         self.reply_cache_per_client = reply_cache_per_client
         self.max_client_bytes = max_client_bytes
@@ -72,6 +74,13 @@ class SessionTable:
                 )
 
     def allocate(self, client: ClientState, n: int) -> list[int]:
+        if len(client.sessions) + n > self.max_sessions_per_client:
+            raise SessionError(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"cannot open {n} session(s): this client holds {len(client.sessions)} of at most "
+                f"{self.max_sessions_per_client} sessions per client; close some or raise the server's "
+                "max_sessions_per_client",
+            )
         if self.n_sessions + n > self.max_sessions:
             raise SessionError(
                 ErrorCode.TOO_MANY_SESSIONS,
