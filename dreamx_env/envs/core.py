@@ -33,7 +33,7 @@ from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
 from world_model.serve.cluster import LocalCluster
 from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import SceneSpec, check_event_fields
+from world_model.serve.requests import SceneSpec, check_event_fields, check_scene_seed
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
@@ -77,6 +77,8 @@ class EnvConfig:
         if unknown:
             raise TypeError(f"unknown keyword argument(s) {unknown}; DreamX envs accept {sorted(known)}")
         cfg = cls(**kwargs)
+        if cfg.scene_seed is not None:
+            cfg.scene_seed = check_scene_seed(cfg.scene_seed, "scene_seed")
         if isinstance(cfg.resolution, int):
             cfg.resolution = (cfg.resolution, cfg.resolution)
         cfg.resolution = tuple(int(r) for r in cfg.resolution)
@@ -113,9 +115,8 @@ def check_reset_options(options: dict | None, resolution: tuple[int, int], task:
     unknown = sorted(set(options) - set(RESET_OPTIONS))
     if unknown:
         raise ValueError(f"unknown reset option(s) {unknown}; options are {RESET_OPTIONS}")
-    seed = options.get("scene_seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"reset option scene_seed must be an int, got {seed!r}")
+    if options.get("scene_seed") is not None:
+        options["scene_seed"] = check_scene_seed(options["scene_seed"], "reset option scene_seed")
     if options.get("first_frame") is not None:
         image = np.asarray(options["first_frame"])
         h, w = resolution

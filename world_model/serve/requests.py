@@ -79,6 +79,13 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     return value
 
 
+def check_scene_seed(value: Any, name: str) -> int:
+    """A scene seed: an integer in [0, MAX_SEED] (a numpy integer too; never a bool, a float or a string),
+    else ``BadRequest`` (a ``ValueError``) naming ``name``. The one check for scene seeds, used by the
+    server's scene specs and by the env's ``scene_seed`` argument and reset option."""
+    return _int(int(value) if isinstance(value, np.integer) else value, name, 0, MAX_SEED)
+
+
 def session_list(meta: dict[str, Any], key: str = "sessions", limit: int = 1024) -> list[int]:
     sessions = meta.get(key)
     if not isinstance(sessions, list) or not 1 <= len(sessions) <= limit:
@@ -116,7 +123,7 @@ def scene_spec(spec: Any, arrays: dict[str, np.ndarray], row: int, name: str) ->
     if unknown:
         raise BadRequest(f"{name} has unknown keys {sorted(unknown)}")
     seed = spec.get("scene_seed")
-    out = SceneSpec(None if seed is None else _int(seed, f"{name}.scene_seed", 0, MAX_SEED))
+    out = SceneSpec(None if seed is None else check_scene_seed(seed, f"{name}.scene_seed"))
     if spec.get("view_goal") is not None:
         out.view_goal = _int(spec["view_goal"], f"{name}.view_goal", 0, MAX_SEED)
     for k in ("start_pose", "view_pose"):
