@@ -21,6 +21,7 @@ import zmq
 
 from world_model.backend import SceneInfo
 from world_model.events import EventRecord
+from world_model.serve.addresses import check_public_key, curve_keypair
 from world_model.serve.protocol import Message, MsgType, ProtocolError, decode, encode
 from world_model.serve.requests import SceneSpec
 
@@ -43,7 +44,9 @@ class ClientConfig:
     timeout_s: float = 5.0  # no sign of life for this long -> ServerUnavailable
     retry_interval_s: float = 1.0  # re-send the same request id this often while waiting
     request_timeout_s: float = 600.0  # upper bound for one request, even while the server says "working"
-    server_public_key: str | None = None  # z85 CURVE key of a remote server
+    server_public_key: str | None = None  # z85 CURVE key of a remote server: turns CURVE on
+    curve_public_key: str | None = None  # this client's keypair (for a server's client_public_keys);
+    curve_secret_key: str | None = None  #   None: a fresh pair per client
 
 
 @dataclass
@@ -64,14 +67,19 @@ class SimulatorClient:
 
     def __init__(self, address: str, config: ClientConfig | None = None, context: zmq.Context | None = None):
         self.address = address
-        self.config = config or ClientConfig()
+        self.config = cfg = config or ClientConfig()
+        own = curve_keypair(cfg.curve_secret_key, cfg.curve_public_key)
+        if cfg.server_public_key is not None:
+            check_public_key("server_public_key", cfg.server_public_key, "the server's z85 CURVE public key")
+        elif own is not None:
+            raise ValueError("a client keypair needs server_public_key too (the server's CURVE public key)")
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.ROUTING_ID, b"dx" + os.urandom(14))  # stable across reconnects
-        if self.config.server_public_key:
-            public, secret = zmq.curve_keypair()
-            self._sock.curve_serverkey = self.config.server_public_key.encode()
+        if cfg.server_public_key is not None:
+            secret, public = (k.encode() for k in own) if own else zmq.curve_keypair()[::-1]
+            self._sock.curve_serverkey = cfg.server_public_key.encode()
             self._sock.curve_publickey, self._sock.curve_secretkey = public, secret
         self._sock.connect(address)
         self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)

@@ -39,6 +39,7 @@ from world_model.serve.requests import SceneSpec, check_event_fields, check_scen
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
 VALIDATION_SEEDS: tuple[int, int] = SPLITS["validation"]
 OBS_KEYS: tuple[str, ...] = ("rgb", "depth", "semantic")
+EMBEDDED = (None, "subprocess", "thread", "inproc")  # values of `server` that start a server of our own
 GONE = (ErrorCode.UNKNOWN_SESSION, ErrorCode.WORKER_LOST)  # the env's sessions no longer exist on the server
 
 
@@ -64,6 +65,9 @@ class EnvConfig:
     info_frames: bool = False  # put all K frames of each chunk in info["frames"]
     depth_max_m: float = 20.0
     timeout_s: float = 5.0
+    server_public_key: str | None = None  # z85 CURVE key of a remote server (server="tcp://...")
+    curve_public_key: str | None = None  # this env's keypair, for a server that lists its clients' keys;
+    curve_secret_key: str | None = None  #   None: a fresh pair
     lanes: int = 1  # >1: the sessions in this many lanes stepped at once (dreamx_env.lanes; the embedded
     # server becomes a broker and one worker per lane, each with cores / lanes threads)
     server_options: dict[str, Any] = field(default_factory=dict)  # embedded ServerConfig fields
@@ -79,6 +83,12 @@ class EnvConfig:
         cfg = cls(**kwargs)
         if cfg.scene_seed is not None:
             cfg.scene_seed = check_scene_seed(cfg.scene_seed, "scene_seed")
+        keys = (cfg.server_public_key, cfg.curve_public_key, cfg.curve_secret_key)
+        if any(k is not None for k in keys) and cfg.server in EMBEDDED:
+            raise ValueError(
+                "server_public_key, curve_public_key and curve_secret_key are for a remote CURVE server: "
+                f"pass its address as server='tcp://HOST:PORT' (got server={cfg.server!r})"
+            )
         if isinstance(cfg.resolution, int):
             cfg.resolution = (cfg.resolution, cfg.resolution)
         cfg.resolution = tuple(int(r) for r in cfg.resolution)
@@ -142,7 +152,7 @@ class DreamXCore:
         h, w = config.resolution
         if not 1 <= config.lanes <= num_envs:
             raise ValueError(f"lanes must be between 1 and num_envs={num_envs}, got {config.lanes}")
-        if config.server is None or config.server in ("subprocess", "thread", "inproc"):
+        if config.server in EMBEDDED:
             mode = "subprocess" if config.server in (None, "subprocess") else "thread"
             kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg, **config.backend_options}
             if config.lanes > 1 and mode == "subprocess":
@@ -154,7 +164,12 @@ class DreamXCore:
             address = self.embedded.address
         else:
             address = getattr(config.server, "address", config.server)
-        client_config = ClientConfig(timeout_s=config.timeout_s)
+        client_config = ClientConfig(
+            timeout_s=config.timeout_s,
+            server_public_key=config.server_public_key,
+            curve_public_key=config.curve_public_key,
+            curve_secret_key=config.curve_secret_key,
+        )
         if config.lanes > 1:
             self.client = LanedClient(address, config.lanes, client_config)
         else:

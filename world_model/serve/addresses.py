@@ -2,13 +2,20 @@
 
 Listening beyond this machine (anything but loopback TCP, ``ipc://`` or ``inproc://``) needs CURVE keys,
 for a server's clients and a broker's clients and workers alike; a worker connecting to a broker on
-another host needs the broker's public key.
+another host needs the broker's public key. A CURVE server or broker may also list the public keys of the
+clients (``client_public_keys``) and workers it admits: the ZAP handler of :func:`start_allow_lists`
+refuses every other key during the handshake.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import zmq
 import zmq.utils.z85
+
+log = logging.getLogger("world_model.serve")
 
 
 def _scheme_and_host(address: str) -> tuple[str, str]:
@@ -63,6 +70,41 @@ def curve_keypair(secret_key: str | None, public_key: str | None) -> tuple[str, 
     if zmq.curve_public(secret_key.encode()) != public_key.encode():
         raise ValueError("curve_public_key is not the public key of curve_secret_key")
     return secret_key, public_key
+
+
+def check_allow_list(name: str, keys: list[str], curve: bool) -> None:
+    """An allow-list of CURVE public keys: each a valid z85 key, and only with CURVE on."""
+    if isinstance(keys, str) or not isinstance(keys, list | tuple):
+        raise ValueError(f"{name} must be a list of z85 CURVE public keys, got {keys!r:.60}")
+    for key in keys:
+        check_public_key(name, key)
+    if keys and not curve:
+        raise ValueError(f"{name} need CURVE on: set curve_secret_key and curve_public_key")
+
+
+class _AllowList:
+    """ZAP credentials provider for one domain: a listed key is admitted; an empty list admits any key."""
+
+    def __init__(self, domain: str, keys: list[str]) -> None:
+        self.domain, self.keys = domain, {k.encode() for k in keys}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        if self.keys and key not in self.keys:
+            log.warning("refused a CURVE key %s on %s: not in its allow-list", key.decode(), domain)
+            return False
+        return True
+
+
+def start_allow_lists(ctx: zmq.Context, keys_by_domain: dict[str, list[str]]) -> Any:
+    """Start the ZAP handler of ``ctx`` (one per context) checking the CURVE handshakes of the sockets bound
+    with each ``zap_domain`` against its list; returns the authenticator, to ``stop()`` when done."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    for domain, keys in keys_by_domain.items():
+        auth.configure_curve_callback(domain, _AllowList(domain, keys))
+    return auth
 
 
 def make_curve_server(sock: zmq.Socket, secret_key: str, public_key: str | None) -> None:

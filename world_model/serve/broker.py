@@ -47,10 +47,11 @@ import zmq
 from world_model.serve import requests as rq
 from world_model.serve.addresses import (
     bind_router,
+    check_allow_list,
     check_bind_address,
-    check_public_key,
     curve_keypair,
     is_local,
+    start_allow_lists,
 )
 from world_model.serve.protocol import (
     REQUEST_NAMES,
@@ -86,6 +87,7 @@ class BrokerConfig:
     curve_secret_key: str | None = None  # z85; required to bind beyond loopback
     curve_public_key: str | None = None
     worker_public_keys: list[str] = field(default_factory=list)  # z85 keys of workers allowed to register
+    client_public_keys: list[str] = field(default_factory=list)  # z85 keys of clients admitted; [] = any
 
 
 @dataclass
@@ -140,20 +142,6 @@ class Refused(Exception):
         self.code = code
 
 
-class _AllowList:
-    """ZAP credentials provider: workers must be listed, clients need only the broker's key."""
-
-    def __init__(self, worker_keys: list[str]) -> None:
-        self.worker_keys = {k.encode() if isinstance(k, str) else k for k in worker_keys}
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        if domain == "dreamx-workers":
-            if key not in self.worker_keys:
-                log.warning("refused a worker with CURVE key %s: not in worker_public_keys", key.decode())
-                return False
-        return True
-
-
 class Broker:
     """Route clients on ``config.address`` to workers on ``config.worker_address``. ``serve_forever()``
     blocks until ``stop()`` (from any thread) or the parent process dies."""
@@ -161,10 +149,8 @@ class Broker:
     def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
         self._curve = curve_keypair(config.curve_secret_key, config.curve_public_key)
         curve = self._curve is not None
-        for key in config.worker_public_keys:
-            check_public_key("worker_public_keys", key)
-        if config.worker_public_keys and not curve:
-            raise ValueError("worker_public_keys need CURVE on: set curve_secret_key and curve_public_key")
+        check_allow_list("worker_public_keys", config.worker_public_keys, curve)
+        check_allow_list("client_public_keys", config.client_public_keys, curve)
         check_bind_address(config.address, curve)
         check_bind_address(config.worker_address, curve)
         if not is_local(config.worker_address) and not config.worker_public_keys:
@@ -197,13 +183,9 @@ class Broker:
     def serve_forever(self) -> None:
         cfg = self.config
         auth = None
-        if self._curve is not None and cfg.worker_public_keys:
-            from zmq.auth.thread import ThreadAuthenticator
-
-            auth = ThreadAuthenticator(self._ctx)
-            auth.start()
-            auth.configure_curve_callback("dreamx-workers", _AllowList(cfg.worker_public_keys))
-            auth.configure_curve_callback("dreamx-clients", _AllowList([]))
+        if self._curve is not None and (cfg.worker_public_keys or cfg.client_public_keys):
+            lists = {"dreamx-workers": cfg.worker_public_keys, "dreamx-clients": cfg.client_public_keys}
+            auth = start_allow_lists(self._ctx, lists)
         self._front = self._socket(cfg.address, b"dreamx-clients", cfg.send_queue_per_client)
         self._back = self._socket(cfg.worker_address, b"dreamx-workers")
         if cfg.parent_pid is not None:

@@ -6,7 +6,8 @@
 - Every request id's reply is cached per client, so a client can retry safely: a retry of a finished
   request gets the same reply, a retry of a request still being generated gets a PING ("still working").
 - Anything malformed, hostile or of the wrong protocol version gets an ERROR reply; serving goes on.
-- Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured.
+- Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured; with CURVE,
+  ``client_public_keys`` (if given) lists the only client keys admitted.
 - Sessions whose client has been silent for ``idle_timeout_s`` are closed; at most ``max_sessions`` live,
   at most ``max_sessions_per_client`` of them one client's (so one client cannot take them all).
 - Byte budgets (``world_model.serve.budgets``): a request whose reply would exceed ``max_reply_bytes`` is
@@ -38,7 +39,14 @@ from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
 from world_model.serve import budgets
 from world_model.serve import requests as rq
-from world_model.serve.addresses import bind_router, check_bind_address, check_public_key, curve_keypair
+from world_model.serve.addresses import (
+    bind_router,
+    check_allow_list,
+    check_bind_address,
+    check_public_key,
+    curve_keypair,
+    start_allow_lists,
+)
 from world_model.serve.batching import BatchPolicy, StepBatcher
 from world_model.serve.link import BrokerLink
 from world_model.serve.protocol import (
@@ -77,6 +85,7 @@ class ServerConfig:
     parent_pid: int | None = None
     curve_secret_key: str | None = None  # z85; required to bind beyond loopback
     curve_public_key: str | None = None  # (a worker: its own keypair, listed in the broker's allow-list)
+    client_public_keys: list[str] = field(default_factory=list)  # z85 keys of clients admitted; [] = any
     limits: rq.Limits = field(default_factory=rq.Limits)
     # worker role: connect to a broker instead of binding `address`
     broker: str | None = None  # the broker's worker_address, e.g. tcp://hostA:5556
@@ -104,8 +113,11 @@ class SimulatorServer:
     ) -> None:
         self.link: BrokerLink | None = None
         self._curve = curve_keypair(config.curve_secret_key, config.curve_public_key)
+        check_allow_list("client_public_keys", config.client_public_keys, self._curve is not None)
         if config.broker is None:
             check_bind_address(config.address, self._curve is not None)
+        elif config.client_public_keys:
+            raise ValueError("a worker's clients come through its broker: set client_public_keys there")
         else:
             curve = None
             if config.broker_public_key is not None:
@@ -122,7 +134,9 @@ class SimulatorServer:
             self._factory = lambda: backend
         else:
             self._factory = lambda: make_backend(config.backend, **config.backend_kwargs)
-        self._ctx = context or zmq.Context.instance()
+        # the ZAP handler of an allow-list is one per context: a private one keeps it to this server
+        self._own_context = bool(config.client_public_keys)
+        self._ctx = zmq.Context() if self._own_context else context or zmq.Context.instance()
         self._stop = threading.Event()
         self.ready = threading.Event()
         self.table = self._new_table()
@@ -151,10 +165,13 @@ class SimulatorServer:
     # -- main loop ------------------------------------------------------------------------------------------
     def serve_forever(self) -> None:
         cfg = self.config
-        sock = None
+        sock = auth = None
         if self.link is None:
+            if cfg.client_public_keys:
+                auth = start_allow_lists(self._ctx, {"dreamx-clients": cfg.client_public_keys})
+            zap = b"dreamx-clients" if auth is not None else None
             sock = self._sock = bind_router(
-                self._ctx, cfg.address, cfg.max_message_bytes, self._curve, send_hwm=cfg.send_queue_per_client
+                self._ctx, cfg.address, cfg.max_message_bytes, self._curve, zap, cfg.send_queue_per_client
             )
         wake_r, wake_w = os.pipe()
         self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w)
@@ -163,6 +180,10 @@ class SimulatorServer:
         if self.worker.start_error is not None:
             if sock is not None:
                 sock.close()
+            if auth is not None:
+                auth.stop()
+            if self._own_context:
+                self._ctx.term()
             os.close(wake_r)
             os.close(wake_w)
             err = self.worker.start_error
@@ -219,6 +240,10 @@ class SimulatorServer:
                 self.link.goodbye()
             else:
                 sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
+            if self._own_context:
+                self._ctx.term()
             os.close(wake_r)
             os.close(wake_w)
             if cfg.address.startswith("ipc://") and os.path.exists(cfg.address[len("ipc://") :]):
