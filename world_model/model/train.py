@@ -49,6 +49,8 @@ class TrainConfig:
     steps: int = 2800
     batch_size: int = 16
     lr: float = 1e-3
+    warmup_steps: int = 0  # the learning rate rises linearly over these first steps (fine-tuning: Adam's
+    # first steps move every weight by about ``lr`` whatever its gradient)
     weight_decay: float = 1e-4
     widths: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
     patch: int = 1  # 2: the cheap variant, the UNet on 2x2 pixel patches (network.WorldNet)
@@ -230,7 +232,7 @@ class Trainer:
         started = time.time()
         while self.step < cfg.steps:
             progress = self.step / max(cfg.steps, 1)
-            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * progress))
+            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (self.step + 1) / (cfg.warmup_steps + 1))
             for g in self.opt.param_groups:
                 g["lr"] = lr
             aux = cfg.aux_weight_start + (cfg.aux_weight_end - cfg.aux_weight_start) * progress
