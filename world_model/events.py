@@ -16,6 +16,8 @@ vocabulary for anything it cannot read.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +95,25 @@ def _check_color(color: Any) -> None:
         raise ValueError(f"unknown colour {color!r}; choose one of: {', '.join(COLORS)}")
 
 
+def _check_fields(ev: EventRecord) -> None:
+    """What every record needs to travel and be shown, whatever its predicate: attributes map names to
+    words, the anchor is None or a finite number of metres (never a bool or a string)."""
+    a, anchor = ev.attributes, ev.anchor
+    if not isinstance(a, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in a.items()):
+        raise ValueError(f"event attributes must map names to words, e.g. {{'color': 'red'}}, got {a!r:.100}")
+    if anchor is not None and (
+        isinstance(anchor, bool) or not isinstance(anchor, numbers.Real) or not math.isfinite(anchor)
+    ):
+        raise ValueError(
+            f"event anchor must be a number of metres ahead of the camera or None, got {anchor!r:.50}"
+        )
+
+
 def validate(ev: EventRecord) -> None:
-    """Raise ``ValueError`` with the vocabulary if the record is not something the world can do."""
+    """Raise ``ValueError`` with the vocabulary if the record is not something the world can do (or cannot
+    travel: see :func:`_check_fields`). Runs when a record is built; call it again on a record whose
+    attributes dict may have changed since."""
+    _check_fields(ev)
     p, e, a = ev.predicate, ev.entity, ev.attributes
     if p not in PREDICATES:
         raise ValueError(f"unknown event predicate {p!r}; {vocabulary()}")

@@ -28,12 +28,12 @@ from dreamx_env.launcher import EmbeddedServer, LaunchConfig, embedded_cluster
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
 from world_model.backends import DEFAULT_BACKEND
 from world_model.engine.scenes import SPLITS
-from world_model.events import EventRecord, parse_prompt
+from world_model.events import EventRecord, parse_prompt, validate
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
 from world_model.serve.cluster import LocalCluster
 from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import SceneSpec, check_event_fields, check_scene_seed
+from world_model.serve.requests import SceneSpec, check_scene_seed
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
@@ -448,5 +448,5 @@ def command_records(events: Any) -> list[EventRecord]:
                 f"list of these; got {type(item).__name__} {item!r:.60}"
             )
     for ev in out:
-        check_event_fields(ev)
+        validate(ev)  # again: a record's attributes dict may have changed since it was built
     return out

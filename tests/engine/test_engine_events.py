@@ -89,6 +89,14 @@ def test_bad_prompts_raise_with_a_clear_message(prompt, message):
         (("paint", "nearest box", {"color": "teal"}, None), "unknown colour 'teal'"),
         (("push", "the big one", {}, None), "push target must be 'nearest'"),
         (("push", "nearest dragon", {}, None), "unknown word 'dragon' in push target"),
+        # the anchor's type and the attributes' form hold for every predicate, not only drop and spawn
+        (("push", "nearest", {}, "abc"), "anchor must be a number of metres ahead of the camera or None"),
+        (("lights", "room", {"state": "on"}, "1.5"), "anchor must be a number"),
+        (("open", "door", {}, True), "anchor must be a number"),
+        (("paint", "box#3", {"color": "red"}, float("nan")), "anchor must be a number"),
+        (("drop", "ball", {"color": "red"}, "2"), "anchor must be a number"),
+        (("lights", "room", [("state", "on")], None), "attributes must map names to words"),
+        (("push", "nearest", {"note": 3}, None), "attributes must map names to words"),
     ],
 )
 def test_invalid_records_raise_with_the_vocabulary(record, message):
@@ -115,6 +123,9 @@ def test_to_dict_from_dict_round_trip_and_str():
     assert EventRecord.from_dict(record.to_dict()) == record
     assert str(record) == "drop(ball color=blue) @2.0m"
     assert str(EventRecord("open", "door")) == "open(door)"
+    assert str(EventRecord("push", "nearest", anchor=2)) == "push(nearest) @2.0m"
+    with pytest.raises(ValueError, match="anchor must be a number"):
+        EventRecord.from_dict({"predicate": "push", "entity": "nearest", "anchor": "abc"})
     with pytest.raises(ValueError, match="malformed event record"):
         EventRecord.from_dict({"entity": "door"})
 

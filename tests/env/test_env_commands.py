@@ -19,6 +19,12 @@ STILL = np.array([0, 0, 0])
 FORWARD = np.array([1, 0, 0])  # W
 
 
+def _changed_after_it_was_built() -> EventRecord:
+    record = EventRecord("push", "nearest")
+    record.attributes["note"] = 3  # a frozen record's attributes dict is still a dict
+    return record
+
+
 @pytest.fixture
 def served():
     """``served(**env_kwargs)``: an Explore env on an in-process constant server; returns (env, backend)."""
@@ -54,14 +60,26 @@ def served():
         (None, TypeError, "takes a prompt"),
         (123, TypeError, "got int 123"),
         ([["lights off"]], TypeError, "got list"),
-        (EventRecord("push", "nearest", {}, anchor="abc"), ValueError, "anchor must be a number"),
-        (EventRecord("push", "nearest", {}, anchor=float("nan")), ValueError, "anchor must be a number"),
-        (EventRecord("push", "nearest", {"note": 3}), ValueError, "attributes must map names to words"),
+        ({"predicate": "push", "entity": "nearest", "anchor": "abc"}, ValueError, "anchor must be a number"),
+        ({"predicate": "push", "entity": "nearest", "anchor": float("nan")}, ValueError, "anchor must be"),
+        ({"predicate": "push", "entity": "nearest", "attributes": {"note": 3}}, ValueError, "must map names"),
+        (_changed_after_it_was_built(), ValueError, "must map names"),
         ({"predicate": "lights"}, ValueError, "need predicate, entity"),
         ("lights off, " * 1000, ValueError, "at most 15 commanded events"),
         (["lights off", 7], TypeError, "got int 7"),  # the good part of a bad list is not queued either
     ],
-    ids=["none", "int", "nested", "anchor-str", "anchor-nan", "attribute-int", "dict", "1000", "mixed"],
+    ids=[
+        "none",
+        "int",
+        "nested",
+        "anchor-str",
+        "anchor-nan",
+        "attribute-int",
+        "changed",
+        "dict",
+        "1000",
+        "mixed",
+    ],
 )
 def test_a_bad_command_is_refused_at_the_call_and_nothing_is_queued(served, bad, error, match):
     env, _ = served()

@@ -7,8 +7,6 @@ says what is expected; the server turns it into an ERROR reply.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,27 +145,6 @@ def scene_spec(spec: Any, arrays: dict[str, np.ndarray], row: int, name: str) ->
     return out
 
 
-def check_event_fields(ev: EventRecord) -> EventRecord:
-    """Raise ``ValueError`` unless ``ev`` can travel and be shown: what the vocabulary's own check leaves
-    open for records built by hand. Attributes map names to words, the anchor is None or a finite number of
-    metres. Used by the server on every record it receives and by the env when an event is queued."""
-    attrs = ev.attributes
-    if not isinstance(attrs, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in attrs.items()
-    ):
-        raise ValueError(
-            f"event attributes must map names to words, e.g. {{'color': 'red'}}, got {attrs!r:.100}"
-        )
-    anchor = ev.anchor
-    if anchor is not None and (
-        isinstance(anchor, bool) or not isinstance(anchor, numbers.Real) or not math.isfinite(anchor)
-    ):
-        raise ValueError(
-            f"event anchor must be a number of metres ahead of the camera or None, got {anchor!r:.50}"
-        )
-    return ev
-
-
 def event_records(raw: Any, name: str, limit: int) -> list[EventRecord]:
     if not isinstance(raw, list) or len(raw) > limit:
         raise BadRequest(f"{name} must be a list of at most {limit} event records")
@@ -176,7 +153,7 @@ def event_records(raw: Any, name: str, limit: int) -> list[EventRecord]:
         if not isinstance(ev, dict):
             raise BadRequest(f"{name}[{i}] must be a map (predicate, entity, attributes, anchor)")
         try:
-            out.append(check_event_fields(EventRecord.from_dict(ev)))
+            out.append(EventRecord.from_dict(ev))  # checks every field (events.validate)
         except (ValueError, TypeError) as exc:
             raise BadRequest(f"{name}[{i}]: {exc}") from None
     return out
