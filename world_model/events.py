@@ -11,7 +11,8 @@ An event is ``EventRecord(predicate, entity, attributes, anchor)``, as in DreamX
 
 Several records in one step compose, in order. :func:`parse_prompt` turns short English prompts
 ("turn the lights off and drop a red ball") into records and raises a ``ValueError`` that lists the
-vocabulary for anything it cannot read.
+vocabulary for anything it cannot read. Prompts are at most ``MAX_PROMPT_CHARS`` characters and each clause
+at most ``MAX_CLAUSE_CHARS``; within that, parsing reads each clause once (time linear in its length).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ PREDICATES: tuple[str, ...] = ("lights", "drop", "spawn", "push", "open", "close
 DROPPABLE: tuple[str, ...] = ("ball", "box", "cylinder")
 ANCHOR_RANGE_M: tuple[float, float] = (0.5, 3.0)
 DEFAULT_ANCHOR_M = 1.5
+# A step carries at most 16 events (the server's default), each a few words: these caps leave room for that,
+# and bound the parser's work and the size of its error messages for anything longer.
+MAX_PROMPT_CHARS = 1000
+MAX_CLAUSE_CHARS = 200
 # Fixed menu of events for discrete action spaces: index 0 is "no event".
 EVENT_MENU: tuple[str, ...] = (
     "",
@@ -184,12 +189,46 @@ _OBJECT_VERBS = {
 _OBJECT_WORDS = {"nearest", "object", "ahead", "away", "here", "m", "meter", "meters", "metre", "metres"}
 
 
+_TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?|#\d+")  # words, numbers, "#3" (greedy: each char read once)
+_UNITS = {"m", "meter", "meters", "metre", "metres"}
+_WORD_CHAR = re.compile(r"\w")
+
+
+def _adjacent(clause: str, a: re.Match, b: re.Match) -> bool:
+    """Whether token ``b`` follows token ``a`` with nothing but whitespace between them."""
+    return b.start() == a.end() or clause[a.end() : b.start()].isspace()
+
+
+def _distance(clause: str, tokens: list[re.Match]) -> float | None:
+    """The first "<number> m" (or meter(s), metre(s)) in the clause, in metres; "1 mile" is none."""
+    for num, unit in zip(tokens, tokens[1:], strict=False):
+        if (
+            num[0][0].isdigit()
+            and unit[0] in _UNITS
+            and _adjacent(clause, num, unit)
+            and not _WORD_CHAR.match(clause, unit.end())
+        ):
+            return float(num[0])
+    return None
+
+
+def _named(clause: str, tokens: list[re.Match]) -> str | None:
+    """The first object named as in the scene info, "box#3" or "cube #3" (shape aliases mapped), if any."""
+    for name, num in zip(tokens, tokens[1:], strict=False):
+        if num[0][0] == "#" and name[0][0].isalpha() and _adjacent(clause, name, num):
+            return f"{_SHAPE_ALIASES.get(name[0], name[0])}{num[0]}"
+    return None
+
+
 def _parse_clause(clause: str) -> EventRecord:
-    words = [_SHAPE_ALIASES.get(w, w) for w in re.findall(r"[a-z]+|\d+(?:\.\d+)?|#\d+", clause)]
-    distance = None
-    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:m|meters?|metres?)\b", clause)
-    if m:
-        distance = float(m.group(1))
+    if len(clause) > MAX_CLAUSE_CHARS:
+        raise ValueError(
+            f"event clause {clause!r:.60}... has {len(clause):,} characters, at most {MAX_CLAUSE_CHARS}: "
+            "say one event a clause, separated by 'and', 'then', ',' or ';'"
+        )
+    tokens = list(_TOKEN.finditer(clause))
+    words = [_SHAPE_ALIASES.get(t[0], t[0]) for t in tokens]
+    distance = _distance(clause, tokens)
     colors = [w for w in words if w in COLORS]
     shapes = [w for w in words if w in OBJECT_SHAPES]
     if "light" in clause or "lights" in words:
@@ -224,8 +263,7 @@ def _parse_clause(clause: str) -> EventRecord:
         if verb in words:
             shape = shapes[0] if shapes else "ball"
             return EventRecord(pred, shape, {"color": colors[0] if colors else "red"}, anchor=distance)
-    named = re.search(r"([a-z]+)\s*(#\d+)", clause)  # "box#3": that object (names in the scene info)
-    named = f"{_SHAPE_ALIASES.get(named[1], named[1])}{named[2]}" if named else None
+    named = _named(clause, tokens)
     if "paint" in words or "recolor" in words or "recolour" in words:
         if not colors:
             raise ValueError(f"say which colour to paint in {clause!r}; colours: {', '.join(COLORS)}")
@@ -238,7 +276,13 @@ def _parse_clause(clause: str) -> EventRecord:
 
 
 def parse_prompt(prompt: str) -> list[EventRecord]:
-    """Parse a short English prompt into event records, e.g. "turn the lights off and drop a red ball"."""
+    """Parse a short English prompt into event records, e.g. "turn the lights off and drop a red ball".
+    A prompt longer than ``MAX_PROMPT_CHARS`` is refused before it is read."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(
+            f"event prompt of {len(prompt):,} characters, at most {MAX_PROMPT_CHARS}: say a few short "
+            "clauses such as 'turn the lights off and drop a red ball' (or pass EventRecords)"
+        )
     text = prompt.strip().lower()
     if not text:
         raise ValueError(f"empty event prompt; {vocabulary()}")

@@ -1,10 +1,15 @@
 """Event records and the prompt front end (pure python): what parses, and what fails with the vocabulary."""
 
+import time
+
 import pytest
 
+from world_model import events
 from world_model.events import (
     ANCHOR_RANGE_M,
     EVENT_MENU,
+    MAX_CLAUSE_CHARS,
+    MAX_PROMPT_CHARS,
     PREDICATES,
     EventRecord,
     as_records,
@@ -145,3 +150,36 @@ def test_every_menu_entry_parses():
     assert EVENT_MENU[0] == ""
     for prompt in EVENT_MENU[1:]:
         assert len(parse_prompt(prompt)) == 1, prompt
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a" * 100_000, "1" * 100_000, "push box " + "#" * 100_000, "lights off, " * 10_000],
+    ids=["letters", "digits", "hashes", "clauses"],
+)
+def test_a_long_prompt_is_refused_before_it_is_read(prompt, monkeypatch):
+    def read(clause):
+        raise AssertionError(f"a clause of {len(clause)} characters was read")
+
+    monkeypatch.setattr(events, "_parse_clause", read)
+    with pytest.raises(ValueError, match=f"event prompt of [0-9,]+ characters, at most {MAX_PROMPT_CHARS}"):
+        parse_prompt(prompt)
+
+
+def test_a_long_clause_is_refused_with_how_to_split_it():
+    clause = "drop a red ball " + "please " * 40
+    assert len(clause) > MAX_CLAUSE_CHARS and len(clause) < MAX_PROMPT_CHARS
+    with pytest.raises(ValueError, match=f"at most {MAX_CLAUSE_CHARS}: say one event a clause"):
+        parse_prompt(clause)
+    assert len(parse_prompt(", ".join(["drop a red ball 2 m ahead"] * 16))) == 16  # within the caps
+
+
+@pytest.mark.parametrize("clause", ["a" * 20_000, "1" * 20_000], ids=["letters", "digits"])
+def test_parsing_a_clause_takes_time_linear_in_its_length(clause, monkeypatch):
+    # caps lifted: what is left is the parser's own work, which must not grow with the length squared
+    monkeypatch.setattr(events, "MAX_PROMPT_CHARS", 10**6)
+    monkeypatch.setattr(events, "MAX_CLAUSE_CHARS", 10**6)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot read event"):
+        parse_prompt(clause)
+    assert time.perf_counter() - start < 1.0

@@ -65,7 +65,8 @@ def served():
         ({"predicate": "push", "entity": "nearest", "attributes": {"note": 3}}, ValueError, "must map names"),
         (_changed_after_it_was_built(), ValueError, "must map names"),
         ({"predicate": "lights"}, ValueError, "need predicate, entity"),
-        ("lights off, " * 1000, ValueError, "at most 15 commanded events"),
+        (["lights off"] * 1000, ValueError, "at most 15 commanded events"),
+        ("lights off, " * 1000, ValueError, "event prompt of 12,000 characters, at most 1000"),
         (["lights off", 7], TypeError, "got int 7"),  # the good part of a bad list is not queued either
     ],
     ids=[
@@ -78,6 +79,7 @@ def served():
         "changed",
         "dict",
         "1000",
+        "long",
         "mixed",
     ],
 )
