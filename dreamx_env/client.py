@@ -4,8 +4,10 @@ Each call sends one request and waits for its reply. While waiting, the client r
 id every ``retry_interval_s``; the server answers a retry of a finished request with the cached reply and
 a retry of a request still being generated with a PING, so retries never repeat work and a slow batch is
 not mistaken for a dead server. When nothing at all comes back for ``timeout_s`` (default 5 s) the call
-raises :class:`ServerUnavailable` naming the address. Calls never hang. One client is one identity: the
-sessions it opens belong to it. It is not thread-safe; use one client per thread.
+raises :class:`ServerUnavailable` naming the address. Calls never hang. A request the server could not
+receive (a frame over its ``max_message_bytes``, which ZeroMQ there drops without an answer) is refused
+before sending with :class:`RequestTooLarge`. One client is one identity: the sessions it opens belong
+to it. It is not thread-safe; use one client per thread.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ class ServerUnavailable(ConnectionError):
     """The simulator server did not answer in time (it is gone, or never started)."""
 
 
+class RequestTooLarge(ValueError):
+    """A request with a frame (an array) over the server's ``max_message_bytes``: refused before sending,
+    because ZeroMQ at the server would drop it and close the connection without an answer."""
+
+
 class ServerError(RuntimeError):
     """The server answered with an ERROR. ``code`` is a ``world_model.serve.protocol.ErrorCode`` value."""
 
@@ -44,6 +51,7 @@ class ClientConfig:
     timeout_s: float = 5.0  # no sign of life for this long -> ServerUnavailable
     retry_interval_s: float = 1.0  # re-send the same request id this often while waiting
     request_timeout_s: float = 600.0  # upper bound for one request, even while the server says "working"
+    max_message_bytes: int = 256 << 20  # the server's (its default), until info() reports the server's own
     server_public_key: str | None = None  # z85 CURVE key of a remote server: turns CURVE on
     curve_public_key: str | None = None  # this client's keypair (for a server's client_public_keys);
     curve_secret_key: str | None = None  #   None: a fresh pair per client
@@ -83,6 +91,7 @@ class SimulatorClient:
             self._sock.curve_publickey, self._sock.curve_secretkey = public, secret
         self._sock.connect(address)
         self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
+        self.max_message_bytes = cfg.max_message_bytes  # the largest frame the server receives
         self.closed = False
 
     def request(
@@ -99,6 +108,7 @@ class SimulatorClient:
         timeout = cfg.timeout_s if timeout_s is None else timeout_s
         request_id = next(self._ids)
         frames = encode(Message(type, request_id, meta or {}, arrays or {}))
+        self._check_size(type, frames, list(arrays or {}))
         start = last_life = last_send = time.monotonic()
         sent = self._try_send(frames)
         while True:
@@ -135,6 +145,20 @@ class SimulatorClient:
                 sent = self._try_send(frames)  # same request id: idempotent on the server
                 last_send = time.monotonic()
 
+    def _check_size(self, type: MsgType, frames: list, names: list[str]) -> None:
+        """Raise :class:`RequestTooLarge` if a frame is over ``max_message_bytes`` (ZeroMQ's limit is per
+        frame: the header and each array are one)."""
+        limit = self.max_message_bytes
+        for i, frame in enumerate(frames):
+            if limit >= 0 and len(frame) > limit:
+                what = f"array {names[i - 2]!r}" if i >= 2 else "its header"
+                raise RequestTooLarge(
+                    f"this {type.name} request's {what} is {len(frame):,} bytes, over the {limit:,} bytes "
+                    f"the server at {self.address} takes in one frame (its max_message_bytes): it would drop "
+                    "the connection without an answer. Send fewer sessions, a shorter horizon or fewer "
+                    "frames a request, or raise max_message_bytes on the server"
+                )
+
     def _try_send(self, frames: list) -> bool:
         """Send without blocking: with no peer at all (an inproc server gone) a DEALER would block forever."""
         try:
@@ -148,7 +172,14 @@ class SimulatorClient:
         return self.request(MsgType.PING, timeout_s=timeout_s).meta
 
     def info(self) -> dict[str, Any]:
-        return self.request(MsgType.INFO).meta
+        """The server's facts and limits. Also sets ``max_message_bytes`` to the smallest frame limit on
+        the way: the server's, and its broker's when there is one (-1: no limit)."""
+        meta = self.request(MsgType.INFO).meta
+        found = [(meta.get(k) or {}).get("max_message_bytes") for k in ("server", "broker")]
+        found = [v for v in found if isinstance(v, int) and not isinstance(v, bool)]
+        if found:
+            self.max_message_bytes = -1 if all(v < 0 for v in found) else min(v for v in found if v >= 0)
+        return meta
 
     def open(self, specs: list[SceneSpec], outputs: tuple[str, ...] = ("rgb",)) -> OpenResult:
         reply = self.request(

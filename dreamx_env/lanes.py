@@ -42,7 +42,10 @@ class LanedClient:
         return self.lanes[0].closed
 
     def info(self) -> dict[str, Any]:
-        return self.lanes[0].info()
+        meta = self.lanes[0].info()
+        for lane in self.lanes[1:]:  # every lane talks to the same server (or broker)
+            lane.max_message_bytes = self.lanes[0].max_message_bytes
+        return meta
 
     def open(self, specs: list[SceneSpec], outputs: tuple[str, ...] = ("rgb",)) -> OpenResult:
         """Open ``specs`` split into contiguous lanes, one OPEN after the other: a broker places each on its

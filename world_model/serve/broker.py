@@ -21,10 +21,11 @@ Clients do not change: an env pointed at the broker's ``address`` works as with 
   and CLOSE go to the worker that owns the sessions named (a request naming sessions of two workers is
   refused: open sessions that step together in one OPEN). A retried request id goes where the original
   went, so retries stay idempotent. INFO goes to a worker; PING is answered by the broker.
-- **A dead worker** (silent for ``heartbeat_timeout_s``, or it said DISCONNECT on stopping): its requests
-  in flight, and every later request naming its sessions, get ERROR ``worker_lost`` naming the worker and
-  the sessions, which the client raises. The broker keeps serving; new sessions go to the survivors. A
-  worker that comes back registers afresh with a new handle base (its old sessions are gone).
+- **A dead worker** (silent for ``heartbeat_timeout_s``, or it said DISCONNECT on stopping, with why: it
+  was stopped, its parent process exited, or it crashed): its requests in flight, and every later request
+  naming its sessions, get ERROR ``worker_lost`` naming the worker, the sessions and what happened, which
+  the client raises. The broker keeps serving; new sessions go to the survivors. A worker that comes back
+  registers afresh with a new handle base (its old sessions are gone).
 - **Security** as for the server: both sockets bind loopback, ``ipc://`` or ``inproc://`` unless CURVE
   keys are set. A ``worker_address`` beyond loopback also needs ``worker_public_keys``, the CURVE public
   keys of the workers allowed to register: a broker's public key is public, and a worker sees its
@@ -36,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -84,6 +86,8 @@ class BrokerConfig:
     max_message_bytes: int = 256 << 20
     send_queue_per_client: int = 4  # replies ZeroMQ queues for a client that does not read (SNDHWM)
     parent_pid: int | None = None
+    # removed when the broker stops because its parent died: a LocalCluster's folder, whose owner cannot
+    cleanup_folder: str | None = None
     curve_secret_key: str | None = None  # z85; required to bind beyond loopback
     curve_public_key: str | None = None
     worker_public_keys: list[str] = field(default_factory=list)  # z85 keys of workers allowed to register
@@ -101,7 +105,7 @@ class WorkerRecord:
     sessions: int = 0  # open sessions, as last reported plus those opened since
     opening: int = 0  # sessions asked for in OPEN/FORK requests not answered yet
     requests: int = 0
-    died: str = ""  # what happened: "shut down", "stopped answering"
+    died: str = ""  # what happened: "shut down", "crashed", "stopped answering"
     why: str = ""
     died_at: float = 0.0
 
@@ -163,6 +167,7 @@ class Broker:
         self._own_context = context is None  # own context: the ZAP handler must not see other sockets
         self._ctx = context or zmq.Context()
         self._stop = threading.Event()
+        self._orphaned = False  # stopping because the parent process died
         self.ready = threading.Event()
         self.workers: dict[int, WorkerRecord] = {}  # live, by key
         self._keys: dict[bytes, int] = {}  # routing id -> key (live)
@@ -228,12 +233,15 @@ class Broker:
             for address in (cfg.address, cfg.worker_address):
                 if address.startswith("ipc://") and os.path.exists(address[len("ipc://") :]):
                     os.unlink(address[len("ipc://") :])
+            if self._orphaned and cfg.cleanup_folder is not None:
+                shutil.rmtree(cfg.cleanup_folder, ignore_errors=True)
             log.info("broker on %s stopped", cfg.address)
 
     def _watch_parent(self) -> None:
         while not self._stop.wait(0.5):
             if os.getppid() != self.config.parent_pid:
                 log.warning("parent process %s is gone; stopping", self.config.parent_pid)
+                self._orphaned = True
                 self._stop.set()
 
     # -- clients --------------------------------------------------------------------------------------------
@@ -415,6 +423,7 @@ class Broker:
         now = time.monotonic()
         return {
             "address": self.config.address,
+            "max_message_bytes": self.config.max_message_bytes,
             "workers": [w.describe() for w in self.workers.values()],
             "lost_workers": [
                 {"name": w.name, "died": w.died, "why": w.why, "ago_s": round(now - w.died_at, 3)}
@@ -442,7 +451,9 @@ class Broker:
             if isinstance(sessions, int) and not isinstance(sessions, bool) and sessions >= 0:
                 worker.sessions = sessions
         elif msg.type == MsgType.DISCONNECT:
-            self._bury(worker, "shut down", "it said goodbye")
+            died, why = msg.meta.get("died"), msg.meta.get("why")
+            died = died if died in ("shut down", "crashed") else "shut down"
+            self._bury(worker, died, why[:300] if isinstance(why, str) and why else "it said goodbye")
 
     def _register(self, routing_id: bytes, worker: WorkerRecord | None, msg: Message) -> None:
         meta = msg.meta

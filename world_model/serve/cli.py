@@ -97,9 +97,12 @@ def run(config: ServerConfig | BrokerConfig) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: server.stop())
-    server.serve_forever()
-    # a worker's goodbye may still be queued on its socket (closed with a linger): let it go out
-    zmq.Context.instance().destroy(linger=0)
+    try:
+        server.serve_forever()
+    finally:
+        # a worker's goodbye (also a crashed one's) may still be queued on its socket, closed with a
+        # linger: let it go out
+        zmq.Context.instance().destroy(linger=0)
 
 
 def main() -> None:

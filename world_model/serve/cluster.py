@@ -5,7 +5,8 @@ trying it before spreading workers over hosts.
         env = gymnasium.make("DreamX/Explore-v0", backend="constant", server=cluster.address)
 
 Every process gets ``parent_pid`` (it stops when this process dies) and is stopped by ``close()``; the
-socket folder is removed. Process ``i`` is the worker named ``worker{i}``.
+socket and log folder is removed, by ``close()`` or, when this process dies without closing, by the broker
+as it stops. Process ``i`` is the worker named ``worker{i}``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class LocalCluster:
                     "worker_address": self.worker_address,
                     "heartbeat_s": config.heartbeat_s,
                     "heartbeat_timeout_s": config.heartbeat_timeout_s,
+                    "cleanup_folder": self.folder,
                 },
             )
             threads = {} if config.threads is None else {"OMP_NUM_THREADS": str(config.threads)}

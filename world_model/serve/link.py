@@ -8,6 +8,7 @@ change. This class adds what a worker needs on top (the Paranoid Pirate pattern)
 - READY with the worker's name, backend facts and capacity, re-sent every second until the broker answers
   with the handle base for this worker's session ids and the heartbeat settings;
 - a HEARTBEAT every ``heartbeat_s``;
+- DISCONNECT when it stops, saying whether it shut down or crashed, and why;
 - when the broker has been silent for ``heartbeat_timeout_s``, or answers DISCONNECT ("I do not know you"),
   the link reports the broker lost; the server then drops its sessions (their clients have been told by
   the broker that they are gone) and the link reconnects with a fresh identity and registers again.
@@ -137,11 +138,13 @@ class BrokerLink:
             return "registered"
         return None
 
-    def goodbye(self) -> None:
-        """Tell the broker this worker is stopping (best effort) and close the socket."""
+    def goodbye(self, died: str = "shut down", why: str = "stopped") -> None:
+        """Tell the broker this worker is stopping (best effort) and close the socket. ``died`` is "shut
+        down" or "crashed", ``why`` what happened, in words: the broker reports both to the worker's
+        clients."""
         if self.socket is None:
             return
         if self.registered:
-            self._control(Message(MsgType.DISCONNECT, 0, {"reason": "stopping"}))
+            self._control(Message(MsgType.DISCONNECT, 0, {"died": died, "why": why}))
         self.socket.close(linger=1000)
         self.socket = None

@@ -138,6 +138,7 @@ class SimulatorServer:
         self._own_context = bool(config.client_public_keys)
         self._ctx = zmq.Context() if self._own_context else context or zmq.Context.instance()
         self._stop = threading.Event()
+        self._stop_reason = "it was stopped"  # what a worker's goodbye tells the broker
         self.ready = threading.Event()
         self.table = self._new_table()
         self.batcher = StepBatcher(BatchPolicy(config.max_batch, config.max_wait_ms, config.active_window_ms))
@@ -199,6 +200,7 @@ class SimulatorServer:
         log.info("serving backend %s on %s", self.worker.backend_info.name, where)
         self.ready.set()
         last_sweep = time.monotonic()
+        crash: Exception | None = None
         try:
             while not self._stop.is_set():
                 events = dict(poller.poll(self.batcher.timeout_ms()))
@@ -230,6 +232,9 @@ class SimulatorServer:
                 if time.monotonic() - last_sweep > min(1.0, cfg.idle_timeout_s / 4):
                     last_sweep = time.monotonic()
                     self._expire_idle()
+        except Exception as exc:
+            crash = exc
+            raise
         finally:
             for p in self.batcher.pending:
                 self._reply(
@@ -237,7 +242,10 @@ class SimulatorServer:
                 )
             self.worker.stop()
             if self.link is not None:
-                self.link.goodbye()
+                if crash is None:
+                    self.link.goodbye("shut down", self._stop_reason)
+                else:
+                    self.link.goodbye("crashed", f"{type(crash).__name__}: {crash}")
             else:
                 sock.close(linger=0)
             if auth is not None:
@@ -290,6 +298,7 @@ class SimulatorServer:
         while not self._stop.wait(0.5):
             if os.getppid() != self.config.parent_pid:  # re-parented: the launching process is gone
                 log.warning("parent process %s is gone; stopping", self.config.parent_pid)
+                self._stop_reason = f"its parent process {self.config.parent_pid} exited"
                 self._stop.set()
 
     # -- messages -------------------------------------------------------------------------------------------
@@ -486,6 +495,7 @@ class SimulatorServer:
                     "idle_timeout_s",
                     "max_reply_bytes",
                     "max_client_bytes",
+                    "max_message_bytes",
                 )
             },
             "stats": dict(
