@@ -89,7 +89,8 @@ def test_covered_pixels_keep_the_warped_memory_depth_and_the_sky_stays_sky():
 
 
 def test_depth_is_scaled_to_the_floor_whose_depth_the_camera_height_fixes():
-    from world_model.model.compositing import floor_depth, ground_depth
+    from world_model.model.compositing import ground_depth
+    from world_model.model.reproject import floor_depth
 
     pose = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, np.radians(-20.0))  # looking down a little
     plane = floor_depth(torch.from_numpy(pose[None]), INTR)[0]

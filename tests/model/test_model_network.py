@@ -152,13 +152,14 @@ class _HostTensorsSeen(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def test_a_warmed_up_pass_reads_nothing_from_the_host(tiny_widths, monkeypatch):
+@pytest.mark.parametrize("floor", [False, True])
+def test_a_warmed_up_pass_reads_nothing_from_the_host(tiny_widths, monkeypatch, floor):
     """A CUDA graph captures ``LearnedWorldModel._forward`` (assembly, network, outputs) after warm-up passes
     and may not copy from the host then: a later pass on a device (``meta`` here) takes no host tensor, such
     as a module constant (the upsampling taps did, every pass: on a GPU the default backend failed at every
     graphed batch of ``UPSAMPLED_CONV_MIN_BATCH`` sessions or more)."""
     monkeypatch.setattr(network, "UPSAMPLED_CONV_MIN_BATCH", 1)  # the decoder's transposed convolution
-    net = WorldNet(tiny_widths).to("meta").eval()
+    net = WorldNet(tiny_widths, floor=floor).to("meta").eval()
     # _forward reads the model's net, precision and device type (for autocast, off in fp32)
     model = SimpleNamespace(net=net, device=torch.device("cpu"), config=SimpleNamespace(precision="fp32"))
 
@@ -167,7 +168,7 @@ def test_a_warmed_up_pass_reads_nothing_from_the_host(tiny_widths, monkeypatch):
 
     b, h, w = 2, 64, 64
     warp = (meta(b, 5, h, w), meta(b, h, w), meta(b, h, w, dtype=torch.bool))
-    inputs = (*warp, meta(b, HINT_CHANNELS, h, w), meta(b), None, meta(b, 2), meta(b))
+    inputs = (*warp, meta(b, HINT_CHANNELS, h, w), meta(b), None, meta(b, 2), meta(b), meta(b, h, w) if floor else None)
     with torch.no_grad():
         LearnedWorldModel._forward(model, *inputs)  # warm-up
         with _HostTensorsSeen() as seen:

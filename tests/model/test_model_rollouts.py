@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from world_model.model.checkpoint import load_weights
@@ -80,3 +81,48 @@ def test_training_with_rollout_rows_and_initial_weights(tiny_dataset, tiny_weigh
     frames = [w.frame for w in walks]
     trainer.losses(trainer.batch(), aux_weight=1.0)
     assert [w.frame for w in walks] == [f + 1 for f in frames]  # each step, one frame further
+
+
+def test_a_floor_network_starts_from_one_without_it_computing_the_same(tiny_widths):
+    from world_model.model.network import IN_CHANNELS
+    from world_model.model.train import start_from
+
+    torch.manual_seed(0)
+    plain, floor = WorldNet(tiny_widths), WorldNet(tiny_widths, floor=True)
+    start_from(floor, plain)
+    x = torch.randn(2, IN_CHANNELS, 64, 64)
+    state, step = torch.zeros(2, 2), torch.zeros(2)
+    with torch.no_grad():
+        a = plain(x, state, step)
+        b = floor(torch.cat([x, torch.rand(2, 1, 64, 64)], dim=1), state, step)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    floor.stem.weight.data[:, -1] = 1.0  # the channel is read once trained
+    with torch.no_grad():
+        c = floor(torch.cat([x, torch.rand(2, 1, 64, 64)], dim=1), state, step)
+    assert not torch.allclose(a["inv_depth"], c["inv_depth"], atol=1e-3)
+    with pytest.raises(ValueError, match="cannot start"):
+        start_from(plain, floor)
+
+
+def test_a_floor_network_generates_with_the_floor_of_its_cameras(tiny_dataset, tiny_widths, tmp_path):
+    """Weights with the floor channel load (the header says so) and generate; the channel is the floor
+    plane's inverse depth along each ray of the target camera."""
+    from world_model.model.checkpoint import save_weights
+    from world_model.model.network import inverse_depth
+    from world_model.model.reproject import floor_depth
+
+    torch.manual_seed(0)
+    path = tmp_path / "floor.safetensors"
+    save_weights(path, WorldNet(tiny_widths, floor=True), {"step": 0, "height": 64, "width": 64})
+    store = TrajectoryStore(tiny_dataset, progress=False)
+    model = LearnedWorldModel(LearnedConfig(weights=str(path), collide=False))
+    assert model.net.floor and model.net.stem.in_channels == 19
+    poses = store.poses[0].astype(np.float64)
+    sid, _, _ = model.open(first_frame=store.rgb[0, 0], start_pose=poses[0])
+    step = model.next_inputs([sid], poses[1:2])
+    x = step.inputs()
+    assert x.shape[1] == 19
+    expected = inverse_depth(floor_depth(torch.from_numpy(poses[1:2]), model.intr).float())
+    assert torch.allclose(x[:, 18], expected) and (x[:, 18, -1] > 0).all() and (x[:, 18, 0] == 0).all()
+    frames = model.generate([sid], (np.linalg.inv(poses[0]) @ poses[1:3])[None], [[]])[0]
+    assert frames.rgb.shape == (2, 64, 64, 3) and np.isfinite(frames.depth).any()

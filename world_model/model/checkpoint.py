@@ -24,11 +24,13 @@ VERSION = 1
 
 
 def _architecture(net: WorldNet) -> dict[str, str]:
-    return {"widths": json.dumps(list(net.widths)), "patch": str(net.patch)}
+    return {"widths": json.dumps(list(net.widths)), "patch": str(net.patch), "floor": str(int(net.floor))}
 
 
 def _network(header: dict[str, str]) -> WorldNet:
-    return WorldNet(tuple(json.loads(header["widths"])), int(header.get("patch", "1")))
+    return WorldNet(
+        tuple(json.loads(header["widths"])), int(header.get("patch", "1")), bool(int(header.get("floor", "0")))
+    )
 
 
 def save_weights(path: str | Path, net: WorldNet, meta: dict[str, Any]) -> None:
@@ -103,10 +105,12 @@ def save_train_state(
 
 def load_train_state(path: str | Path, net: WorldNet, opt: torch.optim.Optimizer) -> dict[str, Any]:
     header = read_header(path)
-    ours = {k: header.get(k, "1" if k == "patch" else None) for k in ("widths", "patch")}
+    defaults = {"widths": None, "patch": "1", "floor": "0"}  # states from before a field existed
+    ours = {k: header.get(k, default) for k, default in defaults.items()}
     if header.get("format") != FORMAT + "-train" or ours != _architecture(net):
         raise ValueError(
-            f"{path} is not a training state for WorldNet{tuple(net.widths)} patch {net.patch}; "
+            f"{path} is not a training state for WorldNet{tuple(net.widths)} patch {net.patch} floor "
+            f"{net.floor}; "
             "start a new out_dir"
         )
     tensors = load_file(str(path))

@@ -24,7 +24,7 @@ from world_model.geometry import Intrinsics
 from world_model.model.conditioning import SKY_M, Warp
 from world_model.model.data import from_unit
 from world_model.model.network import depth_from_inverse
-from world_model.model.reproject import camera_rays
+from world_model.model.reproject import floor_depth
 from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS
 
 # A prop's pixel colour over its albedo, lights on and off: the engine's renders of dropped red balls and
@@ -64,16 +64,6 @@ def keep_warped_depth(out: dict[str, torch.Tensor], warp: Warp) -> None:
 FLOOR_FAR_M = 20.0  # floor pixels farther than this (near the horizon) do not set the scale
 FLOOR_PIXELS_MIN = 32  # floor pixels a frame needs before its depth is scaled to the floor's
 SCALE_LIMITS = (0.5, 2.0)  # the scale correction never goes beyond these
-
-
-def floor_depth(poses: torch.Tensor, intr: Intrinsics) -> torch.Tensor:
-    """The z-depth ``[B, H, W]`` at which each pixel's ray meets the floor (the plane z = 0) from cameras
-    ``poses [B, 4, 4]``; inf where the ray does not go down to it."""
-    rays = camera_rays(intr, poses.device).to(poses.dtype)  # [H, W, 3], camera z = 1
-    down = torch.einsum("hwj,bj->bhw", rays, poses[:, 2, :3])  # world z per unit camera z
-    height = poses[:, 2, 3][:, None, None]
-    depth = torch.where(down < -1e-3, height / (-down).clamp_min(1e-3), torch.full_like(down, float("inf")))
-    return torch.where(height > 0, depth, torch.full_like(depth, float("inf")))
 
 
 def ground_depth(

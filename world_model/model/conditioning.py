@@ -103,11 +103,13 @@ def assemble(
     estimate: torch.Tensor | None = None,
     depth_known: bool | torch.Tensor = True,
     dtype: torch.dtype = torch.float32,
+    floor: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The network's input ``[B, IN_CHANNELS, H, W]`` (channels last; the channels are listed in ``network``)
     from a ``Warp``, hint channels (``None``: none), the current estimate (default: the warp itself, i.e.
-    the first sampling step, see :func:`current_estimate`) and whether depth is known (a bool, or one per row
-    ``[B]``), in ``dtype``: bfloat16 writes the input once, as autocast would round it for the convolutions
+    the first sampling step, see :func:`current_estimate`), whether depth is known (a bool, or one per row
+    ``[B]``) and, for a network with the floor channel, the floor plane's depth ``floor [B, H, W]`` along
+    each pixel's ray (``reproject.floor_depth``), in ``dtype``: bfloat16 writes the input once, as autocast would round it for the convolutions
     (the network then needs the estimate in full precision beside it). Generation runs it inside the
     network's CUDA graph or compiled kernels (``LearnedWorldModel._forward``)."""
     feats, zbuf, mask = warp
@@ -129,6 +131,8 @@ def assemble(
         torch.full_like(m, 0.0 if estimate is None else 1.0),
         torch.as_tensor(hints, device=feats.device),
     ]
+    if floor is not None:
+        planes.append(inverse_depth(floor.to(feats.device, torch.float32))[:, None])
     # each part cast before the concatenation: compiled, one pass writes the input in dtype (cast after, a
     # float32 input is written, then read again to round it). learned_fast, bf16, compiled, 2-core CPU, five
     # interleaved A/Bs at batch 32: the network took 0.52-0.56 ms a frame against 0.56-0.61
@@ -153,9 +157,10 @@ def first_frame_warp(rgb: torch.Tensor) -> Warp:
     return Warp(feats, zbuf, torch.ones(b, h, w, dtype=torch.bool, device=rgb.device))
 
 
-def first_frame_inputs(rgb: torch.Tensor) -> torch.Tensor:
-    """The full input for encoding given frames ``rgb [B,3,H,W]`` (see ``first_frame_warp``)."""
-    return assemble(first_frame_warp(rgb), None, depth_known=False)
+def first_frame_inputs(rgb: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
+    """The full input for encoding given frames ``rgb [B,3,H,W]`` (see ``first_frame_warp``), with the floor
+    plane's depth for a network that takes it."""
+    return assemble(first_frame_warp(rgb), None, depth_known=False, floor=floor)
 
 
 def state_batch(states: list[WorldState]) -> torch.Tensor:

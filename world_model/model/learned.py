@@ -55,7 +55,7 @@ from world_model.model.device import freeze_live_objects, keep_freed_memory, res
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
-from world_model.model.reproject import zbuffer_torch
+from world_model.model.reproject import floor_depth, zbuffer_torch
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 
@@ -165,13 +165,19 @@ def frame_outputs(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class NextFrame(NamedTuple):
     """The network's conditioning for a batch of sessions' next frames (``LearnedWorldModel.next_inputs``):
     the cameras ``targets [B, 4, 4]``, the memories' ``warp``, event ``hints`` (``None``: no props), the
-    world ``state [B, STATE_DIM]`` and how much of each session's keyframes the cameras see (``seen``)."""
+    world ``state [B, STATE_DIM]``, how much of each session's keyframes the cameras see (``seen``) and, for
+    a network with the floor channel, the floor plane's depth along each pixel's ray (``floor [B, H, W]``)."""
 
     targets: np.ndarray
     warp: Warp
     hints: torch.Tensor | None
     state: torch.Tensor
     seen: list[np.ndarray]
+    floor: torch.Tensor | None = None
+
+    def inputs(self) -> torch.Tensor:
+        """The network's input (``assemble``) for the first sampling step."""
+        return assemble(self.warp, self.hints, floor=self.floor)
 
 
 @dataclass
@@ -296,7 +302,10 @@ class LearnedWorldModel(WorldModel):
                 pose = info.start_pose if pose is None else pose
         given = to_unit(image)[None].to(self.device)
         with torch.no_grad():
-            out = self._net(first_frame_warp(given), None, state_batch([WorldState()]), depth_known=False)
+            out = self._net(
+                first_frame_warp(given), None, state_batch([WorldState()]), depth_known=False,
+                floor=self._floor(pose[None]),
+            )  # fmt: skip
             if self.config.ground:
                 ground_depth(out, torch.from_numpy(pose[None]), self.intr)
         state = WorldState()
@@ -419,7 +428,7 @@ class LearnedWorldModel(WorldModel):
         return colour, host_depth, host_labels
 
     def _forward(
-        self, feats, zbuf, mask, hints, depth_known, estimate, state, step
+        self, feats, zbuf, mask, hints, depth_known, estimate, state, step, floor
     ) -> dict[str, torch.Tensor]:
         """The network on the input ``assemble`` makes of these (see ``_net``), in the configured precision,
         and all that generation uses of its output: the ``planes [B, 5, H, W]`` a memory keeps (fp32 colour
@@ -430,7 +439,7 @@ class LearnedWorldModel(WorldModel):
         concatenated across parts). In bf16 the input is assembled in bfloat16, the estimate beside it in
         fp32."""
         warp, bf16 = Warp(feats, zbuf, mask), self.config.precision == "bf16"
-        x = assemble(warp, hints, estimate, depth_known, torch.bfloat16 if bf16 else torch.float32)
+        x = assemble(warp, hints, estimate, depth_known, torch.bfloat16 if bf16 else torch.float32, floor)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self.net(x, state, step, current_estimate(warp, estimate))
         return frame_outputs(out)
@@ -442,6 +451,7 @@ class LearnedWorldModel(WorldModel):
         state: torch.Tensor,
         estimate: torch.Tensor | None = None,
         depth_known: bool = True,
+        floor: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One network pass from ``assemble(warp, hints, estimate, depth_known)`` (on a GPU: from a CUDA graph
         or compiled kernels, see ``acceleration``; on the CPU in parts of at most ``CPU_NETWORK_BATCH``):
@@ -452,7 +462,7 @@ class LearnedWorldModel(WorldModel):
         hints = self._no_hints(b) if hints is None else hints
         step = torch.zeros(b, device=dev) if estimate is None else torch.ones(b, device=dev)
         known = torch.full((b,), float(depth_known), device=dev)
-        inputs = (*warp, hints, known, estimate, state.to(dev), step)
+        inputs = (*warp, hints, known, estimate, state.to(dev), step, floor)
         if dev.type == "cpu" and b > CPU_NETWORK_BATCH:
             parts = [
                 self._run(self._small, *(None if t is None else t[i : i + CPU_NETWORK_BATCH] for t in inputs))
@@ -464,7 +474,7 @@ class LearnedWorldModel(WorldModel):
         return {**out, "rgb": out["planes"][:, 0:3], "depth": out["planes"][:, 3]}
 
     def _run(
-        self, network: Callable, feats, zbuf, mask, hints, depth_known, estimate, state, step
+        self, network: Callable, feats, zbuf, mask, hints, depth_known, estimate, state, step, floor
     ) -> dict[str, torch.Tensor]:
         """``network`` (``_forward`` or its graph or compiled form) on these, noting a batch shape it has not
         run before in ``_new_shape``: compiling and graph capture leave long-lived Python objects then, which
@@ -473,7 +483,7 @@ class LearnedWorldModel(WorldModel):
         if shape not in self._shapes_run:
             self._shapes_run.add(shape)
             self._new_shape = True
-        return network(feats, zbuf, mask, hints, depth_known, estimate, state, step)
+        return network(feats, zbuf, mask, hints, depth_known, estimate, state, step, floor)
 
     def _no_hints(self, b: int) -> torch.Tensor:
         """Zero hint planes for ``b`` sessions (``_hint_planes``, the layout ``_hints`` fills, so both run
@@ -514,15 +524,23 @@ class LearnedWorldModel(WorldModel):
                 versions=[s.state.version for s in ss],
             )  # fmt: skip
             hints = self._hints(ss, targets)
-        return NextFrame(targets, warp, hints, state_batch([s.state for s in ss]), seen)
+        state = state_batch([s.state for s in ss])
+        return NextFrame(targets, warp, hints, state, seen, self._floor(targets))
+
+    def _floor(self, poses: np.ndarray) -> torch.Tensor | None:
+        """The floor channel's depth ``[B, H, W]`` for cameras ``poses`` on the device, if the network
+        takes it."""
+        if not self.net.floor:
+            return None
+        return floor_depth(torch.from_numpy(np.asarray(poses, np.float64)), self.intr).float().to(self.device)
 
     def _predict(self, step: NextFrame) -> dict[str, torch.Tensor]:
         """The network's frames for ``step`` (``sampler_steps`` passes), with the configured depth rules."""
         with torch.no_grad():
             warp, hints, state = step.warp, step.hints, step.state
-            out = self._net(warp, hints, state)
+            out = self._net(warp, hints, state, floor=step.floor)
             for _ in range(self.config.sampler_steps - 1):
-                out = self._net(warp, hints, state, estimate=out["rgb"])
+                out = self._net(warp, hints, state, estimate=out["rgb"], floor=step.floor)
             if self.config.keep_depth:
                 keep_warped_depth(out, warp)
             if self.config.ground:

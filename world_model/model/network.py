@@ -12,7 +12,12 @@ Inputs (``IN_CHANNELS`` at H x W), built by ``conditioning.py``:
 8-10   current estimate of the frame (step 1: the warp; later steps: the previous step's output)
 11     refinement step flag (0 on the first step, 1 after)
 12-17  event hints (``world_state.WorldState.hints``): prop colour, object mask, paint mask, inverse depth
+18     with ``floor``: the floor plane's inverse depth along each pixel's ray (``reproject.floor_depth``:
+       from the target camera's known height and pitch; 0 where the ray never meets it)
 =====  ==========================================================================================
+
+The floor channel gives the network the absolute scale a single image lacks: where the floor is, its depth
+is known from the camera, and every surface standing on it meets it there.
 
 Global conditioning (FiLM on every block): world state ``[lights, door]``. Outputs: colour as a correction
 of the estimate, inverse depth, semantic logits over ``semantics.SEMANTIC_CLASSES``.
@@ -248,14 +253,18 @@ class WorldNet(nn.Module):
     """UNet over ``len(widths)`` resolutions with channel widths ``widths``, the first at 1/``patch`` of the
     image resolution (``patch=1``: full resolution)."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 96, 128), patch: int = 1) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (32, 64, 96, 128), patch: int = 1, floor: bool = False
+    ) -> None:
         super().__init__()
         if patch < 1:
             raise ValueError(f"patch must be >= 1, got {patch}")
         self.widths = tuple(widths)
         self.patch = patch
+        self.floor = floor
+        self.in_channels = IN_CHANNELS + int(floor)
         self.state_mlp = nn.Sequential(nn.Linear(STATE_DIM + 1, 64), nn.SiLU(), nn.Linear(64, 64))
-        self.stem = nn.Conv2d(IN_CHANNELS * patch * patch, widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(self.in_channels * patch * patch, widths[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.enc = nn.ModuleList()
         prev = widths[0]
@@ -289,7 +298,7 @@ class WorldNet(nn.Module):
     def forward(
         self, x: torch.Tensor, state: torch.Tensor, step: torch.Tensor, estimate: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """``x [B, IN_CHANNELS, H, W]``, ``state [B, STATE_DIM]``, ``step [B]`` (0 first step, 1 refine);
+        """``x [B, in_channels, H, W]``, ``state [B, STATE_DIM]``, ``step [B]`` (0 first step, 1 refine);
         ``estimate [B, 3, H, W]``: channels 8-10 of ``x`` in full precision, where ``x`` comes rounded to
         bfloat16 (the colour is a correction of it). Returns ``rgb [B,3,H,W]`` in [-1, 1], ``inv_depth
         [B,H,W]`` in [0, 1], ``semantic`` logits."""

@@ -31,6 +31,16 @@ def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.T
     return torch.as_tensor(pixel_rays(intr), dtype=torch.float32, device=device)
 
 
+def floor_depth(poses: torch.Tensor, intr: Intrinsics) -> torch.Tensor:
+    """The z-depth ``[B, H, W]`` at which each pixel's ray meets the floor (the plane z = 0) from cameras
+    ``poses [B, 4, 4]``; inf where the ray does not go down to it."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)  # [H, W, 3], camera z = 1
+    down = torch.einsum("hwj,bj->bhw", rays, poses[:, 2, :3])  # world z per unit camera z
+    height = poses[:, 2, 3][:, None, None]
+    depth = torch.where(down < -1e-3, height / (-down).clamp_min(1e-3), torch.full_like(down, float("inf")))
+    return torch.where(height > 0, depth, torch.full_like(depth, float("inf")))
+
+
 def splat(
     feats: torch.Tensor | Sequence[Sequence[torch.Tensor]],
     depth: torch.Tensor | Sequence[torch.Tensor],

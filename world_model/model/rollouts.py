@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from world_model.events import EventRecord
-from world_model.model.conditioning import assemble
 from world_model.model.data import TrajectoryStore
 from world_model.model.learned import LearnedConfig, LearnedWorldModel, NextFrame, frame_outputs
 from world_model.model.network import WorldNet
@@ -97,7 +96,7 @@ class SelfRollouts:
         ]
         poses = store.poses[n, t].astype(np.float64)
         self._step = self.model.next_inputs([w.session for w in walks], poses, events)
-        return assemble(self._step.warp, self._step.hints), self._step.state, (n, t)
+        return self._step.inputs(), self._step.state, (n, t)
 
     def commit(self, out: dict[str, torch.Tensor]) -> None:
         """Remember the network's outputs ``out`` for the frames ``inputs`` asked for (rows in its order)."""

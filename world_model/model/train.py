@@ -38,6 +38,7 @@ from world_model.model.data import Example, TrajectoryStore, from_unit, to_unit
 from world_model.model.device import resolve_device
 from world_model.model.learned import LearnedConfig, weights_path
 from world_model.model.network import WorldNet, inverse_depth
+from world_model.model.reproject import floor_depth
 from world_model.model.rollouts import SelfRollouts
 from world_model.options import check_options
 
@@ -54,6 +55,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     widths: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
     patch: int = 1  # 2: the cheap variant, the UNet on 2x2 pixel patches (network.WorldNet)
+    floor: bool = False  # the floor channel: the floor plane's depth from the camera (network.WorldNet)
     memory_k: int = 4  # memories warped into each target (latest + retrieved)
     first_frame_prob: float = 0.1  # rows that encode a given frame (predict its depth and semantics)
     self_context_prob: float = 0.3  # rows whose latest memory is the model's own prediction (exposure bias)
@@ -90,7 +92,7 @@ class Trainer:
         self.holdout_rows = np.flatnonzero(np.isin(self.store.seed, held))
         train = np.isin(np.arange(len(self.store)), self.train_rows)
         self.event_frames = np.argwhere((self.store.events != "") & train[:, None])  # (row, frame) pairs
-        self.net = WorldNet(tuple(cfg.widths), cfg.patch).to(self.device)
+        self.net = WorldNet(tuple(cfg.widths), cfg.patch, cfg.floor).to(self.device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.out = Path(cfg.out_dir)
@@ -99,7 +101,7 @@ class Trainer:
             meta = load_train_state(self.state_path, self.net, self.opt)
             self.step = int(meta["step"])
         elif cfg.init_weights:
-            self.net.load_state_dict(load_weights(weights_path(cfg.init_weights))[0].state_dict())
+            start_from(self.net, load_weights(weights_path(cfg.init_weights))[0])
         self.rng = np.random.default_rng([cfg.seed, self.step])
         self.warp_rules = LearnedConfig()  # memories are warped into targets by the rules generation uses
         self.rollouts = None
@@ -127,7 +129,12 @@ class Trainer:
             versions=[e.state.version for e in examples],
         )  # fmt: skip
         hints = np.concatenate([e.state.hints(e.pose[None], intr) for e in examples])
-        return assemble(warped, hints), state_batch([e.state for e in examples])
+        floor = self._floor(poses)
+        return assemble(warped, hints, floor=floor), state_batch([e.state for e in examples])
+
+    def _floor(self, poses: np.ndarray) -> torch.Tensor | None:
+        """The floor channel for cameras ``poses``, if the network takes it."""
+        return floor_depth(torch.from_numpy(poses), self.store.intr).float() if self.net.floor else None
 
     def batch(self) -> list[Example]:
         cfg, rng, store = self.cfg, self.rng, self.store
@@ -163,7 +170,9 @@ class Trainer:
         target_rgb = to_unit(np.stack([e.rgb for e in examples]))
         first = torch.from_numpy(self.rng.random(b) < cfg.first_frame_prob)
         if first.any():
-            x[first] = first_frame_inputs(target_rgb[first])
+            poses = np.stack([e.pose for e in examples])[first.numpy()]
+            floor = self._floor(poses)
+            x[first] = first_frame_inputs(target_rgb[first], floor)
         step = torch.zeros(b)
         refine = torch.from_numpy(self.rng.random(b) < cfg.refine_prob) & ~first
         depth = np.stack([e.depth for e in examples])
@@ -285,6 +294,23 @@ class Trainer:
 
         img = from_unit(sheet).numpy()
         cv2.imwrite(str(self.out / "samples" / f"step{self.step:06d}.png"), img[..., ::-1])
+
+
+def start_from(net: WorldNet, start: WorldNet) -> None:
+    """``net`` takes the weights of ``start`` (fine-tuning). A network with the floor channel can start from
+    one without it: that channel's stem weights start at zero, so it computes what ``start`` did."""
+    if (net.widths, net.patch) != (start.widths, start.patch) or (start.floor and not net.floor):
+        raise ValueError(
+            f"cannot start a network of widths {net.widths}, patch {net.patch}, floor {net.floor} from one of "
+            f"widths {start.widths}, patch {start.patch}, floor {start.floor}"
+        )
+    weights = start.state_dict()
+    stem = weights["stem.weight"]
+    if stem.shape != net.stem.weight.shape:  # the floor channel is the last: pixel_unshuffle keeps it last
+        grown = torch.zeros_like(net.stem.weight)
+        grown[:, : stem.shape[1]] = stem
+        weights["stem.weight"] = grown
+    net.load_state_dict(weights)
 
 
 def train_config(d: dict[str, Any]) -> TrainConfig:
