@@ -14,29 +14,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-outputs}
 
-if ! $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-  echo "bench_gpu: torch sees no CUDA GPU here; use dreamx-bench for the CPU" >&2
-  exit 1
-fi
-if ! $PY -c "import gymnasium, mujoco, zmq, hydra, stable_baselines3, msgpack, pygame" 2>/dev/null; then
-  if [ -d .wheels ]; then
-    echo "bench_gpu: installing the dependencies from .wheels/ (offline)"
-    $PY -m pip install -q --no-index --no-deps --no-build-isolation .wheels/*
-  else
-    $PY -m pip install -q gymnasium stable-baselines3 mujoco pyzmq msgpack pygame hydra-core
-  fi
-fi
-if ! $PY -c "import dreamx_env" 2>/dev/null; then
-  echo "bench_gpu: installing dreamx-env (editable, torch left as it is)"
-  $PY -m pip install -q --no-deps --no-build-isolation -e .
-fi
-export MUJOCO_GL=${MUJOCO_GL:-egl}
-if ! $PY -c "import mujoco" 2>/dev/null; then
-  echo "bench_gpu: MuJoCo cannot load its $MUJOCO_GL renderer here: install libEGL (Debian: libegl1), or" \
-    "OSMesa (libosmesa6) and set MUJOCO_GL=osmesa" >&2
-  exit 1
-fi
-
+WHO=bench_gpu
+source scripts/gpu_env.sh
 $PY -c "import torch; print('bench_gpu:', torch.__version__, torch.cuda.get_device_name(0))"
 # a failing test does not stop the figures (a lent GPU's time is short), but the script then exits 1
 TESTS=0

@@ -62,6 +62,9 @@ class TrainConfig:
     refine_prob: float = 0.25  # rows trained as the second sampler step, refining a first-step output
     event_prob: float = 0.0  # rows drawn from the 8 frames after an event (memories from before it)
     rollout_rows: int = 0  # more rows a batch, each a rollout on the model's own outputs (``rollouts``)
+    rollout_seen_weight: float = 1.0  # the rollout rows' colour loss where memory covers the frame (0: only
+    # where it must be imagined; their memory there is the model's own and the loss would teach it to
+    # overrule what it remembers)
     init_weights: str | None = None  # start from these weights (fine-tuning; a path or a shipped name)
     unseen_weight: float = 3.0  # extra colour-loss weight on pixels no memory covers (what must be imagined)
     aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
@@ -199,6 +202,9 @@ class Trainer:
         inv = torch.from_numpy(inverse_depth(depth)).to(dev)
         sem = torch.from_numpy(sem.astype(np.int64)).to(dev)
         weight = 1.0 + cfg.unseen_weight * (1.0 - x[:, 4:5])  # channel 4: the warp's validity mask
+        if self.rollouts is not None:
+            seen = x[b:, 4:5]
+            weight[b:] = (1.0 - seen) * (1.0 + cfg.unseen_weight) + seen * cfg.rollout_seen_weight
         rgb = (weight * (out["rgb"] - target_rgb).abs()).mean() / weight.mean()
         inv_depth = F.l1_loss(out["inv_depth"], inv)
         semantic = F.cross_entropy(out["semantic"], sem)
