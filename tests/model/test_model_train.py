@@ -80,3 +80,33 @@ def test_colour_bytes_round_trip_through_the_unit_range():
     assert unit.shape == (2, 3, 8, 8) and unit.min() >= -1 and unit.max() <= 1
     assert np.array_equal(from_unit(unit).numpy(), rgb)
     assert from_unit(torch.tensor([-3.0, 0.0, 3.0])[:, None, None]).flatten().tolist() == [0, 128, 255]
+
+
+def test_a_resumed_run_is_the_run_it_would_have_been(tiny_dataset, tmp_path, monkeypatch):
+    """Killed mid-way and resumed, training ends with the weights of an uninterrupted run, bit for bit: the
+    checkpoint holds the random states that draw the batches."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    whole = replace(_config(tiny_dataset, tmp_path, steps=4), out_dir=str(tmp_path / "whole"), sample_every=100)
+    Trainer(whole).run()
+    cut = replace(whole, out_dir=str(tmp_path / "cut"))
+    real_save = Trainer.save
+
+    def dies_after_step_2(self, meta_extra=None):
+        real_save(self, meta_extra)
+        if self.step == 2:
+            raise KeyboardInterrupt  # as a kill right after the checkpoint
+
+    monkeypatch.setattr(Trainer, "save", dies_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cut).run()
+    monkeypatch.setattr(Trainer, "save", real_save)
+    torch.manual_seed(123)  # a fresh process: whatever torch's random state was
+    resumed = Trainer(cut)
+    assert resumed.step == 2
+    resumed.run()
+    a = load_file(str(tmp_path / "whole" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

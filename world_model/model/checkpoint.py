@@ -87,8 +87,10 @@ def file_hash(path: str | Path) -> str:
 def save_train_state(
     path: str | Path, net: WorldNet, opt: torch.optim.Optimizer, meta: dict[str, Any]
 ) -> None:
-    """Weights plus Adam moments, so ``dreamx-train`` resumes where it stopped (``meta`` holds the step)."""
+    """Weights, Adam moments and torch's random state, so ``dreamx-train`` resumes where it stopped
+    (``meta`` holds the step and the trainer's numpy random state)."""
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors["rng.torch"] = torch.get_rng_state()
     for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
         for name, value in opt.state.get(p, {}).items():
             tensors[f"opt.{i}.{name}"] = (
@@ -115,6 +117,8 @@ def load_train_state(path: str | Path, net: WorldNet, opt: torch.optim.Optimizer
         )
     tensors = load_file(str(path))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
     for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
         state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
         if state:

@@ -100,15 +100,20 @@ class Trainer:
         self.step = 0
         self.out = Path(cfg.out_dir)
         self.state_path = self.out / "train_state.safetensors"
+        self.rng = np.random.default_rng([cfg.seed, 0])
         if self.state_path.is_file():
             meta = load_train_state(self.state_path, self.net, self.opt)
             self.step = int(meta["step"])
+            if "numpy_rng" in meta:  # the batches an uninterrupted run would have drawn next
+                self.rng.bit_generator.state = meta["numpy_rng"]
+            else:  # a state saved before the random state was
+                self.rng = np.random.default_rng([cfg.seed, self.step])
         elif cfg.init_weights:
             start_from(self.net, load_weights(weights_path(cfg.init_weights))[0])
-        self.rng = np.random.default_rng([cfg.seed, self.step])
         self.warp_rules = LearnedConfig()  # memories are warped into targets by the rules generation uses
         self.rollouts = None
-        if cfg.rollout_rows:  # rollouts restart fresh on resume (their memories are not checkpointed)
+        if cfg.rollout_rows:  # rollouts restart fresh on resume (their memories are not checkpointed, so
+            # a resumed run with rollouts is not bit-identical to an uninterrupted one; without, it is)
             self.rollouts = SelfRollouts(
                 self.store, self.train_rows, cfg.rollout_rows, self.net, self.rng, self.warp_rules, self.device
             )
@@ -218,7 +223,12 @@ class Trainer:
 
     # -- loop -------------------------------------------------------------------------------------------
     def save(self, meta_extra: dict[str, Any] | None = None) -> None:
-        meta = {"step": self.step, "config": asdict(self.cfg), "command": " ".join(sys.argv)}
+        meta = {
+            "step": self.step,
+            "config": asdict(self.cfg),
+            "command": " ".join(sys.argv),
+            "numpy_rng": self.rng.bit_generator.state,
+        }
         save_train_state(self.state_path, self.net, self.opt, meta)
         store = self.store
         save_weights(
