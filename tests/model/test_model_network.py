@@ -168,7 +168,15 @@ def test_a_warmed_up_pass_reads_nothing_from_the_host(tiny_widths, monkeypatch, 
 
     b, h, w = 2, 64, 64
     warp = (meta(b, 5, h, w), meta(b, h, w), meta(b, h, w, dtype=torch.bool))
-    inputs = (*warp, meta(b, HINT_CHANNELS, h, w), meta(b), None, meta(b, 2), meta(b), meta(b, h, w) if floor else None)
+    inputs = (
+        *warp,
+        meta(b, HINT_CHANNELS, h, w),
+        meta(b),
+        None,
+        meta(b, 2),
+        meta(b),
+        meta(b, h, w) if floor else None,
+    )
     with torch.no_grad():
         LearnedWorldModel._forward(model, *inputs)  # warm-up
         with _HostTensorsSeen() as seen:

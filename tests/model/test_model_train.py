@@ -89,7 +89,9 @@ def test_a_resumed_run_is_the_run_it_would_have_been(tiny_dataset, tmp_path, mon
 
     from safetensors.torch import load_file
 
-    whole = replace(_config(tiny_dataset, tmp_path, steps=4), out_dir=str(tmp_path / "whole"), sample_every=100)
+    whole = replace(
+        _config(tiny_dataset, tmp_path, steps=4), out_dir=str(tmp_path / "whole"), sample_every=100
+    )
     Trainer(whole).run()
     cut = replace(whole, out_dir=str(tmp_path / "cut"))
     real_save = Trainer.save

@@ -29,7 +29,9 @@ def _architecture(net: WorldNet) -> dict[str, str]:
 
 def _network(header: dict[str, str]) -> WorldNet:
     return WorldNet(
-        tuple(json.loads(header["widths"])), int(header.get("patch", "1")), bool(int(header.get("floor", "0")))
+        tuple(json.loads(header["widths"])),
+        int(header.get("patch", "1")),
+        bool(int(header.get("floor", "0"))),
     )
 
 

@@ -194,7 +194,9 @@ class _Session:
 
 
 class LearnedWorldModel(WorldModel):
-    def __init__(self, config: LearnedConfig | None = None, network: tuple[WorldNet, dict] | None = None) -> None:
+    def __init__(
+        self, config: LearnedConfig | None = None, network: tuple[WorldNet, dict] | None = None
+    ) -> None:
         """``network``: a ``WorldNet`` and its weights' header to run instead of loading ``config.weights``
         (training on the model's own rollouts shares the network it trains)."""
         self.config = cfg = config or LearnedConfig()
@@ -544,7 +546,9 @@ class LearnedWorldModel(WorldModel):
             if self.config.keep_depth:
                 keep_warped_depth(out, warp)
             if self.config.ground:
-                ground_depth(out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale)
+                ground_depth(
+                    out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale
+                )
         return out
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:

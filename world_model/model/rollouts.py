@@ -75,7 +75,9 @@ class SelfRollouts:
         evented = np.flatnonzero(store.events[n] != "")
         last = min(store.frames - MIN_FRAMES, int(evented[0]) if len(evented) else store.frames)
         t = int(self.rng.integers(0, max(last, 1)))
-        sid, _, _ = self.model.open(first_frame=store.rgb[n, t], start_pose=store.poses[n, t].astype(np.float64))
+        sid, _, _ = self.model.open(
+            first_frame=store.rgb[n, t], start_pose=store.poses[n, t].astype(np.float64)
+        )
         return _Walk(sid, n, t)
 
     def inputs(self) -> tuple[torch.Tensor, torch.Tensor, tuple[np.ndarray, np.ndarray]]:
@@ -91,7 +93,9 @@ class SelfRollouts:
         n = np.array([w.trajectory for w in walks])
         t = np.array([w.frame + 1 for w in walks])
         events = [
-            [EventRecord.from_dict(d) for d in json.loads(str(store.events[a, b]))] if store.events[a, b] else []
+            [EventRecord.from_dict(d) for d in json.loads(str(store.events[a, b]))]
+            if store.events[a, b]
+            else []
             for a, b in zip(n, t, strict=True)
         ]
         poses = store.poses[n, t].astype(np.float64)

@@ -115,7 +115,13 @@ class Trainer:
         if cfg.rollout_rows:  # rollouts restart fresh on resume (their memories are not checkpointed, so
             # a resumed run with rollouts is not bit-identical to an uninterrupted one; without, it is)
             self.rollouts = SelfRollouts(
-                self.store, self.train_rows, cfg.rollout_rows, self.net, self.rng, self.warp_rules, self.device
+                self.store,
+                self.train_rows,
+                cfg.rollout_rows,
+                self.net,
+                self.rng,
+                self.warp_rules,
+                self.device,
             )
 
     # -- one batch --------------------------------------------------------------------------------------
@@ -191,7 +197,10 @@ class Trainer:
             target_rgb = torch.cat([target_rgb, to_unit(store.rgb[n, t])])
             depth = np.concatenate([depth, store.depth[n, t].astype(np.float32)])
             sem = np.concatenate([sem, store.semantic[n, t]])
-            step, refine = torch.cat([step, torch.zeros(len(n))]), torch.cat([refine, torch.zeros(len(n), dtype=bool)])
+            step, refine = (
+                torch.cat([step, torch.zeros(len(n))]),
+                torch.cat([refine, torch.zeros(len(n), dtype=bool)]),
+            )
         x, state, step = x.to(dev), state.to(dev), step.to(dev)
         if refine.any():
             r = refine.to(dev)
@@ -257,7 +266,12 @@ class Trainer:
         started = time.time()
         while self.step < cfg.steps:
             progress = self.step / max(cfg.steps, 1)
-            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (self.step + 1) / (cfg.warmup_steps + 1))
+            lr = (
+                cfg.lr
+                * 0.5
+                * (1 + np.cos(np.pi * progress))
+                * min(1.0, (self.step + 1) / (cfg.warmup_steps + 1))
+            )
             for g in self.opt.param_groups:
                 g["lr"] = lr
             aux = cfg.aux_weight_start + (cfg.aux_weight_end - cfg.aux_weight_start) * progress
@@ -317,8 +331,8 @@ def start_from(net: WorldNet, start: WorldNet) -> None:
     one without it: that channel's stem weights start at zero, so it computes what ``start`` did."""
     if (net.widths, net.patch) != (start.widths, start.patch) or (start.floor and not net.floor):
         raise ValueError(
-            f"cannot start a network of widths {net.widths}, patch {net.patch}, floor {net.floor} from one of "
-            f"widths {start.widths}, patch {start.patch}, floor {start.floor}"
+            f"cannot start a network of widths {net.widths}, patch {net.patch}, floor {net.floor} from "
+            f"one of widths {start.widths}, patch {start.patch}, floor {start.floor}"
         )
     weights = start.state_dict()
     stem = weights["stem.weight"]
