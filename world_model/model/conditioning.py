@@ -110,8 +110,9 @@ def assemble(
     the first sampling step, see :func:`current_estimate`), whether depth is known (a bool, or one per row
     ``[B]``) and, for a network with the floor channel, the floor plane's depth ``floor [B, H, W]`` along
     each pixel's ray (``reproject.floor_depth``), in ``dtype``: bfloat16 writes the input once, as autocast
-    would round it for the convolutions (the network then needs the estimate in full precision beside it).
-    Generation runs it inside the network's CUDA graph or compiled kernels (``LearnedWorldModel._forward``)."""
+    would round it for the convolutions (the network then needs the estimate in full precision beside
+    it). Generation runs it inside the network's CUDA graph or compiled kernels
+    (``LearnedWorldModel._forward``)."""
     feats, zbuf, mask = warp
     b, _, h, w = feats.shape
     m = mask.float()[:, None]
