@@ -21,5 +21,5 @@ dreamx-generate output_dir=data/engine/train seed_start=0 seed_stop=600 trajecto
   frames=128 seeds_per_shard=20 workers="$(nproc)"
 # the recipe of the shipped fine-tune (world_model/model/weights/README.md), on CUDA
 RECIPE=(init_weights=learned_v1 floor=true steps=1500 batch_size=8 rollout_rows=8 lr=0.0002 warmup_steps=100
-  rollout_seen_weight=0.0 event_prob=0.3 aux_weight_start=1.0 aux_weight_end=1.0)
+  rollout_seen_weight=0.0 warp_rules=generation event_prob=0.3 aux_weight_start=1.0 aux_weight_end=1.0)
 dreamx-train data_dir=data/engine/train out_dir="$OUT/train" device=cuda "${RECIPE[@]}" "$@"

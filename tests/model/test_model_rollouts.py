@@ -69,6 +69,7 @@ def test_training_with_rollout_rows_and_initial_weights(tiny_dataset, tiny_weigh
         holdout_seeds=1,
         rollout_rows=2,
         init_weights=str(tiny_weights),
+        warp_rules="generation",
     )
     trainer = Trainer(cfg)
     start = load_weights(tiny_weights)[0].state_dict()

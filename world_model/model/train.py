@@ -66,6 +66,8 @@ class TrainConfig:
     # where it must be imagined; their memory there is the model's own and the loss would teach it to
     # overrule what it remembers)
     init_weights: str | None = None  # start from these weights (fine-tuning; a path or a shipped name)
+    warp_rules: str = "v1"  # how teacher-forced rows warp memories: "generation" (LearnedConfig's z-buffer
+    # rules, as the model runs) or "v1" (the nearest surface wins, as learned_v1 was trained)
     unseen_weight: float = 3.0  # extra colour-loss weight on pixels no memory covers (what must be imagined)
     aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
     aux_weight_end: float = 0.2
@@ -110,7 +112,9 @@ class Trainer:
                 self.rng = np.random.default_rng([cfg.seed, self.step])
         elif cfg.init_weights:
             start_from(self.net, load_weights(weights_path(cfg.init_weights))[0])
-        self.warp_rules = LearnedConfig()  # memories are warped into targets by the rules generation uses
+        if cfg.warp_rules not in ("v1", "generation"):
+            raise ValueError(f"warp_rules must be 'v1' or 'generation', got {cfg.warp_rules!r}")
+        self.warp_rules = LearnedConfig()  # generation's memory rules (the rollout rows always use them)
         self.rollouts = None
         if cfg.rollout_rows:  # rollouts restart fresh on resume (their memories are not checkpointed, so
             # a resumed run with rollouts is not bit-identical to an uninterrupted one; without, it is)
@@ -136,12 +140,14 @@ class Trainer:
     def _inputs(self, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         intr = self.store.intr
         poses = np.stack([e.pose for e in examples])
-        rules = self.warp_rules
-        warped = warp_memories(
-            [e.memories for e in examples], poses, intr, rules.prefer_older, rules.footprint,
-            tolerance=rules.same_surface, door_open=[e.state.door_open for e in examples],
-            versions=[e.state.version for e in examples],
-        )  # fmt: skip
+        memories, rules = [e.memories for e in examples], self.warp_rules
+        if self.cfg.warp_rules == "v1":  # the nearest surface wins (learned_v1 was trained so)
+            warped = warp_memories(memories, poses, intr)
+        else:
+            warped = warp_memories(
+                memories, poses, intr, rules.prefer_older, rules.footprint, tolerance=rules.same_surface,
+                door_open=[e.state.door_open for e in examples], versions=[e.state.version for e in examples],
+            )  # fmt: skip
         hints = np.concatenate([e.state.hints(e.pose[None], intr) for e in examples])
         floor = self._floor(poses)
         return assemble(warped, hints, floor=floor), state_batch([e.state for e in examples])
