@@ -9,7 +9,9 @@ import torch
 from world_model.bench.cli import main
 from world_model.bench.diamond_ref import DiamondRefUNet, sample_next_frame
 from world_model.bench.flops import worldnet_flops
+from world_model.bench.machine import CPU_INSTRUCTION_SETS
 from world_model.model.bench import bench as bench_learned
+from world_model.model.device import NATIVE_BF16, cpu_features
 from world_model.model.network import IN_CHANNELS, WorldNet
 
 
@@ -46,6 +48,16 @@ def test_report_has_every_section_with_positive_figures(out):
     for r, learned, env, yardstick in zip(results["ratios"]["cpu"], *sections.values(), strict=True):
         assert r["alone/yardstick"] == pytest.approx(learned["frames_per_s"] / yardstick["frames_per_s"])
         assert r["env:learned/yardstick"] == pytest.approx(env["frames_per_s"] / yardstick["frames_per_s"])
+
+
+def test_report_names_the_cpu_its_instruction_sets_and_the_precision_that_ran(out):
+    results = json.loads((out / "bench.json").read_text())
+    machine = results["machine"]
+    assert machine["cpu_model"]
+    assert machine["cpu_instruction_sets"] == [f for f in CPU_INSTRUCTION_SETS if f in cpu_features()]
+    assert results["settings"]["precision"] == "auto"  # the default, resolved per device as below
+    ran = "bf16" if cpu_features() & NATIVE_BF16 else "fp32"
+    assert results["learned"]["precision"] == results["yardstick"]["precision"] == {"cpu": ran}
 
 
 def test_laned_env_path_is_measured_beside_the_one_lane_path(out):

@@ -1,13 +1,16 @@
-"""Where tensors live, and how the backend sets up the process's allocator and garbage collector."""
+"""Where tensors live, in what precision the network runs, and how the backend sets up the process's
+allocator and garbage collector."""
 
 import gc
 import platform
+import warnings
 
 import numpy as np
 import pytest
 
 import world_model.model.device as device
 import world_model.model.learned as learned
+from world_model.model.checkpoint import load_weights
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -18,6 +21,63 @@ def test_resolve_device_names_and_refusals():
     assert device.resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="device must be one of"):
         device.resolve_device("tpu")
+
+
+def test_cpu_features_reads_x86_flags_and_arm_features(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\nmodel name\t: X\n")
+    monkeypatch.setattr(device, "CPUINFO", cpuinfo)
+    assert {"avx2", "avx512f", "avx512_bf16"} <= device.cpu_features.__wrapped__()
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
+    assert "bf16" in device.cpu_features.__wrapped__() and "X" not in device.cpu_features.__wrapped__()
+    monkeypatch.setattr(device, "CPUINFO", tmp_path / "absent")
+    assert device.cpu_features.__wrapped__() == frozenset()
+
+
+@pytest.mark.parametrize(
+    "features, expected",
+    [
+        (frozenset(), "fp32"),
+        (frozenset({"avx2", "avx512f"}), "fp32"),  # AVX-512 without its bf16 extension: emulated
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), "bf16"),
+        (frozenset({"avx2", "amx_bf16"}), "bf16"),
+        (frozenset({"asimd", "bf16"}), "bf16"),  # Arm
+    ],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(tiny_weights, monkeypatch, features, expected):
+    monkeypatch.setattr(device, "cpu_features", lambda: features)
+    asked = LearnedConfig(weights=str(tiny_weights), device="cpu")
+    assert asked.precision == "auto"  # the default
+    m = LearnedWorldModel(asked)
+    assert m.config.precision == m.info().extra["precision"] == expected  # what runs, and what reports say
+    assert asked.precision == "auto"  # the caller's config is left as given
+
+
+def test_auto_precision_is_fp32_for_a_network_in_training(tiny_weights, monkeypatch):
+    """A model around a shared network (training's own rollouts) runs as training's passes do."""
+    monkeypatch.setattr(device, "cpu_features", lambda: frozenset({"avx512_bf16"}))
+    net, header = load_weights(tiny_weights)
+    shared = LearnedWorldModel(LearnedConfig(device="cpu"), network=(net, header))
+    assert shared.config.precision == "fp32"
+    asked = LearnedWorldModel(LearnedConfig(device="cpu", precision="bf16"), network=(net, header))
+    assert asked.config.precision == "bf16"
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_once_and_runs(tiny_weights, monkeypatch):
+    device._warn_emulated_bf16.cache_clear()
+    weights = str(tiny_weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(device, "cpu_features", lambda: frozenset({"avx2", "avx512_bf16"}))
+        LearnedWorldModel(LearnedConfig(weights=weights, device="cpu", precision="bf16"))
+        assert caught == []  # native: nothing to say
+        monkeypatch.setattr(device, "cpu_features", lambda: frozenset({"avx2", "avx512f"}))
+        LearnedWorldModel(LearnedConfig(weights=weights, device="cpu", precision="fp32"))
+        assert caught == []
+        for _ in range(2):
+            m = LearnedWorldModel(LearnedConfig(weights=weights, device="cpu", precision="bf16"))
+            assert m.config.precision == "bf16"  # as asked
+    assert len(caught) == 1 and "several times slower than fp32" in str(caught[0].message)
 
 
 @glibc_only

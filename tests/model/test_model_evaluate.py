@@ -10,7 +10,7 @@ from world_model.model.learned import LearnedConfig, LearnedWorldModel
 
 @pytest.fixture(scope="module")
 def shipped():
-    return LearnedWorldModel(LearnedConfig(collide=False))
+    return LearnedWorldModel(LearnedConfig(collide=False, precision="fp32"))  # as dreamx-eval runs it
 
 
 def test_a_dropped_ball_passes_the_masked_event_check_and_the_truth_is_cached(shipped, tmp_path, monkeypatch):

@@ -4,11 +4,13 @@ machine's matmul peak and a DIAMOND-size diffusion yardstick, all in one run.
     dreamx-bench                                                  # batch 1, 8, 32, 128; 3 s per point
     dreamx-bench --batch-sizes 1 8 32 --seconds 2 --out bench_out  # + bench_out/bench.json, bench.png
     dreamx-bench --backends learned oracle --no-cuda
-    dreamx-bench --precision bf16 --batch-sizes 1 32 256         # on a GPU: also CUDA, in bfloat16
+    dreamx-bench --batch-sizes 1 32 256                           # on a GPU: also CUDA (in bf16 there)
     dreamx-bench --devices cuda --batch-sizes 1 32 256            # the GPU alone
-    dreamx-bench --weights learned_fast --precision bf16 --cpu-compile   # the cheap network, all CPU tricks
+    dreamx-bench --weights learned_fast --cpu-compile   # the cheap network, compiled (bf16 if native)
     dreamx-bench --lanes 1 2      # the env + server path also in 2 lanes (a broker, 2 one-thread workers)
 
+It first prints the machine: the CPU's model and instruction sets (avx2, avx512f, and avx512_bf16, amx_bf16
+or Arm's bf16: native bf16, without which --precision auto runs fp32), threads, torch, the GPU.
 At each batch size B it measures:
   learned alone  LearnedWorldModel(LearnedConfig()).generate for B sessions, --frames-per-step frames per
                  call (as dreamx-bench-model): frames/s, ms per call (mean, median, p95), after
@@ -96,10 +98,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--precision",
-        default="fp32",
+        default="auto",
         choices=PRECISIONS,
-        help="the learned network's precision, alone and behind the server, and the yardstick's "
-        "(default: fp32)",
+        help="the learned network's precision, alone and behind the server, and the yardstick's (default: "
+        "auto, bf16 where the device has it natively, else fp32)",
     )
     add_weights_argument(p, whose="the learned backend's ")
     p.add_argument(
@@ -149,7 +151,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     devices = args.devices
     kept = keep_freed_memory()  # as the CPU backend does, here for every measurement alike (yardstick too)
     machine = describe_machine() | {"malloc": "freed memory kept" if kept else "default"}
-    print(", ".join(f"{k} {v}" for k, v in machine.items() if v is not None))
+    print(
+        ", ".join(
+            f"{k} {(' '.join(v) or 'none') if isinstance(v, list) else v}"
+            for k, v in machine.items()
+            if v is not None
+        )
+    )
     peak = {d: matmul_peak(d, args.matmul_size or MATMUL_SIZE[d], args.seconds) for d in devices}
     print(
         "fp32 peak, the better of a matmul and the same product as a 1x1 convolution: "

@@ -1,4 +1,5 @@
-"""What the figures were measured on: CPU model, threads, torch version, CUDA device, CPU warp kernel."""
+"""What the figures were measured on: CPU model and instruction sets, threads, torch version, CUDA device,
+CPU warp kernel."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from typing import Any
 
 import torch
 
+from world_model.model.device import cpu_features
 from world_model.model.native import available as native_available
+
+# the instruction sets the CPU figures hinge on: AVX2 / AVX-512 fp32, and native bf16 (x86 AVX512_BF16 or
+# AMX, Arm BF16), without which bf16 is emulated at several times fp32's cost
+CPU_INSTRUCTION_SETS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "bf16")
 
 
 def cpu_model() -> str:
@@ -26,6 +32,7 @@ def describe_machine() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
         "cpu_model": cpu_model(),
+        "cpu_instruction_sets": [f for f in CPU_INSTRUCTION_SETS if f in cpu_features()],
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

@@ -15,6 +15,7 @@ from world_model.bench.report import HEADER, point_line
 from world_model.bench.timing import WARMUP_FRAMES, synchronizer, time_calls
 from world_model.model.acceleration import CompiledForward
 from world_model.model.bench import bench as bench_learned
+from world_model.model.device import resolve_precision
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.serve.bench import bench_env, failure_reason
 
@@ -39,9 +40,11 @@ def measure_learned(
     """``LearnedWorldModel.generate`` of ``chunk`` frames for each batch of sessions, on each device of
     ``devices`` (``peaks``: device -> GFLOP/s), after ``warmup_frames`` untimed frames per session."""
     points: dict[str, list[dict[str, Any]]] = {}
+    precision: dict[str, str] = {}  # what ran on each device (config.precision may be auto)
     for dev in devices:
         model = LearnedWorldModel(dataclasses.replace(config, device=dev))
         cfg = model.config
+        precision[dev] = cfg.precision
         flops = worldnet_flops(model.net, 1, cfg.height, cfg.width) * cfg.sampler_steps
         if not points:
             print(f"learned backend: {flops / 1e9:.3f} GFLOP/frame, one call = {chunk} frame(s) per session")
@@ -50,12 +53,12 @@ def measure_learned(
         for b in batch_sizes:
             point = dict(bench_learned(model, b, chunk, seconds, warmup_frames), device=dev)
             points[dev].append(with_flops(point, flops, peaks[dev]))
-            print(point_line("learned backend alone", points[dev][-1]), flush=True)
+            print(point_line(f"learned backend alone, {cfg.precision}", points[dev][-1]), flush=True)
         model.shutdown()
     return {
         "weights": model.checkpoint,
         "sampler_steps": cfg.sampler_steps,
-        "precision": cfg.precision,
+        "precision": precision,
         "cpu_compile": cfg.cpu_compile,
         "patch": model.net.patch,
         "resolution": [cfg.height, cfg.width],
@@ -151,7 +154,8 @@ def measure_yardstick(
     cpu_compile: bool = False,
 ) -> dict[str, Any]:
     """The DIAMOND-size yardstick at each batch size on each device; ``peaks``: device -> GFLOP/s. It gets
-    what the learned model gets: ``precision``, and ``torch.compile`` on the CPU with ``cpu_compile``."""
+    what the learned model gets: ``precision`` (``auto`` resolved per device as the model resolves it), and
+    ``torch.compile`` on the CPU with ``cpu_compile``."""
     net = DiamondRefUNet(DiamondRefConfig()).eval()
     params = sum(p.numel() for p in net.parameters())
     c, t = net.cfg.img_channels, net.cfg.num_steps_conditioning
@@ -168,19 +172,21 @@ def measure_yardstick(
     )
     print(HEADER)
     points: dict[str, list[dict[str, Any]]] = {}
+    ran: dict[str, str] = {}
     for dev in devices:
         net.to(dev, memory_format=torch.channels_last)
         forward = CompiledForward(net, cpp_wrapper=True) if cpu_compile and dev == "cpu" else None
+        ran[dev] = resolve_precision(precision, torch.device(dev))
         points[dev] = []
         for b in batch_sizes:
-            point = bench_yardstick(net, b, seconds, steps, size, precision, forward)
+            point = bench_yardstick(net, b, seconds, steps, size, ran[dev], forward)
             points[dev].append(with_flops(point, flops, peaks[dev]))
-            print(point_line("DIAMOND-size yardstick", points[dev][-1]), flush=True)
+            print(point_line(f"DIAMOND-size yardstick, {ran[dev]}", points[dev][-1]), flush=True)
     return {
         "params": params,
         "resolution": [size, size],
         "denoising_steps": steps,
-        "precision": precision,
+        "precision": ran,
         "cpu_compile": cpu_compile,
         "flops_per_frame": flops,
         "frames_per_call": 1,

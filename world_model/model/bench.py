@@ -2,7 +2,7 @@
 
     dreamx-bench-model                       # batch 1, 8, 32; chunks of 4 frames; shipped weights
     dreamx-bench-model --batch 1 64 --sampler-steps 2
-    dreamx-bench-model --precision bf16      # bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX)
+    dreamx-bench-model --precision fp32      # default auto: bf16 where native (AVX512-BF16, AMX, a GPU)
     dreamx-bench-model --cpu-compile         # torch.compile on the CPU (about a minute per batch size)
     dreamx-bench-model --device cuda --batch 1 32 256
     dreamx-bench-model --batch 32 --phases   # also where the time goes: retrieval, warp, network, ...
@@ -96,7 +96,12 @@ def main() -> None:
     p.add_argument("--batch", nargs="+", type=int, default=[1, 8, 32], help="sessions per call")
     p.add_argument("--chunk", type=int, default=4, help="frames per call (default 4)")
     p.add_argument("--sampler-steps", type=int, default=1)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="network precision (default auto: bf16 where the device has it natively, else fp32)",
+    )
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")
     p.add_argument(
@@ -127,7 +132,7 @@ def main() -> None:
     norm = f", Triton norm {'off' if args.no_triton_norm else 'on'}" if model.device.type == "cuda" else ""
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {model.checkpoint}, "
-        f"{args.precision}{compiled} on {model.device}{norm}"
+        f"{model.config.precision}{compiled} on {model.device}{norm}"
     )
     print(f"{'batch':>5} {'chunk':>5} {'frames/s':>10} {'ms/call':>9} {'median':>8} {'p95':>8}")
     rows = []

@@ -1,4 +1,5 @@
-"""Where the world model's tensors live: one rule for training, inference and benchmarks."""
+"""Where the world model's tensors live, and in what precision the network runs there: one rule for
+training, inference and benchmarks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import functools
 import gc
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import torch
 
@@ -24,6 +27,53 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but torch sees no CUDA GPU; use device=cpu or auto")
     return torch.device(name)
+
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> frozenset[str]:
+    """The CPU's instruction sets as Linux lists them in ``/proc/cpuinfo`` (x86: ``flags``, e.g. ``avx2``,
+    ``avx512_bf16``, ``amx_bf16``; Arm: ``Features``, e.g. ``bf16``); empty where there is no such file."""
+    if not CPUINFO.is_file():
+        return frozenset()
+    words: set[str] = set()
+    for line in CPUINFO.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            words.update(value.split())
+    return frozenset(words)
+
+
+NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512_BF16, x86 AMX, Arm BF16
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """What the network runs in on ``device`` for the setting ``name`` (``auto``, ``fp32`` or ``bf16``):
+    ``auto`` -> bf16 where bfloat16 is native (a CUDA GPU that computes in it; a CPU with AVX512_BF16 or AMX
+    on x86, BF16 on Arm, per ``cpu_features``), fp32 elsewhere, for there torch emulates bf16 at several
+    times fp32's cost. An explicit ``bf16`` on a CPU without it warns once, and runs."""
+    native = (
+        torch.cuda.is_bf16_supported(including_emulation=False)
+        if device.type == "cuda"
+        else bool(cpu_features() & NATIVE_BF16)
+    )
+    if name == "auto":
+        return "bf16" if native else "fp32"
+    if name == "bf16" and device.type == "cpu" and not native:
+        _warn_emulated_bf16()
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_emulated_bf16() -> None:
+    warnings.warn(
+        "precision='bf16' on a CPU without native bfloat16 (x86: avx512_bf16 or amx_bf16; Arm: bf16; none "
+        "in /proc/cpuinfo): torch emulates it, typically several times slower than fp32 here. "
+        "precision='auto' (the default) picks fp32 on this CPU.",
+        stacklevel=4,  # the caller that built the model
+    )
 
 
 def triton_available() -> bool:

@@ -361,7 +361,13 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=4, help="frames per generate call (default 4)")
     p.add_argument("--sampler-steps", type=int, default=1, help="network passes per frame (default 1)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision (default fp32)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="network precision (default fp32, as the shipped reports; auto: bf16 where the device has it "
+        "natively)",
+    )
     p.add_argument(
         "--cpu-compile",
         action="store_true",
@@ -414,7 +420,7 @@ def main() -> None:
         "chunk": args.chunk,
         "sampler_steps": args.sampler_steps,
         "device": str(model.device),
-        "precision": args.precision,
+        "precision": model.config.precision,  # what ran (auto resolved)
         "cpu_compile": args.cpu_compile,
         "trained_steps": model.header.get("step"),
         "options": options,

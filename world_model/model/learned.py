@@ -51,7 +51,12 @@ from world_model.model.conditioning import (
     warp_memories,
 )
 from world_model.model.data import from_unit, to_unit
-from world_model.model.device import freeze_live_objects, keep_freed_memory, resolve_device
+from world_model.model.device import (
+    freeze_live_objects,
+    keep_freed_memory,
+    resolve_device,
+    resolve_precision,
+)
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
@@ -64,7 +69,7 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
 SHIPPED_WEIGHTS = ("learned_v1", "learned_fast")  # learned_fast: the cheap variant (2x2 pixel patches)
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 # retrieval runs on the host for every batch where the C kernels are built (on an H100's host, retrieval at
 # batch 32 took 0.054-0.058 ms a frame there against 0.109-0.126 on the GPU, at 256 0.029-0.032 against
 # 0.049-0.051); without them, on the device above this many sessions (fewer: its ~30 launches cost more)
@@ -100,8 +105,9 @@ class LearnedConfig:
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
-    precision: str = "fp32"  # fp32 | bf16 (CPU autocast: 1.6x the frames/s at batch 8-32 measured on an
-    # AVX512-BF16 CPU; the shipped report was measured in fp32)
+    precision: str = "auto"  # auto | fp32 | bf16; auto: bf16 where the CPU or GPU has it natively, else fp32
+    # (device.resolve_precision; CPU bf16 autocast: 1.6x the frames/s at batch 8-32 measured on an AVX512-BF16
+    # CPU, several times slower than fp32 where emulated). The shipped report was measured in fp32
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
@@ -198,12 +204,16 @@ class LearnedWorldModel(WorldModel):
         self, config: LearnedConfig | None = None, network: tuple[WorldNet, dict] | None = None
     ) -> None:
         """``network``: a ``WorldNet`` and its weights' header to run instead of loading ``config.weights``
-        (training on the model's own rollouts shares the network it trains)."""
+        (training on the model's own rollouts shares the network it trains; precision ``auto`` is then fp32,
+        as training's passes)."""
         self.config = cfg = config or LearnedConfig()
         _check(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        # the precision that runs, in the config that info() and the reports read
+        asked = "fp32" if network is not None and cfg.precision == "auto" else cfg.precision
+        self.config = cfg = dataclasses.replace(cfg, precision=resolve_precision(asked, self.device))
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every step's fresh tensors
         weights = None if network is not None else weights_path(cfg.weights)
