@@ -53,14 +53,20 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it(tiny_weights, monkeypa
     assert asked.precision == "auto"  # the caller's config is left as given
 
 
-def test_auto_precision_is_fp32_for_a_network_in_training(tiny_weights, monkeypatch):
-    """A model around a shared network (training's own rollouts) runs as training's passes do."""
+def test_training_rollouts_run_in_fp32_where_auto_would_pick_bf16(tiny_dataset, tiny_weights, monkeypatch):
+    """Training's own rollouts run the network as training's passes do, whatever the CPU offers."""
+    import numpy as np
+
+    from world_model.model.data import TrajectoryStore
+    from world_model.model.rollouts import SelfRollouts
+
     monkeypatch.setattr(device, "cpu_features", lambda: frozenset({"avx512_bf16"}))
-    net, header = load_weights(tiny_weights)
-    shared = LearnedWorldModel(LearnedConfig(device="cpu"), network=(net, header))
-    assert shared.config.precision == "fp32"
-    asked = LearnedWorldModel(LearnedConfig(device="cpu", precision="bf16"), network=(net, header))
-    assert asked.config.precision == "bf16"
+    net, _ = load_weights(tiny_weights)
+    store = TrajectoryStore(tiny_dataset, progress=False)
+    rollouts = SelfRollouts(store, np.arange(len(store)), 1, net, np.random.default_rng(0))
+    assert rollouts.model.config.precision == "fp32"
+    served = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
+    assert served.config.precision == "bf16"
 
 
 def test_explicit_bf16_on_a_cpu_without_it_warns_once_and_runs(tiny_weights, monkeypatch):

@@ -204,16 +204,14 @@ class LearnedWorldModel(WorldModel):
         self, config: LearnedConfig | None = None, network: tuple[WorldNet, dict] | None = None
     ) -> None:
         """``network``: a ``WorldNet`` and its weights' header to run instead of loading ``config.weights``
-        (training on the model's own rollouts shares the network it trains; precision ``auto`` is then fp32,
-        as training's passes)."""
+        (training on the model's own rollouts shares the network it trains)."""
         self.config = cfg = config or LearnedConfig()
         _check(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         # the precision that runs, in the config that info() and the reports read
-        asked = "fp32" if network is not None and cfg.precision == "auto" else cfg.precision
-        self.config = cfg = dataclasses.replace(cfg, precision=resolve_precision(asked, self.device))
+        self.config = cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, self.device))
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every step's fresh tensors
         weights = None if network is not None else weights_path(cfg.weights)

@@ -57,6 +57,7 @@ class SelfRollouts:
             collide=False,
             render_missing=False,
             device=str(device),
+            precision="fp32",  # as the training passes run
         )
         header = {"height": str(store.height), "width": str(store.width)}
         self.model = LearnedWorldModel(cfg, network=(net, header))
