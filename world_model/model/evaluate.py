@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +94,9 @@ def truth(seed: int, traj: Trajectory, render: RenderConfig) -> dict[str, np.nda
         world.close()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path.with_suffix(".tmp.npz"), **arrays)
-        path.with_suffix(".tmp.npz").replace(path)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # evaluations sharing a cache write apart
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
     return arrays
 
 
