@@ -1,5 +1,5 @@
-"""The shipped learned simulators (learned_v1, the default, and the cheap learned_fast): load, follow
-events and revisits."""
+"""The shipped learned simulators (learned_v1, the default, learned_v2 and the cheap learned_fast): load,
+follow events and revisits."""
 
 import numpy as np
 import pytest
@@ -105,7 +105,8 @@ def test_bf16_draws_nearly_the_same_frames(shipped):
 def test_shipped_weights_are_named_and_a_wrong_name_lists_them():
     assert weights_path("learned_fast") == DEFAULT_WEIGHTS.parent / "learned_fast.safetensors"
     assert weights_path(str(DEFAULT_WEIGHTS)) == DEFAULT_WEIGHTS
-    with pytest.raises(FileNotFoundError, match="learned_v1, learned_fast"):
+    assert LearnedWorldModel(LearnedConfig(weights="learned_v2")).net.floor  # the floor channel
+    with pytest.raises(FileNotFoundError, match="learned_v1, learned_v2, learned_fast"):
         LearnedWorldModel(LearnedConfig(weights="learned_fastest"))
 
 

@@ -66,7 +66,9 @@ from world_model.model.world_state import HINT_CHANNELS, WorldState
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
-SHIPPED_WEIGHTS = ("learned_v1", "learned_fast")  # learned_fast: the cheap variant (2x2 pixel patches)
+# learned_v2: learned_v1 fine-tuned on its own rollouts, with the floor channel (opt-in, weights/README.md);
+# learned_fast: the cheap variant (2x2 pixel patches)
+SHIPPED_WEIGHTS = ("learned_v1", "learned_v2", "learned_fast")
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -83,7 +85,7 @@ class LearnedConfig:
     height: int = 64
     width: int = 64
     vfov_deg: float = 70.0
-    # a safetensors path, or the name of shipped weights (SHIPPED_WEIGHTS: learned_v1, learned_fast)
+    # a safetensors path, or the name of shipped weights (SHIPPED_WEIGHTS)
     weights: str = str(DEFAULT_WEIGHTS)
     start_bank: str = str(DEFAULT_BANK)
     memory_k: int = 4  # memories warped into each new frame
