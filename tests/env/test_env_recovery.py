@@ -1,7 +1,6 @@
 """Envs recover when their sessions are gone on the server (closed after its idle timeout, or lost with a
 broker's worker): a step says reset() recovers, and reset() opens fresh sessions with one warning."""
 
-import threading
 import time
 import uuid
 
@@ -25,24 +24,6 @@ def wait_for(condition, what: str, timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def start():
-    """``start(obj)``: run a server or broker's ``serve_forever`` on a thread; all are stopped afterwards."""
-    started = []
-
-    def _start(obj):
-        thread = threading.Thread(target=obj.serve_forever, daemon=True)
-        thread.start()
-        started.append((obj, thread))
-        return obj
-
-    yield _start
-    for obj, thread in reversed(started):
-        obj.stop()
-        thread.join(10)
-        assert not thread.is_alive()
-
-
 def server(**overrides) -> SimulatorServer:
     cfg = ServerConfig(address=f"inproc://env-{uuid.uuid4().hex[:8]}", backend="constant", **overrides)
     return SimulatorServer(cfg, backend=ConstantWorldModel(), context=zmq.Context.instance())
@@ -58,9 +39,9 @@ def make(address: str, num_envs: int = 0) -> gym.Env:
 
 
 @pytest.mark.parametrize("num_envs", [0, 2])
-def test_after_the_idle_timeout_a_step_says_reset_recovers_and_reset_does(start, num_envs):
-    srv = start(server(idle_timeout_s=0.2))
-    assert srv.ready.wait(10)
+def test_after_the_idle_timeout_a_step_says_reset_recovers_and_reset_does(serving, num_envs):
+    srv = server(idle_timeout_s=0.2)
+    serving(srv)
     env = make(srv.config.address, num_envs)
     try:
         env.reset(seed=1)
@@ -81,15 +62,17 @@ def test_after_the_idle_timeout_a_step_says_reset_recovers_and_reset_does(start,
         env.close()
 
 
-def test_sessions_lost_with_a_worker_are_reopened_on_another(start, tmp_path):
+def test_sessions_lost_with_a_worker_are_reopened_on_another(serving, tmp_path):
     fast = {"heartbeat_s": 0.1, "heartbeat_timeout_s": 1.0}
     back = f"ipc://{tmp_path}/workers"
-    broker = start(Broker(BrokerConfig(address=f"ipc://{tmp_path}/clients", worker_address=back, **fast)))
-    assert broker.ready.wait(10)
+    broker = Broker(BrokerConfig(address=f"ipc://{tmp_path}/clients", worker_address=back, **fast))
+    serving(broker)
 
     def worker(name: str) -> SimulatorServer:
         cfg = ServerConfig(backend="constant", broker=back, worker_name=name)
-        return start(SimulatorServer(cfg, backend=ConstantWorldModel(), context=zmq.Context()))
+        srv = SimulatorServer(cfg, backend=ConstantWorldModel(), context=zmq.Context())
+        serving(srv)
+        return srv
 
     first = worker("first")
     wait_for(lambda: len(broker.workers) == 1, "the first worker to register")

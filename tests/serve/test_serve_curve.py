@@ -2,7 +2,6 @@
 refuses every other key during the handshake; clients and envs take the server's key and their own pair."""
 
 import socket
-import threading
 
 import gymnasium as gym
 import pytest
@@ -27,25 +26,6 @@ def free_address() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.fixture
-def running():
-    """``running(server_or_broker)``: serve it on a thread until the test ends."""
-    started = []
-
-    def _run(obj):
-        thread = threading.Thread(target=obj.serve_forever, daemon=True)
-        thread.start()
-        started.append((obj, thread))
-        assert obj.ready.wait(10)
-        return obj
-
-    yield _run
-    for obj, thread in started:
-        obj.stop()
-        thread.join(10)
-        assert not thread.is_alive()
-
-
 def client(address: str, server_key: str, pair: tuple[str, str] | None) -> SimulatorClient:
     public, secret = pair or (None, None)
     cfg = ClientConfig(
@@ -55,18 +35,18 @@ def client(address: str, server_key: str, pair: tuple[str, str] | None) -> Simul
 
 
 @pytest.mark.parametrize("kind", ["server", "broker"])
-def test_only_listed_client_keys_are_served(running, kind):
+def test_only_listed_client_keys_are_served(serving, kind):
     (server_public, server_secret), listed, stranger = keypair(), keypair(), keypair()
     curve = {"curve_secret_key": server_secret, "curve_public_key": server_public}
     address = free_address()
     if kind == "server":
         cfg = ServerConfig(address=address, backend="constant", client_public_keys=[listed[0]], **curve)
-        running(SimulatorServer(cfg, backend=ConstantWorldModel()))
+        serving(SimulatorServer(cfg, backend=ConstantWorldModel()))
     else:
         cfg = BrokerConfig(
             address=address, worker_address=f"inproc://w-{id(curve)}", client_public_keys=[listed[0]], **curve
         )
-        running(Broker(cfg))
+        serving(Broker(cfg))
     with client(address, server_public, listed) as good:
         assert good.ping()["sessions"] == []
     for pair in (stranger, None):  # another keypair, a fresh one
@@ -108,7 +88,7 @@ def test_client_keys_are_checked():
         )
 
 
-def test_an_env_steps_on_a_curve_server_with_its_listed_keypair(running):
+def test_an_env_steps_on_a_curve_server_with_its_listed_keypair(serving):
     (server_public, server_secret), (public, secret) = keypair(), keypair()
     address = free_address()
     cfg = ServerConfig(
@@ -118,7 +98,7 @@ def test_an_env_steps_on_a_curve_server_with_its_listed_keypair(running):
         curve_public_key=server_public,
         client_public_keys=[public],
     )
-    running(SimulatorServer(cfg, backend=ConstantWorldModel()))
+    serving(SimulatorServer(cfg, backend=ConstantWorldModel()))
     env = gym.make(
         "DreamX/Explore-v0",
         backend="constant",

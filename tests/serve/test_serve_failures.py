@@ -5,7 +5,6 @@ instead of going unanswered."""
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -33,34 +32,6 @@ def still_poses(b: int, t: int = 1, k: int = 1) -> np.ndarray:
     return np.tile(np.eye(4), (b, t, k, 1, 1))
 
 
-@pytest.fixture
-def threads():
-    """Start brokers and servers on threads: ``start(obj)`` returns the list of what its serve_forever
-    raised. Stops them (and checks they stopped) afterwards."""
-    started = []
-
-    def start(obj) -> list:
-        errors: list = []
-
-        def run():
-            try:
-                obj.serve_forever()
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        started.append((obj, thread))
-        assert obj.ready.wait(10)
-        return errors
-
-    yield start
-    for obj, thread in started:
-        obj.stop()
-        thread.join(5)
-        assert not thread.is_alive()
-
-
 def test_a_killed_owner_of_a_laned_env_leaves_no_folder_or_process_behind():
     code = (
         "import time; from dreamx_env.envs.explore import ExploreVectorEnv; "
@@ -82,13 +53,13 @@ def test_a_killed_owner_of_a_laned_env_leaves_no_folder_or_process_behind():
         owner.kill()
 
 
-def _broker_and_worker(tmp_path, threads) -> tuple[SimulatorServer, list, SimulatorClient]:
+def _broker_and_worker(tmp_path, serving) -> tuple[SimulatorServer, list, SimulatorClient]:
     cfg = BrokerConfig(address=f"ipc://{tmp_path}/c.sock", worker_address=f"ipc://{tmp_path}/w.sock", **FAST)
-    threads(Broker(cfg))
+    serving(Broker(cfg))
     worker = SimulatorServer(
         ServerConfig(broker=cfg.worker_address, worker_name="w0"), backend=ConstantWorldModel()
     )
-    errors = threads(worker)
+    errors = serving(worker)
     client = SimulatorClient(cfg.address, ClientConfig(timeout_s=5.0))
     deadline = time.monotonic() + 10
     while client.ping()["workers"] < 1:
@@ -97,8 +68,8 @@ def _broker_and_worker(tmp_path, threads) -> tuple[SimulatorServer, list, Simula
     return worker, errors, client
 
 
-def test_a_crashed_worker_is_reported_as_crashed_with_its_error(tmp_path, threads):
-    worker, errors, client = _broker_and_worker(tmp_path, threads)
+def test_a_crashed_worker_is_reported_as_crashed_with_its_error(tmp_path, serving):
+    worker, errors, client = _broker_and_worker(tmp_path, serving)
     sessions = client.open([SceneSpec(0)]).sessions
 
     def broken():
@@ -117,8 +88,8 @@ def test_a_crashed_worker_is_reported_as_crashed_with_its_error(tmp_path, thread
     assert "goodbye" not in err.value.message
 
 
-def test_a_stopped_worker_is_reported_as_shut_down(tmp_path, threads):
-    worker, errors, client = _broker_and_worker(tmp_path, threads)
+def test_a_stopped_worker_is_reported_as_shut_down(tmp_path, serving):
+    worker, errors, client = _broker_and_worker(tmp_path, serving)
     sessions = client.open([SceneSpec(0)]).sessions
     worker.stop()
     deadline = time.monotonic() + 10
@@ -130,10 +101,10 @@ def test_a_stopped_worker_is_reported_as_shut_down(tmp_path, threads):
     assert errors == []
 
 
-def test_a_request_over_the_servers_message_limit_is_refused_with_the_reason(tmp_path, threads):
+def test_a_request_over_the_servers_message_limit_is_refused_with_the_reason(tmp_path, serving):
     limit = 64 << 10  # 512 poses of 128 bytes
     cfg = ServerConfig(address=f"ipc://{tmp_path}/s.sock", max_message_bytes=limit)
-    threads(SimulatorServer(cfg, backend=ConstantWorldModel()))
+    serving(SimulatorServer(cfg, backend=ConstantWorldModel()))
     client = SimulatorClient(cfg.address, ClientConfig(timeout_s=2.0))
     assert client.info()["server"]["max_message_bytes"] == limit
     assert client.max_message_bytes == limit  # learned from INFO
