@@ -58,6 +58,7 @@ class SelfRollouts:
             render_missing=False,
             device=str(device),
             precision="fp32",  # as the training passes run
+            start_bank="",  # sessions open on the data's frames: no start bank to load
         )
         header = {"height": str(store.height), "width": str(store.width)}
         self.model = LearnedWorldModel(cfg, network=(net, header))
