@@ -85,7 +85,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     venv = make_sb3_env(env_id, min(cfg.n_envs, cfg.episodes), **kwargs)
     try:
         check_policy_spaces(model, venv.observation_space, venv.action_space)
-        core = venv.venv.core
+        core = venv.unwrapped.venv.core
         t0 = time.perf_counter()
         with tqdm(total=cfg.episodes, unit="episode", disable=not cfg.progress) as bar:
             stats = run_episodes(model, venv, cfg.episodes, cfg.deterministic, seed=cfg.seed, bar=bar)

@@ -171,9 +171,7 @@ def action_keys(action: Any, action_space: spaces.Space) -> tuple[frozenset[str]
 
 def has_success(venv: Any) -> bool:
     """Whether the task of a ``dreamx_env.sb3`` env has a success condition (Explore has none)."""
-    from dreamx_env.envs.task import Task
-
-    return type(venv.venv.core.task).progress is not Task.progress
+    return venv.unwrapped.venv.core.task.has_success
 
 
 @dataclass

@@ -28,25 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from stable_baselines3.common.vec_env import VecEnvWrapper
-
 from agents.policies import ALGOS, PolicyCard, has_success, resolve_env_id, run_episodes
 from world_model.options import check_options
-
-
-class SuccessInfo(VecEnvWrapper):
-    """Copies the env's ``info["success"]`` at episode ends to SB3's ``is_success``, which SB3 logs as
-    ``rollout/success_rate``."""
-
-    def reset(self) -> Any:
-        return self.venv.reset()
-
-    def step_wait(self) -> Any:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        for i in np.flatnonzero(dones):
-            infos[i]["is_success"] = bool(infos[i].get("success", False))
-        return obs, rewards, dones, infos
 
 
 @dataclass
@@ -159,7 +142,7 @@ def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[An
     callbacks: list[Any] = [ProgressBar()]
     eval_env = None
     if cfg.eval_every > 0:
-        core = train_env.venv.core
+        core = train_env.unwrapped.venv.core
         shared = cfg.eval_backend in (None, core.backend_name)
         server = cfg.server or (core.embedded.address if core.embedded else None)
         kwargs = env_kwargs(cfg)
@@ -185,7 +168,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, save ``policy.zip`` + ``policy.json`` in the run folder; returns the policy card as a dict."""
     from gymnasium import spaces
     from stable_baselines3 import DQN, PPO
-    from stable_baselines3.common.vec_env import VecMonitor
 
     from dreamx_env.sb3 import make_sb3_env
 
@@ -196,7 +178,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     venv = make_sb3_env(cfg.env, cfg.n_envs, **make_kwargs)
     eval_env = None
     try:
-        backend = venv.venv.core.backend_name
+        backend = venv.unwrapped.venv.core.backend_name
         if cfg.agent.name == "dqn" and not isinstance(venv.action_space, spaces.Discrete):
             raise ValueError(
                 f"DQN needs a Discrete action space, got {venv.action_space}: keep action_set=discrete "
@@ -215,13 +197,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
         card.save(out)  # checkpoints are loadable while training runs
         algo = {"ppo": PPO, "dqn": DQN}[cfg.agent.name]
-        monitored = VecMonitor(SuccessInfo(venv) if has_success(venv) else venv)  # ep_rew_mean, success_rate
         tb = str(out / "tb") if cfg.tensorboard else None
         if cfg.resume:
-            model = load_checkpoint(algo, cfg, monitored, tb)
+            model = load_checkpoint(algo, cfg, venv, tb)
         else:
             model = algo(
-                policy, monitored, seed=cfg.seed, device=cfg.device, tensorboard_log=tb, verbose=0,
+                policy, venv, seed=cfg.seed, device=cfg.device, tensorboard_log=tb, verbose=0,
                 **cfg.agent.kwargs,
             )  # fmt: skip
         callbacks, eval_env = make_callbacks(cfg, out, venv)

@@ -6,6 +6,10 @@
     env = make_sb3_env("DreamX/Explore-v0", num_envs=8, backend="oracle")
     PPO("CnnPolicy", env).learn(2_000)   # MultiInputPolicy for GoalView / FindObject (Dict observations)
 
+``make_sb3_env`` returns the adapter inside SB3's ``VecMonitor``, so training logs ``rollout/ep_rew_mean``
+and ``rollout/ep_len_mean``, and ``rollout/success_rate`` for tasks that can succeed (GoalView, FindObject
+set ``info["is_success"]``); ``env.unwrapped`` is the ``DreamXVecEnv``.
+
 SB3 expects finished episodes to restart inside the same ``step`` and the last observation in
 ``info["terminal_observation"]``; the adapter therefore runs the vector env with ``SAME_STEP`` autoreset
 (restarting finished episodes costs one extra, batched, server call on the steps where episodes end).
@@ -19,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from dreamx_env.envs.base import DreamXVectorEnv
@@ -101,8 +105,9 @@ def _split(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return out
 
 
-def make_sb3_env(env_id: str, num_envs: int = 1, **kwargs: Any) -> DreamXVecEnv:
-    """``gymnasium.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")`` wrapped for SB3."""
+def make_sb3_env(env_id: str, num_envs: int = 1, **kwargs: Any) -> VecMonitor:
+    """``gymnasium.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")`` wrapped for SB3:
+    a ``DreamXVecEnv`` inside a ``VecMonitor`` (episode returns, lengths and success for SB3's logger)."""
     import dreamx_env  # noqa: F401  (registers the ids)
 
     venv = gym.make_vec(
@@ -112,4 +117,4 @@ def make_sb3_env(env_id: str, num_envs: int = 1, **kwargs: Any) -> DreamXVecEnv:
         autoreset_mode=AutoresetMode.SAME_STEP,
         **kwargs,
     )
-    return DreamXVecEnv(venv)
+    return VecMonitor(DreamXVecEnv(venv))

@@ -53,6 +53,7 @@ def target_mask(frame: Frame, targets: list[dict], rivals: list[dict], intr: Int
 class FindObjectTask(Task):
     name = "find_object"
     starts_from_images = False  # a user image has no known goal views or objects
+    has_success = True
     needs = ("rgb", "semantic", "depth")
     default_reward = RewardConfig(progress=5.0, success=10.0, step=-0.01)
 
@@ -158,7 +159,9 @@ class FindObjectEnv(DreamXEnv):
 
     ## Information
 
-    As ExploreEnv, plus ``target_score``, ``target_center``, ``target_fallback`` and ``success``.
+    As ExploreEnv, plus ``target_score``, ``target_center``, ``target_fallback``, ``success`` (this step
+    reached the target) and ``is_success`` (the episode has succeeded; SB3 logs it as
+    ``rollout/success_rate``).
 
     ## Arguments
 

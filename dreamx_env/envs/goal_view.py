@@ -24,6 +24,7 @@ class GoalViewConfig:
 class GoalViewTask(Task):
     name = "goal_view"
     starts_from_images = False  # a user image has no known goal views or objects
+    has_success = True
     default_reward = RewardConfig(progress=1.0, success=10.0, step=-0.01)
 
     def observation_spaces(self) -> dict[str, spaces.Space]:
@@ -92,7 +93,8 @@ class GoalViewEnv(DreamXEnv):
 
     ## Information
 
-    As ExploreEnv, plus ``goal_distance_m``, ``goal_angle_deg`` and ``success``.
+    As ExploreEnv, plus ``goal_distance_m``, ``goal_angle_deg``, ``success`` (this step reached the goal)
+    and ``is_success`` (the episode has succeeded; SB3 logs it as ``rollout/success_rate``).
 
     ## Arguments
 

@@ -75,6 +75,7 @@ class Task:
     ``EpisodeState.task`` object they return from :meth:`begin`, so episodes can be forked for planning."""
 
     name = "task"
+    has_success = False  # a success condition ends the episode; steps then report SB3's info["is_success"]
     starts_from_images = True  # reset(options={"first_frame": image}) makes sense (no goal or object to find)
     needs: tuple[str, ...] = ("rgb",)  # server outputs the task reads
     default_reward = RewardConfig()
@@ -146,4 +147,6 @@ def score_step(task: Task, st: EpisodeState, frame: Frame, weights: RewardConfig
         "success": success,
         **task_info,
     }
+    if task.has_success:  # SB3 reads is_success at episode ends for rollout/success_rate
+        info["is_success"] = st.success
     return float(reward), bool(success), info
