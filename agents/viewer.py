@@ -87,6 +87,7 @@ class Viewer:
         self.script = parse_script(config.script)
         kwargs = dict(config.env_kwargs, scene_seed=config.seed, resolution=config.resolution)
         kwargs.update(frames_per_step=config.frames_per_step, server=config.server)
+        kwargs.setdefault("event_actions", True)  # the number keys are the action's event entry
         if config.backend is not None:
             kwargs["backend"] = config.backend
         # A game does not end on its own: no time limit (the env still ends a GoalView/FindObject success).

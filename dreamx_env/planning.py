@@ -44,11 +44,13 @@ def imagine(
         raise RuntimeError("call reset() before imagine()")
     single = core.mapper.space
     actions = np.asarray(action_sequences)
-    n, t = actions.shape[:2] if actions.ndim >= 2 else (0, 0)
-    if n < 1 or t < 1:
+    if actions.ndim != 2 + len(single.shape) or actions.shape[2:] != single.shape or 0 in actions.shape[:2]:
+        want = ", ".join(["N", "T", *map(str, single.shape)])
         raise ValueError(
-            f"action_sequences must be [N, T, ...] elements of {single}, got shape {actions.shape}"
+            f"action_sequences must have shape [{want}] (N >= 1 plans of T >= 1 actions, each an element "
+            f"of the env's action space {single}), got shape {list(actions.shape)}"
         )
+    n, t = actions.shape[:2]
     flat = core.mapper.check(actions.reshape(n * t, *single.shape), batch_space(single, n * t))
     flat = flat.reshape(n, t, *single.shape)
     pose = np.repeat(core.frames[env_index].poses[-1:], n, axis=0)

@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     obs, info = env.reset(seed=args.seed)
     frames, total = [obs], 0.0
     for _ in range(args.steps):
-        action = env.action_space.sample()
-        action[2] = 0  # (move, look, event): no random world events
+        action = env.action_space.sample()  # (move, look); world events need event_actions=True
         obs, reward, terminated, truncated, info = env.step(action)
         frames.extend(info["frames"])
         total += reward

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/ppo_goal_view.zip"))
     args = parser.parse_args(argv)
 
-    env_kwargs = {"max_episode_steps": args.max_episode_steps, "event_actions": False}  # (move, look) only
+    env_kwargs = {"max_episode_steps": args.max_episode_steps}  # actions: (move, look), no events by default
     backend = {"backend": args.backend} if args.backend else {}
     env = make_sb3_env("DreamX/GoalView-v0", args.n_envs, **env_kwargs, **backend)  # one server call per step
     # MultiInputPolicy: a NatureCNN for each image in the Dict observation (the frame and the goal view)

@@ -32,7 +32,7 @@ EVENT_RECORDS: tuple[tuple[EventRecord, ...], ...] = tuple(
 class ActionMapper:
     """Validates actions and turns a batch of them into per-frame motion and event-menu indices."""
 
-    def __init__(self, action_set: str, keymap: KeyMap, event_actions: bool = True) -> None:
+    def __init__(self, action_set: str, keymap: KeyMap, event_actions: bool = False) -> None:
         if action_set not in ACTION_SETS:
             raise ValueError(f"action_set must be one of {ACTION_SETS}, got {action_set!r}")
         self.action_set, self.keymap, self.event_actions = action_set, keymap, event_actions

@@ -55,7 +55,7 @@ class EnvConfig:
     vfov_deg: float = 70.0
     frames_per_step: int = 4
     action_set: str = "multi"
-    event_actions: bool = True
+    event_actions: bool = False  # True: the action space has an event-menu entry (see the env docstrings)
     obs_keys: tuple[str, ...] = ("rgb",)
     render_mode: str | None = None
     reward: RewardConfig | None = None  # None: the task's defaults
@@ -303,10 +303,11 @@ class DreamXCore:
         records = command_records(events)
         for i in rows:
             if len(self.queued[i]) + len(records) > self.max_command_events:
+                less = ", less the action's event" if self.config.event_actions else ""
                 raise ValueError(
                     f"{len(records)} more event(s) would queue {len(self.queued[i]) + len(records)} for the "
                     f"next step; the server takes at most {self.max_command_events} commanded events a step "
-                    "(its limits.max_events_per_step, less the action's event); nothing was queued"
+                    f"(its limits.max_events_per_step{less}); nothing was queued"
                 )
         for i in rows:
             self.queued[i].extend(records)

@@ -133,7 +133,8 @@ class FindObjectEnv(DreamXEnv):
 
     ## Action Space
 
-    As ExploreEnv: ``MultiDiscrete([9, 9, 9])`` by default; ``"discrete"`` or ``"continuous"``.
+    As ExploreEnv: ``MultiDiscrete([9, 9])`` (move, look) by default, ``MultiDiscrete([9, 9, 9])`` with
+    ``event_actions=True``; ``"discrete"`` or ``"continuous"``.
 
     ## Observation Space
 

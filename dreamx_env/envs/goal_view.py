@@ -68,8 +68,9 @@ class GoalViewEnv(DreamXEnv):
 
     ## Action Space
 
-    As ExploreEnv: ``MultiDiscrete([9, 9, 9])`` (move, look, event) by default; ``action_set="discrete"``
-    or ``"continuous"``. An action outside the space raises ``ValueError`` naming the space.
+    As ExploreEnv: ``MultiDiscrete([9, 9])`` (move, look) by default, ``MultiDiscrete([9, 9, 9])`` (move,
+    look, event) with ``event_actions=True``; ``action_set="discrete"`` or ``"continuous"``. An action
+    outside the space raises ``ValueError`` naming the space.
 
     ## Observation Space
 

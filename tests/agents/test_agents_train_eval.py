@@ -145,7 +145,8 @@ def test_resume_trains_on_from_a_checkpoint(ppo_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         train(train_config({**base, "resume": str(tmp_path / "nope.zip")}))
     with pytest.raises(ValueError, match="does not fit this env.*Action spaces do not match"):
-        train(train_config({**base, "agent": {}, "total_steps": 96, "resume": str(checkpoint)}))
+        events = {"env_kwargs": {"event_actions": True}}  # MultiDiscrete([9, 9, 9]), the checkpoint's [9, 9]
+        train(train_config({**base, "agent": events, "total_steps": 96, "resume": str(checkpoint)}))
 
 
 def test_bad_options_fail_clearly(tmp_path):
@@ -179,8 +180,9 @@ def test_policy_spaces_are_checked(ppo_run):
 
 
 def test_policy_actions_map_to_the_same_motion_as_keys():
-    multi, keymap = ActionMapper("multi", KeyMap()), KeyMap()
-    discrete = ActionMapper("discrete", keymap)
+    keymap = KeyMap()
+    multi = ActionMapper("multi", keymap, event_actions=True)
+    discrete = ActionMapper("discrete", keymap, event_actions=True)
     for i in range(discrete.space.n):  # every DQN action = the keys it stands for
         held, event = action_keys(np.int64(i), discrete.space)
         d_delta, d_event = discrete.decode(np.array([i]))

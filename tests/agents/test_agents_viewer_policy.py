@@ -19,7 +19,7 @@ def forward_policy(tmp_path_factory):
 
     from dreamx_env.sb3 import make_sb3_env
 
-    env = make_sb3_env("DreamX/Explore-v0", 1, backend="constant", server="thread")
+    env = make_sb3_env("DreamX/Explore-v0", 1, backend="constant", server="thread", event_actions=True)
     model = PPO("CnnPolicy", env, n_steps=8, batch_size=8, device="cpu")
     env.close()
     with torch.no_grad():

@@ -15,7 +15,7 @@ def test_batched_chunk_matches_geometry_key_trajectory(pitch_deg):
     keymap = KeyMap()
     start = Viewpoint(0.3, -1.2, 1.1, 2.5, math.radians(pitch_deg))
     mapper = ActionMapper("multi", keymap)
-    actions = np.array([[m, lk, 0] for m in range(len(MOVE_COMBOS)) for lk in range(len(LOOK_COMBOS))])
+    actions = np.array([[m, lk] for m in range(len(MOVE_COMBOS)) for lk in range(len(LOOK_COMBOS))])
     deltas, events = mapper.decode(actions)
     got = chunk_poses(np.repeat(start.pose()[None], len(actions), 0), deltas, 4, keymap)
     for a, poses in zip(actions, got, strict=True):
@@ -36,7 +36,7 @@ def test_level_pose_removes_round_off():
 
 def test_discrete_and_continuous_mappings():
     keymap = KeyMap()
-    discrete = ActionMapper("discrete", keymap)
+    discrete = ActionMapper("discrete", keymap, event_actions=True)
     assert discrete.space.n == len(DISCRETE_KEYS) + len(EVENT_MENU) - 1
     deltas, events = discrete.decode(np.array([1, len(DISCRETE_KEYS)]))
     assert np.allclose(deltas[0], [0.1, 0, 0, 0]) and events[0] == 0
@@ -44,18 +44,21 @@ def test_discrete_and_continuous_mappings():
     cont = ActionMapper("continuous", keymap)
     deltas, _ = cont.decode(np.array([[1.0, -0.5, 1.0, 0.0]], np.float32))
     assert np.allclose(deltas[0], [0.1, -0.05, math.radians(3), 0.0])
-    assert ActionMapper("multi", keymap, event_actions=False).space.shape == (2,)
+    assert ActionMapper("discrete", keymap).space.n == len(DISCRETE_KEYS)  # events are off by default
+    assert ActionMapper("multi", keymap).space.shape == (2,)
+    multi = ActionMapper("multi", keymap, event_actions=True)
+    assert multi.space.shape == (3,) and EVENT_MENU[multi.decode(np.array([0, 0, 1]))[1][0]] == "lights off"
 
 
 @pytest.mark.parametrize(
     "action_set, bad, space",
     [
-        ("multi", [9, 0, 0], "MultiDiscrete"),
-        ("multi", [1, 2], "MultiDiscrete"),
-        ("multi", [0.5, 0, 0], "MultiDiscrete"),
-        ("discrete", 19, "Discrete(19)"),
-        ("discrete", -1, "Discrete(19)"),
-        ("discrete", True, "Discrete(19)"),
+        ("multi", [9, 0], "MultiDiscrete"),
+        ("multi", [1, 2, 0], "MultiDiscrete"),
+        ("multi", [0.5, 0], "MultiDiscrete"),
+        ("discrete", 11, "Discrete(11)"),
+        ("discrete", -1, "Discrete(11)"),
+        ("discrete", True, "Discrete(11)"),
         ("continuous", [2.0, 0, 0, 0], "Box"),
         ("continuous", [np.nan, 0, 0, 0], "Box"),
         ("continuous", [0, 0, 0], "Box"),

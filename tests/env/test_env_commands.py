@@ -15,8 +15,8 @@ from world_model.constant import ConstantWorldModel
 from world_model.events import EventRecord
 from world_model.serve.server import ServerConfig, SimulatorServer
 
-STILL = np.array([0, 0, 0])
-FORWARD = np.array([1, 0, 0])  # W
+STILL = np.array([0, 0])
+FORWARD = np.array([1, 0])  # W
 
 
 def _changed_after_it_was_built() -> EventRecord:
@@ -65,7 +65,7 @@ def served():
         ({"predicate": "push", "entity": "nearest", "attributes": {"note": 3}}, ValueError, "must map names"),
         (_changed_after_it_was_built(), ValueError, "must map names"),
         ({"predicate": "lights"}, ValueError, "need predicate, entity"),
-        (["lights off"] * 1000, ValueError, "at most 15 commanded events"),
+        (["lights off"] * 1000, ValueError, "at most 16 commanded events"),
         ("lights off, " * 1000, ValueError, "event prompt of 12,000 characters, at most 1000"),
         (["lights off", 7], TypeError, "got int 7"),  # the good part of a bad list is not queued either
     ],
@@ -93,16 +93,18 @@ def test_a_bad_command_is_refused_at_the_call_and_nothing_is_queued(served, bad,
     assert info["events"] == []
 
 
-def test_commands_add_up_to_the_server_limit_and_no_further(served):
-    env, _ = served()
+@pytest.mark.parametrize("event_actions, limit", [(False, 16), (True, 15)])
+def test_commands_add_up_to_the_server_limit_and_no_further(served, event_actions, limit):
+    """The server takes 16 events a step; with event actions one is kept for the action's menu event."""
+    env, _ = served(event_actions=event_actions)
     env.reset(seed=0)
     env.unwrapped.command({"predicate": "lights", "entity": "room", "attributes": {"state": "off"}})
-    for _ in range(14):
+    for _ in range(limit - 1):
         env.unwrapped.command(EventRecord("lights", "room", {"state": "on"}))
-    with pytest.raises(ValueError, match="would queue 16 for the next step"):
+    with pytest.raises(ValueError, match=f"would queue {limit + 1} for the next step"):
         env.unwrapped.command("lights off")
-    _, _, _, _, info = env.step(STILL)
-    assert len(info["events"]) == 15 and info["events"][0] == "lights(room state=off)"
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.int64))
+    assert len(info["events"]) == limit and info["events"][0] == "lights(room state=off)"
 
 
 def test_a_vector_command_checks_its_env_index(served):

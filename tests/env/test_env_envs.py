@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -9,11 +10,12 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import dreamx_env
 from dreamx_env.envs import DreamXVectorEnv
 from dreamx_env.launcher import launch
+from world_model.events import EVENT_MENU
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS
 
 IDS = list(dreamx_env.ENVS)
-TURN_LEFT = np.array([0, LOOK_COMBOS.index("J"), 0])
-STILL = np.array([0, 0, 0])
+TURN_LEFT = np.array([0, LOOK_COMBOS.index("J")])
+STILL = np.array([0, 0])
 
 
 def count_requests(core) -> list:
@@ -79,12 +81,25 @@ def test_seeded_resets_are_deterministic_and_use_training_scenes(make):
 def test_invalid_action_raises_value_error_naming_the_space(make):
     env = make("DreamX/Explore-v0", action_set="discrete")
     env.reset(seed=0)
-    with pytest.raises(ValueError, match=r"action space Discrete\(19\)"):
+    with pytest.raises(ValueError, match=r"action space Discrete\(11\)"):
         env.step(42)
     envs = make("DreamX/Explore-v0", vector=2)
     envs.reset(seed=0)
-    with pytest.raises(ValueError, match=r"action space Box\(0, 8, \(2, 3\), int64\)"):  # the batched space
+    with pytest.raises(ValueError, match=r"action space Box\(0, 8, \(2, 2\), int64\)"):  # the batched space
         envs.step(np.zeros((3, 3), np.int64))
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_event_actions_are_off_unless_asked(make, env_id):
+    """(move, look) by default, so a policy sampling actions changes no world state; event_actions=True
+    adds the event menu, whose entries reach the world."""
+    assert make(env_id).action_space == spaces.MultiDiscrete([9, 9])
+    env = make(env_id, event_actions=True)
+    assert env.action_space == spaces.MultiDiscrete([9, 9, 9])
+    env.reset(seed=0)
+    assert env.step(np.array([0, 0, EVENT_MENU.index("lights off")]))[-1]["events"] == [
+        "lights(room state=off)"
+    ]
 
 
 def test_command_sends_a_text_event_to_the_next_step(make):
@@ -136,7 +151,7 @@ def test_turning_a_full_circle_is_a_consistent_revisit(make):
 def test_moving_changes_the_view_and_pose(make):
     env = make("DreamX/Explore-v0")
     obs0, info0 = env.reset(seed=6)
-    obs1, *_, info1 = env.step(np.array([MOVE_COMBOS.index("W"), LOOK_COMBOS.index("L"), 0]))
+    obs1, *_, info1 = env.step(np.array([MOVE_COMBOS.index("W"), LOOK_COMBOS.index("L")]))
     assert not np.array_equal(obs0, obs1)
     assert not np.allclose(info0["pose"], info1["pose"])
     assert info1["timing"].server_ms > 0

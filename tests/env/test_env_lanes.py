@@ -17,8 +17,7 @@ def _rollout(lanes: int, steps: int = 7) -> tuple[list, list[int]]:
     )
     try:
         out = [env.reset(seed=11)[0]]
-        actions = np.random.default_rng(0).integers(0, 9, size=(steps, 5, 3))
-        actions[..., 2] = 0
+        actions = np.random.default_rng(0).integers(0, 9, size=(steps, 5, 2))
         for a in actions:  # episodes end every 3 steps: the resets ride along in the STEP
             obs, reward, terminated, truncated, _ = env.step(a)
             out.append((obs, reward, terminated, truncated))
@@ -56,7 +55,7 @@ def test_lanes_relocate_and_imagine_on_the_sessions_worker():
         pose[:2, 3] += 0.3
         relocate(env, pose, env_index=2)  # a RESET of one row, on the second lane
         np.testing.assert_allclose(env.core.frames[2].poses[-1][:2, 3], pose[:2, 3])
-        seen = imagine(env, np.zeros((4, 2, 3), np.int64), env_index=2, return_frames=True)
+        seen = imagine(env, np.zeros((4, 2, 2), np.int64), env_index=2, return_frames=True)
         assert seen.frames.shape == (4, 2, 64, 64, 3)
         assert set(client._lane_of.values()) == {0, 1}
         assert len(client._lane_of) == 3  # the forks were closed and forgotten
@@ -72,7 +71,7 @@ def test_lanes_must_fit_the_envs_and_the_backend():
 
 
 def test_lanes_with_the_oracle_refuse_an_event_before_any_lane_steps():
-    still, turn = np.array([0, 0, 0]), np.array([0, LOOK_COMBOS.index("J"), 0])
+    still, turn = np.array([0, 0]), np.array([0, LOOK_COMBOS.index("J")])
     env = ExploreVectorEnv(num_envs=3, backend="oracle", lanes=2, scene_seed=5)  # scene 5 has no box
     try:
         _, info = env.reset(seed=0)

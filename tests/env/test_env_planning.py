@@ -7,7 +7,7 @@ from dreamx_env.planning import imagine, relocate
 
 
 def test_imagination_leaves_the_episode_untouched(make):
-    env, twin = make("DreamX/GoalView-v0"), make("DreamX/GoalView-v0")
+    env, twin = make("DreamX/GoalView-v0", event_actions=True), make("DreamX/GoalView-v0", event_actions=True)
     env.reset(seed=8)
     twin.reset(seed=8)
     rng = np.random.default_rng(0)
@@ -33,10 +33,16 @@ def test_imagination_leaves_the_episode_untouched(make):
 def test_imagine_on_a_vector_env_and_bad_input(make):
     envs = make("DreamX/Explore-v0", vector=2)
     envs.reset(seed=1)
-    out = imagine(envs, np.zeros((4, 3, 3), np.int64), env_index=1)
+    out = imagine(envs, np.zeros((4, 3, 2), np.int64), env_index=1)
     assert out.returns.shape == (4,) and np.allclose(out.returns, out.returns[0])
     with pytest.raises(ValueError, match="MultiDiscrete|Box"):
-        imagine(envs, np.full((2, 2, 3), 9))
+        imagine(envs, np.full((2, 2, 2), 9))
+    with pytest.raises(
+        ValueError, match=r"shape \[N, T, 2\] .*MultiDiscrete\(\[9 9\]\)\), got shape \[2, 2, 3\]"
+    ):
+        imagine(envs, np.zeros((2, 2, 3), np.int64))  # an event column the env does not have
+    with pytest.raises(ValueError, match=r"got shape \[0, 2, 2\]"):
+        imagine(envs, np.zeros((0, 2, 2), np.int64))
 
 
 def test_relocate_puts_the_camera_where_another_one_is_and_keeps_the_episode(make):
@@ -44,11 +50,11 @@ def test_relocate_puts_the_camera_where_another_one_is_and_keeps_the_episode(mak
     _, start = env.reset(seed=4)
     other.reset(seed=4)
     for _ in range(3):
-        *_, there = other.step(np.array([1, 2, 0]))  # walk and turn
+        *_, there = other.step(np.array([1, 2]))  # walk and turn
     relocate(env, there["pose"])
     core = env.unwrapped.core
     assert np.allclose(core.frames[0].poses[-1], there["pose"]) and core.states[0].step == 0
     assert np.allclose(core.states[0].task["pose"], other.unwrapped.core.states[0].task["pose"])  # same goal
-    a, b = env.step(np.array([1, 0, 0])), other.step(np.array([1, 0, 0]))
+    a, b = env.step(np.array([1, 0])), other.step(np.array([1, 0]))
     assert np.allclose(a[4]["pose"], b[4]["pose"]) and a[1] == pytest.approx(b[1])  # progress from there
     assert a[4]["goal_distance_m"] == pytest.approx(b[4]["goal_distance_m"])

@@ -37,7 +37,7 @@ def test_adapter_reports_terminal_observation_and_time_limit(sb3_env):
     original = core.client.request
     core.client.request = lambda t, *a, **k: calls.append(t.name) or original(t, *a, **k)
     for _ in range(3):
-        obs, rewards, dones, infos = env.step(np.array([[1, 1, 0], [2, 2, 0]]))
+        obs, rewards, dones, infos = env.step(np.array([[1, 1], [2, 2]]))
         assert rewards.dtype == np.float32 and len(infos) == 2
     assert dones.all()
     for info in infos:
@@ -62,7 +62,7 @@ def test_ppo_smoke(sb3_env, env_id, policy):
     model.learn(256)
     assert model.num_timesteps >= 256
     action, _ = model.predict(env.reset(), deterministic=True)
-    assert action.shape == (2, 3)
+    assert action.shape == (2, 2)
 
 
 class _Recorder(KVWriter):
