@@ -51,7 +51,7 @@ def run(backend: str | None, resolution: int, seed: int, out: Path) -> dict[str,
             for _ in range(steps):
                 if prompt:
                     env.unwrapped.command(prompt)
-                action = np.array([MOVE_COMBOS.index(move), LOOK_COMBOS.index(look), 0])
+                action = np.array([MOVE_COMBOS.index(move), LOOK_COMBOS.index(look)])  # (move, look)
                 obs, reward, _, _, info = env.step(action)
                 frames.extend(info.get("frames", [obs]))
                 rewards.append(float(reward))
