@@ -40,8 +40,7 @@ def imagine(
     env or vector env; ``env_index`` picks the sub-env) without changing it. Queued ``command()`` events
     apply at the first imagined step of every sequence (and stay queued for the real step)."""
     core = env.unwrapped.core
-    if core.sessions is None:
-        raise RuntimeError("call reset() before imagine()")
+    core.require_episode("imagine")
     single = core.mapper.space
     actions = np.asarray(action_sequences)
     if actions.ndim != 2 + len(single.shape) or actions.shape[2:] != single.shape or 0 in actions.shape[:2]:

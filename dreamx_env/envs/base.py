@@ -75,8 +75,7 @@ class DreamXEnv(gym.Env):
         return self.core.observation(0), self.core.info(0, {})
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        if self.core.sessions is None:
-            raise RuntimeError("call reset() before step()")
+        self.core.require_episode("step")
         a = self.core.mapper.check(action)
         rewards, terminated, infos = self.core.step(a[None], {})
         if self.render_mode == "human":
@@ -158,8 +157,7 @@ class DreamXVectorEnv(VectorEnv):
         return self._observations(), _batch_infos(infos)
 
     def step(self, actions: Any):
-        if self.core.sessions is None:
-            raise RuntimeError("call reset() before step()")
+        self.core.require_episode("step")
         a = self.core.mapper.check(actions, self.action_space)
         resets = {int(i): None for i in np.flatnonzero(self._autoreset)}
         rewards, terminated, infos = self.core.step(a, resets)

@@ -221,10 +221,25 @@ class DreamXCore:
         self.requests[i] = self.task.scene_request(rng)
         return SceneSpec(int(scene_seed), **self.requests[i], first_frame=options.get("first_frame"))
 
+    def require_open(self, call: str) -> None:
+        """Refuse ``call`` (``"step"``, ``"imagine"``, ...) on a closed env with a message saying so."""
+        if self.client.closed:
+            raise RuntimeError(
+                f"{call}() on a closed env: close() ended its connection to the simulator (and stopped an "
+                "embedded server); make a new env"
+            )
+
+    def require_episode(self, call: str) -> None:
+        """Refuse ``call`` before the first ``reset()`` or after ``close()``, saying which."""
+        self.require_open(call)
+        if self.sessions is None:
+            raise RuntimeError(f"call reset() before {call}()")
+
     def reset(
         self, rows: list[int], seeds: list[int | None], options: list[dict | None] | None = None
     ) -> None:
         """Start new episodes in ``rows``; ``options[j]`` are ``reset(options=...)`` (``RESET_OPTIONS``)."""
+        self.require_open("reset")
         options = options or [None] * len(rows)
         specs = [self.scene_spec(i, s, o) for i, s, o in zip(rows, seeds, options, strict=True)]
         t0 = time.perf_counter()
@@ -268,8 +283,7 @@ class DreamXCore:
         """Put row ``i``'s camera at ``pose``: its session re-opens in the same scene there (fresh memory and
         world state), the episode goes on, and the task's progress is re-measured from ``pose`` without a
         reward (``dreamx_env.planning.relocate``)."""
-        if self.sessions is None:
-            raise RuntimeError("call reset() before relocate()")
+        self.require_episode("relocate")
         st = self.states[i]
         spec = SceneSpec(st.scene.seed, start_pose=np.asarray(pose, np.float64))
         try:

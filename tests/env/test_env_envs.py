@@ -165,6 +165,28 @@ def test_shared_server_resolution_must_match(make):
         assert env.reset(seed=0)[0].shape == (32, 32, 3)
 
 
+def test_a_closed_env_says_it_is_closed(make):
+    from dreamx_env.planning import imagine
+
+    env = make("DreamX/Explore-v0")
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before step\(\)"):
+        env.unwrapped.step(STILL)
+    env.reset(seed=0)
+    env.close()
+    for call in (
+        lambda: env.step(STILL),
+        lambda: env.reset(seed=0),
+        lambda: imagine(env, np.zeros((1, 1, 2))),
+    ):
+        with pytest.raises(RuntimeError, match=r"on a closed env.*make a new env"):
+            call()
+    envs = make("DreamX/Explore-v0", vector=2)
+    envs.reset(seed=0)
+    envs.close()
+    with pytest.raises(RuntimeError, match=r"step\(\) on a closed env"):
+        envs.step(np.stack([STILL, STILL]))
+
+
 def test_unknown_keyword_is_refused(make):
     with pytest.raises(TypeError, match="unknown keyword argument"):
         make("DreamX/Explore-v0", colour="red")
