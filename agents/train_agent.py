@@ -10,17 +10,19 @@ SB3's ``CnnPolicy`` (NatureCNN) for image observations (Explore) and ``MultiInpu
 image, e.g. GoalView's frame and goal) for dict observations. ``out_dir`` gets:
 
     policy.zip          the final policy (SB3 format)       policy.json      its policy card (agents.policies)
-    best_policy.zip     the best periodic evaluation          evaluations.json success rate, return, length
+    best_model.zip      the best periodic evaluation          evaluations.npz  SB3's evaluation log
     checkpoints/        every ``checkpoint_every`` steps       tb/              TensorBoard logs
 
-Periodic evaluation runs ``eval_episodes`` deterministic episodes every ``eval_every`` env steps, on the
-training backend's server, or on ``eval_backend`` (e.g. ``oracle`` to watch sim-to-real during training).
+Periodic evaluation is SB3's ``EvalCallback``: ``eval_episodes`` deterministic episodes every ``eval_every``
+env steps, on the training backend's server, or on ``eval_backend`` (e.g. ``oracle`` to watch sim-to-real
+during training); each result is printed and logged (``eval/mean_reward``, ``eval/mean_ep_length``,
+``eval/success_rate``). A banner says where the run goes; SB3 shows its progress bar and, at ``verbose=1``,
+its table of rollout statistics (``ep_rew_mean``, ``ep_len_mean``, ``success_rate``) every iteration.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.policies import ALGOS, PolicyCard, has_success, resolve_env_id, run_episodes
+from agents.policies import ALGOS, PolicyCard, resolve_env_id
 from world_model.options import check_options
 
 
@@ -62,7 +64,8 @@ class TrainConfig:
     resume: str | None = None  # a checkpoint .zip of this run to continue from, up to total_steps
     device: str = "auto"
     tensorboard: bool = True
-    progress: bool = True
+    progress: bool = True  # SB3's progress bar (rich)
+    verbose: int = 1  # SB3's: 0 quiet, 1 rollout statistics every iteration and each evaluation printed
 
 
 def train_config(values: dict[str, Any]) -> TrainConfig:
@@ -89,57 +92,26 @@ def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[Any], Any]:
-    """SB3 callbacks: progress bar, periodic evaluation (with its env), checkpoints."""
-    from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
-    from tqdm import tqdm
+    """SB3 callbacks: periodic evaluation (``EvalCallback``, with its env) and checkpoints. ``train_env`` is
+    the model's env (``model.get_env()``), whose wrappers the evaluation env gets too."""
+    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.vec_env import VecTransposeImage
 
     from dreamx_env.sb3 import make_sb3_env
 
-    class ProgressBar(BaseCallback):
-        def _on_training_start(self) -> None:
-            self.bar = tqdm(
-                total=cfg.total_steps, initial=self.num_timesteps, unit="step", disable=not cfg.progress
-            )
+    class TimedEval(EvalCallback):
+        """SB3's ``EvalCallback`` that also adds up the seconds spent evaluating (kept out of the
+        env-steps/s the policy card reports)."""
+
+        seconds = 0.0
 
         def _on_step(self) -> bool:
-            self.bar.update(self.num_timesteps - self.bar.n)
-            if self.n_calls % 16 == 0 and len(self.model.ep_info_buffer):
-                returns = [e["r"] for e in self.model.ep_info_buffer]
-                self.bar.set_postfix(ep_return=f"{sum(returns) / len(returns):.2f}")
-            return True
-
-        def _on_training_end(self) -> None:
-            self.bar.close()
-
-    class PeriodicEval(BaseCallback):
-        """Deterministic episodes every ``eval_every`` env steps; logs eval/*, keeps the best policy."""
-
-        def __init__(self, env: Any) -> None:
-            super().__init__()
-            self.env, self.history, self.best, self.seconds = env, [], None, 0.0
-            self.success = has_success(env)
-
-        def _on_step(self) -> bool:
-            if self.n_calls % max(cfg.eval_every // cfg.n_envs, 1):
-                return True
             t0 = time.perf_counter()
-            result = run_episodes(self.model, self.env, cfg.eval_episodes, seed=10_000 + len(self.history))
-            s = result.summary()
-            for key in ("success_rate", "mean_return", "mean_length")[0 if self.success else 1 :]:
-                self.logger.record(f"eval/{key}", s[key])
-            entry = {
-                "steps": self.num_timesteps,
-                **{k: s[k] for k in ("success_rate", "mean_return", "mean_length")},
-            }
-            self.history.append(entry)
-            (out / "evaluations.json").write_text(json.dumps(self.history, indent=1))
-            if self.best is None or (s["success_rate"], s["mean_return"]) > self.best:
-                self.best = (s["success_rate"], s["mean_return"])
-                self.model.save(out / "best_policy.zip")
+            go_on = super()._on_step()
             self.seconds += time.perf_counter() - t0
-            return True
+            return go_on
 
-    callbacks: list[Any] = [ProgressBar()]
+    callbacks: list[Any] = []
     eval_env = None
     if cfg.eval_every > 0:
         core = train_env.unwrapped.venv.core
@@ -154,7 +126,16 @@ def make_callbacks(cfg: TrainConfig, out: Path, train_env: Any) -> tuple[list[An
         if "lanes" in kwargs:  # +env_kwargs.lanes=N: no more lanes than the eval env has envs
             kwargs["lanes"] = min(kwargs["lanes"], n_eval)
         eval_env = make_sb3_env(cfg.env, n_eval, **kwargs)
-        callbacks.append(PeriodicEval(eval_env))
+        eval_env.seed(10_000)  # the same evaluation episodes in every run with these options
+        evaluation = TimedEval(
+            VecTransposeImage(eval_env) if isinstance(train_env, VecTransposeImage) else eval_env,
+            n_eval_episodes=cfg.eval_episodes,
+            eval_freq=max(cfg.eval_every // cfg.n_envs, 1),
+            best_model_save_path=str(out),
+            log_path=str(out),
+            verbose=cfg.verbose,  # 1: prints each evaluation's return, length and success rate
+        )
+        callbacks.append(evaluation)
     if cfg.checkpoint_every > 0:
         callbacks.append(
             CheckpointCallback(
@@ -200,18 +181,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         tb = str(out / "tb") if cfg.tensorboard else None
         if cfg.resume:
             model = load_checkpoint(algo, cfg, venv, tb)
+            model.verbose = cfg.verbose
         else:
             model = algo(
-                policy, venv, seed=cfg.seed, device=cfg.device, tensorboard_log=tb, verbose=0,
+                policy, venv, seed=cfg.seed, device=cfg.device, tensorboard_log=tb, verbose=cfg.verbose,
                 **cfg.agent.kwargs,
             )  # fmt: skip
-        callbacks, eval_env = make_callbacks(cfg, out, venv)
+        callbacks, eval_env = make_callbacks(cfg, out, model.get_env())
+        print(banner(cfg, out, backend, policy, model.num_timesteps), flush=True)
         t0, start_steps = time.perf_counter(), model.num_timesteps
         model.learn(
             cfg.total_steps - model.num_timesteps,
             callback=callbacks,
             tb_log_name=cfg.agent.name,
             reset_num_timesteps=not cfg.resume,
+            progress_bar=cfg.progress,
         )
         seconds = time.perf_counter() - t0
         model.save(out / "policy.zip")
@@ -251,6 +235,23 @@ def load_checkpoint(algo: Any, cfg: TrainConfig, env: Any, tensorboard_log: str 
             "raise total_steps to train on"
         )
     return model
+
+
+def banner(cfg: TrainConfig, out: Path, backend: str, policy: str, start_steps: int) -> str:
+    """What a run is about to do and where its results go, printed before training starts."""
+    resumed = f" from {start_steps} ({cfg.resume})" if cfg.resume else ""
+    lines = [
+        f"dreamx-train-agent: {cfg.agent.name} ({policy}) on {cfg.env}, backend {backend}, "
+        f"{cfg.n_envs} envs, {cfg.total_steps} steps{resumed}",
+        f"  run folder   {out}",
+        f"  TensorBoard  tensorboard --logdir {out / 'tb'}" if cfg.tensorboard else "  TensorBoard  off",
+    ]
+    if cfg.eval_every > 0:
+        where = cfg.eval_backend or f"{backend}, the training server"
+        lines.append(f"  evaluation   {cfg.eval_episodes} episodes every {cfg.eval_every} steps on {where}")
+    if cfg.checkpoint_every > 0:
+        lines.append(f"  checkpoints  every {cfg.checkpoint_every} steps in {out / 'checkpoints'}")
+    return "\n".join(lines)
 
 
 def format_summary(s: dict[str, Any]) -> str:

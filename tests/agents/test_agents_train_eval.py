@@ -20,7 +20,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY_PPO = [
     "env=GoalView", "backend=constant", "n_envs=2", "total_steps=64", "agent.kwargs.n_steps=32",
     "agent.kwargs.batch_size=32", "agent.kwargs.n_epochs=1", "eval_every=32", "eval_episodes=2",
-    "max_episode_steps=4", "checkpoint_every=32", "progress=false",
+    "max_episode_steps=4", "checkpoint_every=32", "progress=true",
 ]  # fmt: skip
 
 
@@ -40,6 +40,11 @@ def ppo_run(tmp_path_factory):
 def test_train_agent_cli_writes_policy_card_checkpoints_evaluations_and_tensorboard(ppo_run):
     out, stdout = ppo_run
     assert "trained ppo (MultiInputPolicy) on DreamX/GoalView-v0 (constant, 2 envs): 64 steps" in stdout
+    # the banner, SB3's rollout table (verbose=1) and each evaluation, printed as the run goes
+    assert f"run folder   {out}" in stdout and f"tensorboard --logdir {out / 'tb'}" in stdout
+    assert "ep_rew_mean" in stdout and "success_rate" in stdout
+    assert "Eval num_timesteps=32" in stdout and "Eval num_timesteps=64" in stdout
+    assert "Success rate:" in stdout
     card = json.loads((out / "policy.json").read_text())
     assert card["algo"] == "ppo" and card["backend"] == "constant" and card["total_steps"] == 64
     assert card["env_kwargs"] == {"action_set": "multi", "event_actions": False, "resolution": 64,
@@ -50,16 +55,17 @@ def test_train_agent_cli_writes_policy_card_checkpoints_evaluations_and_tensorbo
     assert model.action_space == spaces.MultiDiscrete([9, 9])  # no event actions (agent/ppo.yaml)
     assert set(model.observation_space.spaces) == {"rgb", "goal"}
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ppo_32_steps.zip", "ppo_64_steps.zip"]
-    assert (out / "best_policy.zip").is_file()
-    evals = json.loads((out / "evaluations.json").read_text())
-    assert [e["steps"] for e in evals] == [32, 64] and all(e["mean_length"] == 4 for e in evals)
+    assert (out / "best_model.zip").is_file()
+    evals = np.load(out / "evaluations.npz")  # SB3's EvalCallback: 2 episodes at 32 and 64 steps
+    assert evals["timesteps"].tolist() == [32, 64] and (evals["ep_lengths"] == 4).all()
+    assert evals["successes"].shape == (2, 2)  # GoalView reports is_success
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     (events,) = glob.glob(str(out / "tb" / "ppo_*" / "events.*"))
     acc = EventAccumulator(events)
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"eval/success_rate", "eval/mean_return", "rollout/ep_rew_mean", "rollout/success_rate"} <= tags
+    assert {"eval/success_rate", "eval/mean_reward", "rollout/ep_rew_mean", "rollout/success_rate"} <= tags
 
 
 def test_eval_agent_cli_on_the_ground_truth(ppo_run, oracle_server, tmp_path):
