@@ -2,8 +2,9 @@
 
 Three action sets:
 
-- ``"multi"`` (PPO default): ``MultiDiscrete([9, 9, 9])`` = (move combo, look combo, event) indexing
-  ``geometry.MOVE_COMBOS``, ``geometry.LOOK_COMBOS`` and ``events.EVENT_MENU`` (index 0 = none each).
+- ``"multi"`` (PPO default): ``MultiDiscrete([9, 9])`` = (move combo, look combo) indexing
+  ``geometry.MOVE_COMBOS`` and ``geometry.LOOK_COMBOS`` (index 0 = none each); with events on,
+  ``MultiDiscrete([9, 9, 9])``, the third indexing ``events.EVENT_MENU``.
 - ``"discrete"`` (DQN): ``Discrete(n)`` over ``DISCRETE_KEYS`` then, if events are on, each menu event.
 - ``"continuous"``: ``Box(-1, 1, (4,))`` = per-frame (forward, right, turn left, look up) as fractions of
   the key map's step sizes. Events are sent with ``env.unwrapped.command(...)``.

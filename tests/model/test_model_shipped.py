@@ -72,7 +72,7 @@ def test_an_episode_starts_from_a_user_image():
         obs, _ = env.reset(seed=0, options={"first_frame": image})
         assert np.array_equal(obs, image)
         for _ in range(3):
-            obs, *_ = env.step(np.array([1, 1, 0]))  # W + J, walk and turn: the sky stays above the grass
+            obs, *_ = env.step(np.array([1, 1]))  # W + J, walk and turn: the sky stays above the grass
         assert obs[:16, :, 2].mean() > obs[-16:, :, 2].mean() + 60
         assert obs[-16:, :, 1].mean() > obs[-16:, :, 2].mean() + 30
     finally:
@@ -85,7 +85,7 @@ def test_the_env_runs_the_learned_simulator_by_default():
     env = ExploreEnv(server="thread")
     try:
         obs, info = env.reset(seed=3)
-        obs2, *_ = env.step(np.array([1, 0, 0]))
+        obs2, *_ = env.step(np.array([1, 0]))
         assert obs.shape == (64, 64, 3) and env.unwrapped.core.backend_name == "learned"
         assert info["scene_seed"] < 256 and not np.array_equal(obs, obs2)
     finally:

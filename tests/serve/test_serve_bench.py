@@ -46,3 +46,10 @@ def test_turning_poses_turn_the_camera_3_degrees_a_frame():
     yaw = np.degrees(np.arctan2(rel[..., 0, 2], rel[..., 0, 0]))
     assert np.allclose(yaw, [3, 6, 9, 12])
     assert (rel[..., :3, 3] == 0).all()
+
+
+def test_the_env_path_steps_a_vector_env_with_the_default_actions():
+    from world_model.serve.bench import bench_env
+
+    r = bench_env("constant", 2, 0.3, 32, 2, warmup_frames=4)
+    assert r["env_steps_per_s"] > 0
