@@ -101,5 +101,5 @@ def test_memories_of_the_current_world_state_come_before_older_ones():
     dark.version, dark.lights = 1, False
     target = lit.pose[None]
     assert (warp_memories([[dark, lit]], target, intr, "oldest").feats[0, 0, 4:12, 2:6] == 0.5).all()
-    now = warp_memories([[dark, lit]], target, intr, "oldest", tolerance=0.3, versions=[1])
+    now = warp_memories([[dark, lit]], target, intr, "oldest", tolerance=0.3, looks=[(False, False)])
     assert (now.feats[0, 0, 4:12, 2:14] == -0.5).all()  # the view of the world as it is now

@@ -120,6 +120,22 @@ def test_an_event_without_a_target_is_skipped_and_the_rest_applies(model):
     assert not session.state.lights_on and not session.state.props and session.skipped_events == 1
 
 
+def test_a_push_moves_what_the_session_sees_and_its_memory_forgets_the_old_place(model):
+    sid, first, _ = model.open(first_frame=np.full((64, 64, 3), 90, np.uint8))
+    session = model._sessions[sid]
+    session.semantic[:] = CLASS_ID["floor"]
+    session.semantic[28:36, 28:36] = CLASS_ID["ball"]  # the model saw a ball 2 m ahead ...
+    session.depth[28:36, 28:36] = 2.0
+    old = session.memory.latest.depth.clone()
+    old[28:36, 28:36] = 2.0  # ... and remembers it there
+    session.memory.latest.depth = old
+    model.generate([sid], straight_poses(1), [parse_prompt("push the nearest ball")])
+    (ball,), (gone,) = session.state.props, session.state.vacated
+    assert ball.shape == "ball" and np.hypot(*(np.array(ball.center[:2]) - gone.center)) > 0.9
+    kept = session.memory.keyframes[0]  # the opened frame, the only keyframe: its ball pixels are forgotten
+    assert (kept.depth[28:36, 28:36] == 0).all() and (old == 0).sum() == 0
+
+
 def test_the_camera_stays_inside_the_scene(tiny_weights):
     m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
     sid, _, info = m.open(7)

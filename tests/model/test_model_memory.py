@@ -19,6 +19,7 @@ INTR = Intrinsics.from_fov(64, 64, 70.0)
 
 
 def _entry(t, x, yaw, version=0, depth_m=3.0):
+    """A keyframe seen at time ``t``; each world-state version toggles the lights (version 1: off)."""
     pose = pose_from_yaw_pitch(np.array([x, 0.0, 1.0]), yaw, 0.0)
     depth = np.full((64, 64), depth_m, np.float32)
     return MemoryEntry(
@@ -27,7 +28,7 @@ def _entry(t, x, yaw, version=0, depth_m=3.0):
         torch.zeros(64, 64),
         pose,
         t,
-        True,
+        version % 2 == 0,
         False,
         version,
         view_points(depth, pose, INTR),
@@ -144,12 +145,24 @@ def test_the_c_greedy_choice_of_memories_matches_torch():
         bank.retrieve(np.eye(4), INTR, 0, 1)
 
 
-def test_a_view_from_an_older_world_state_is_replaced():
+def test_a_view_of_another_look_is_kept_and_current_again_when_the_world_returns_to_it():
+    from world_model.model.memory import retrieve_many
+
     bank = MemoryBank(capacity=8)
     bank.add(_entry(0, 0.0, 0.0, version=0), INTR)
-    bank.add(_entry(1, 0.0, 0.0, version=1), INTR)  # same place, after an event
-    assert [e.version for e in bank.keyframes] == [1]
-    assert len(bank) == 1  # the latest frame is that keyframe
+    bank.add(_entry(1, 0.0, 0.0, version=1), INTR)  # same place, lights off: a new keyframe beside it
+    assert [(e.time, e.lights) for e in bank.keyframes] == [(0, True), (1, False)]
+    assert len(bank) == 2  # the latest frame is the second keyframe
+    for t in range(2, 12):
+        bank.add(_entry(t, 0.0, 0.0, version=1), INTR)
+    here = pose_from_yaw_pitch(np.array([0.0, 0.0, 1.0]), 0.0, 0.0)
+    near = {"near_gate": 0.5, "near_k": 1}
+    dark, _ = retrieve_many([bank], here[None], INTR, 2, [12], **near, looks=[(False, False)])
+    assert [e.lights for e in dark[0]] == [False, False]  # only views of the dark room are taken as near
+    bank.add(_entry(12, 0.0, 0.0, version=2), INTR)  # the lights back on: the settled lit view is current
+    assert [(e.time, e.lights) for e in bank.keyframes][0] == (0, True) and len(bank.keyframes) == 2
+    lit, _ = retrieve_many([bank], here[None], INTR, 2, [13], **near, looks=[(True, False)])
+    assert [e.time for e in lit[0]] == [12, 0]
 
 
 def test_fork_copies_are_independent():
@@ -200,8 +213,8 @@ def test_views_made_while_the_look_settles_after_an_event_are_replaced_by_later_
     for t in range(1, 4):  # standing still: the opened frame stays the keyframe of this place
         bank.add(_entry(t, 0.0, 0.0), INTR)
     assert [e.time for e in bank.keyframes] == [0]
-    bank.add(_entry(4, 0.0, 0.0, version=1), INTR)  # the lights went off: the newer view replaces it
-    assert [(e.time, e.version) for e in bank.keyframes] == [(4, 1)]
+    bank.add(_entry(4, 0.0, 0.0, version=1), INTR)  # the lights went off: a view of the new look
+    assert [(e.time, e.version) for e in bank.keyframes] == [(0, 0), (4, 1)]
     for t in range(5, 20):  # while the look settles (8 frames), later views replace it; then it stays
         bank.add(_entry(t, 0.0, 0.0, version=1), INTR)
-    assert [e.time for e in bank.keyframes] == [12]
+    assert [e.time for e in bank.keyframes] == [0, 12]

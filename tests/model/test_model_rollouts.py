@@ -1,9 +1,11 @@
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from world_model.events import EventRecord
 from world_model.model.checkpoint import load_weights
 from world_model.model.data import TrajectoryStore
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
@@ -37,8 +39,12 @@ def test_a_rollout_remembers_what_generation_would_make(tiny_dataset, tiny_weigh
     model = LearnedWorldModel(replace(LearnedConfig(), collide=False), network=(net, header))
     poses = store.poses[n].astype(np.float64)
     sid, _, _ = model.open(first_frame=store.rgb[n, start], start_pose=poses[start])
-    rel = np.linalg.inv(poses[start]) @ poses[start + 1 : start + 4]
-    frames = model.generate([sid], rel[None], [[]])[0]
+    for t in range(
+        start + 1, start + 4
+    ):  # frame by frame, with the trajectory's events where the rollout had them
+        events = [EventRecord.from_dict(d) for d in json.loads(str(store.events[n, t]) or "[]")]
+        rel = np.linalg.inv(model.pose(sid)) @ poses[t]
+        frames = model.generate([sid], rel[None, None], [events])[0]
     theirs = model._sessions[sid]
     assert mine.time == theirs.time == 3
     assert torch.allclose(mine.memory.latest.rgb, theirs.memory.latest.rgb, atol=1e-5)

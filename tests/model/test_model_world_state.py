@@ -76,3 +76,44 @@ def test_a_box_is_drawn_as_the_outline_of_its_corners():
     # its top face shows from eye height: taller on screen than its front face alone would be
     front_rows = INTR.fy * 0.3 / 1.35
     assert rows.max() - rows.min() + 1 > front_rows
+
+
+def test_a_push_redraws_a_ball_further_on_and_memory_forgets_where_it_was():
+    import torch
+
+    from world_model.geometry import unproject
+    from world_model.model.memory import MemoryBank, MemoryEntry
+    from world_model.model.reproject import view_points
+
+    semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
+    semantic[28:36, 28:36], depth[28:36, 28:36] = CLASS_ID["ball"], 2.0  # a ball 2 m ahead, about 0.4 m wide
+    rgb = np.full((64, 64, 3), 0.5, np.float32)
+    rgb[28:36, 28:36] = (0.9, 0.1, 0.1)
+    s = WorldState().apply(parse_prompt("push the nearest ball")[0], POSE, depth, semantic, INTR, None, rgb)
+    (ball,), (gone,) = s.props, s.vacated
+    assert ball.shape == "ball" and ball.color == pytest.approx((0.9, 0.1, 0.1))
+    assert 0.15 < ball.radius < 0.3 and ball.center[2] == pytest.approx(ball.radius)
+    seen_at = unproject(depth, POSE, INTR)[32, 32]
+    assert ball.center[0] - seen_at[0] > 0.9 and abs(ball.center[1] - seen_at[1]) < 0.05  # rolled away
+    assert gone.center[0] - seen_at[0] == pytest.approx(ball.radius) and gone.radius > ball.radius
+    hint = s.hints(POSE[None], INTR)[0, 3] > 0
+    assert 0 < hint.sum() < 64  # drawn smaller, further off
+    # a box stays put, as the engine's push leaves it
+    semantic[28:36, 28:36] = CLASS_ID["box"]
+    assert not WorldState().apply(parse_prompt("push the nearest box")[0], POSE, depth, semantic, INTR).props
+
+    bank = MemoryBank()
+    t = torch.from_numpy(depth)
+    bank.add(
+        MemoryEntry(
+            torch.zeros(3, 64, 64), t, t * 0, POSE, 0, True, False, 0, view_points(depth, POSE, INTR)
+        ),
+        INTR,
+    )
+    fork = bank.copy()
+    bank.forget(gone.center, gone.radius, gone.top, INTR)
+    forgotten = bank.latest.depth.numpy() == 0
+    assert forgotten[28:36, 28:36].all() and forgotten.sum() == 64  # the ball's pixels, nothing else
+    assert (
+        bank.keyframes[0] is bank.latest and (fork.latest.depth.numpy() == depth).all()
+    )  # forks keep theirs

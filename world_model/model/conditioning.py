@@ -16,7 +16,7 @@ from world_model.model.reproject import SAME_SURFACE, splat
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 from world_model.semantics import CLASS_ID
 
-STALE = 1 << 29  # a memory of an older world-state version ranks after every current one (priorities < 2^31)
+STALE = 1 << 29  # a memory seen in another look of the world ranks after every current one (< 2^31)
 SKY_M = 1000.0  # sky (infinite depth) is warped as a far plane, so turning keeps it where it was seen
 
 
@@ -39,7 +39,7 @@ def warp_memories(
     zbuffer: Callable | None = None,
     tolerance: float = SAME_SURFACE,
     door_open: list[bool] | None = None,
-    versions: list[int] | None = None,
+    looks: list[tuple[bool, bool]] | None = None,
 ) -> Warp:
     """What channels 0-6 of the input are made of (see ``network``): every target's memories splatted into
     its camera.
@@ -50,9 +50,9 @@ def warp_memories(
     revisit it is the view taken there); False: the nearest depth wins.
     ``footprint`` and ``zbuffer`` are ``reproject.splat``'s (footprint 2 closes one-pixel cracks).
     ``door_open`` (per target): the door's state now; a memory that saw the door in the other state leaves
-    the door's pixels out (the network draws what is there now, not the door as it was). ``versions`` (per
-    target): the world-state version now; with a priority rule, memories of this version come before
-    those of an older one (seen before the lights or the door changed), whatever their age."""
+    the door's pixels out (the network draws what is there now, not the door as it was). ``looks`` (per
+    target): the world's look now (``WorldState.look``); with a priority rule, memories seen in this look
+    come before those seen in another (before the lights or the door changed), whatever their age."""
     entries = [e for mem in memories for e in mem]
     dev = entries[0].rgb.device  # memories live where the network runs
     owner = [b for b, mem in enumerate(memories) for _ in mem]  # each memory's target
@@ -60,8 +60,8 @@ def warp_memories(
     src = torch.as_tensor(np.stack([e.pose for e in entries]), dtype=torch.float64, device=dev)
     dst = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64, device=dev)
     priority = _priority(entries, np.asarray(target_poses)[owner], prefer_older)
-    if priority is not None and versions is not None:
-        stale = np.array([e.version != versions[b] for e, b in zip(entries, owner, strict=True)])
+    if priority is not None and looks is not None:
+        stale = np.array([e.look != looks[b] for e, b in zip(entries, owner, strict=True)])
         priority = np.minimum(priority, STALE - 1) + stale * STALE
     priority = None if priority is None else torch.as_tensor(priority, device=dev)
     lights = _lights_planes(intr.height, intr.width, dev)

@@ -105,6 +105,7 @@ class TrajectoryStore:
                                 self.semantic[n, t - 1],
                                 self.intr,
                                 _bounds(int(self.seed[n])),
+                                self.rgb[n, t - 1].astype(np.float32) / 255.0,
                             )
                         except ValueError:  # the model would not see a target here: it skips the event
                             pass

@@ -409,10 +409,17 @@ class LearnedWorldModel(WorldModel):
     def _apply_events(self, ss: list[_Session], events: list[list[EventRecord]]) -> None:
         for s, evs in zip(ss, events, strict=True):
             for ev in evs:
+                rgb = None
+                if ev.predicate == "push":  # the pushed object is redrawn in the colour it was seen in
+                    rgb = (s.memory.latest.rgb.float().cpu().numpy().transpose(1, 2, 0) + 1) * 0.5
                 try:
-                    s.state = s.state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds)
+                    state = s.state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds, rgb)
                 except ValueError:  # nothing in view to paint: skipped, as the engine skips what it cannot do
                     s.skipped_events += 1
+                    continue
+                for gone in state.vacated[len(s.state.vacated) :]:  # memory forgets what a push moved
+                    s.memory.forget(gone.center, gone.radius, gone.top, self.intr)
+                s.state = state
 
     def _commit(
         self, ss: list[_Session], step: NextFrame, out: dict[str, torch.Tensor]
@@ -527,13 +534,14 @@ class LearnedWorldModel(WorldModel):
             self._retrieval_device(len(ss)),
             self.config.near_gate,
             self.config.near_k,
+            [s.state.look for s in ss],
         )
         with torch.no_grad():
             c = self.config
             warp = warp_memories(
                 memories, targets, self.intr, c.prefer_older, c.footprint, self._zbuffer,
                 tolerance=c.same_surface, door_open=[s.state.door_open for s in ss],
-                versions=[s.state.version for s in ss],
+                looks=[s.state.look for s in ss],
             )  # fmt: skip
             hints = self._hints(ss, targets)
         state = state_batch([s.state for s in ss])

@@ -1,21 +1,23 @@
 """Per-session memory of what was seen, and retrieval by camera geometry (design §7, WorldMem-style).
 
 Every generated frame is kept with its predicted depth, pose, time and world state. The bank keeps the
-latest frame plus *keyframes*: a frame becomes a keyframe unless a keyframe of the same world state already
-covers its view from nearby; a keyframe from before an event is replaced by a newer view of the same place;
-when the bank is full, the keyframe another one covers best goes, so rarely seen places stay remembered.
+latest frame plus *keyframes*: a frame becomes a keyframe unless a keyframe of the same look of the world
+(lights, door) already covers its view from nearby; keyframes of other looks stay, ranked after this look's,
+so the world looks as it did when it comes back to a look; when the bank is full, the keyframe another one
+covers best goes, so rarely seen places stay remembered.
 Retrieval for a target camera starts from the latest frame and greedily adds the keyframes that cover the
 most still-uncovered parts of the target view (footprints projected into the target), minus staleness.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from world_model.geometry import Intrinsics
+from world_model.geometry import Intrinsics, shared_pixel_rays
 from world_model.model import native
 
 COVERAGE_CELLS = 4  # the target view is split into COVERAGE_CELLS x COVERAGE_CELLS cells for coverage
@@ -32,7 +34,8 @@ SETTLE_FRAMES = 8  # frames after a world-state change (lights, door) in which t
 class MemoryEntry:
     """One remembered frame: ``rgb [3,H,W]`` in [-1, 1], metric ``depth [H,W]`` (inf: sky), ``door [H,W]``
     (1 where the door was seen), ``pose [4,4]``, ``time`` (frame index), the world state it was seen in
-    (``lights``, ``door_open``, ``version``) and ``points [P,3]``, its footprint for retrieval."""
+    (``lights``, ``door_open``, ``version``: the look and the change it was seen after) and ``points [P,3]``,
+    its footprint for retrieval."""
 
     rgb: torch.Tensor
     depth: torch.Tensor
@@ -43,6 +46,16 @@ class MemoryEntry:
     door_open: bool
     version: int
     points: np.ndarray
+
+    @property
+    def look(self) -> tuple[bool, bool]:
+        """The world's look it was seen in (``WorldState.look``)."""
+        return self.lights, self.door_open
+
+
+def look_code(look: tuple[bool, bool]) -> int:
+    """``WorldState.look`` as a small integer, for array comparisons."""
+    return int(look[0]) + 2 * int(look[1])
 
 
 def _project(points: torch.Tensor, poses: torch.Tensor, intr: Intrinsics):
@@ -223,7 +236,7 @@ class MemoryBank:
         self.used: list[int] = []  # when each keyframe was last retrieved (least recently used goes first)
         self.latest: MemoryEntry | None = None
         self.latest_at = -1  # the latest frame's index among the keyframes (-1: not a keyframe)
-        # the keyframes' footprints, poses, times and world-state versions, stacked and kept in step
+        # the keyframes' footprints, poses, times, world-state versions and looks, stacked and kept in step
         # (replaced, never written to: forks share them)
         self._stacked: tuple[np.ndarray, ...] | None = None
         # _views[v, e]: how much of keyframe e's footprint keyframe v's camera sees, kept up to date
@@ -247,7 +260,7 @@ class MemoryBank:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The keyframes' footprints ``[E, P, 3]``, camera positions ``[E, 3]`` and times ``[E]``."""
-        points, poses, times, _ = self._stacked
+        points, poses, times = self._stacked[:3]
         return points, poses[:, :3, 3], times
 
     def add(self, entry: MemoryEntry, intr: Intrinsics, seen: np.ndarray | None = None) -> None:
@@ -259,6 +272,7 @@ class MemoryBank:
         """Make ``entry`` keyframe ``at`` (``len(keyframes)``: a new one) and the latest; ``seen``: how much
         of each keyframe (before this one) it sees."""
         rows = (entry.points, entry.pose, np.float64(entry.time), np.int64(entry.version))
+        rows += (np.int64(look_code(entry.look)),)
         if at == len(self.keyframes):
             self.keyframes.append(entry)
             self.used.append(entry.time)
@@ -302,16 +316,59 @@ class MemoryBank:
         element by element."""
         if not self._stale:
             return self._views
-        points, poses, _, _ = self._stacked
+        points, poses = self._stacked[:2]
         stale = np.array(sorted(self._stale))
         pts = torch.from_numpy(points[stale][None])  # the stale footprints, seen from every keyframe's camera
         self._views[:, stale] = coverage(pts, torch.from_numpy(poses), intr)[1].numpy()
         self._stale.clear()
         return self._views
 
+    def forget(self, center: tuple[float, float], radius: float, top: float, intr: Intrinsics) -> None:
+        """Forget what every remembered frame saw inside a vertical cylinder (``center`` x, y, ``radius``,
+        from the floor up to ``top``): something left that place (a pushed object), so warps leave those
+        pixels for the network to draw anew. Entries are replaced, not written to: forks share them."""
+        entries = self.keyframes if self.latest_at >= 0 else [*self.keyframes, self.latest]
+        cleared = [_cleared(e, center, radius, top, intr) for e in entries]
+        self.keyframes = cleared[: len(self.keyframes)]
+        self.latest = self.keyframes[self.latest_at] if self.latest_at >= 0 else cleared[-1]
+
+    def shadowed(self, look: tuple[bool, bool], intr: Intrinsics) -> np.ndarray:
+        """Which keyframes ``[E]`` (bool) were seen in another look than ``look`` at a place a keyframe or the
+        latest frame of ``look`` covers (the test ``add_many`` keeps a place's keyframe by): what is there now
+        is that newer view, so retrieval leaves them out; they stay for when the world returns to their look.
+        Warped in beside it, an old view's mislabelled door or lit pixels would show through."""
+        codes = self._stacked[4]
+        other = codes != look_code(look)
+        if not other.any() or other.all() and self.latest.look != look:
+            return other & False
+        positions = self._stacked[1][:, :3, 3]
+        near = np.linalg.norm(positions[:, None] - positions[None], axis=-1) < self.same_place_m
+        covers = near & (self._views_now(intr) >= self.same_view) & ~other[:, None]  # [viewer, keyframe]
+        shadow = covers.any(axis=0)
+        if self.latest_at < 0 and self.latest.look == look:
+            seen = overlap(self._stacked[0], self.latest.pose, intr)
+            near = np.linalg.norm(positions - self.latest.pose[:3, 3], axis=-1) < self.same_place_m
+            shadow |= near & (seen >= self.same_view)
+        return shadow & other
+
     def retrieve(self, pose: np.ndarray, intr: Intrinsics, k: int, now: int) -> list[MemoryEntry]:
         """The latest frame and the keyframes that best cover the view from ``pose``."""
         return retrieve_many([self], pose[None], intr, k, [now])[0][0]
+
+
+def _cleared(
+    entry: MemoryEntry, center: tuple[float, float], radius: float, top: float, intr: Intrinsics
+) -> MemoryEntry:
+    """``entry`` with no depth (0: nothing, as the warp reads it) where it saw inside the cylinder."""
+    depth = entry.depth
+    rays = torch.tensor(shared_pixel_rays(intr), dtype=torch.float32, device=depth.device)
+    pose = torch.as_tensor(entry.pose, dtype=torch.float32, device=depth.device)
+    world = (rays * depth.float()[..., None]) @ pose[:3, :3].T + pose[:3, 3]
+    dx, dy = world[..., 0] - center[0], world[..., 1] - center[1]
+    inside = (dx * dx + dy * dy < radius * radius) & (world[..., 2] < top) & torch.isfinite(depth)
+    if not bool(inside.any()):
+        return entry
+    return dataclasses.replace(entry, depth=torch.where(inside, torch.zeros_like(depth), depth))
 
 
 def add_many(
@@ -322,8 +379,10 @@ def add_many(
 ) -> None:
     """:meth:`MemoryBank.add` for many banks, one entry each. ``seen``: per bank, how much of each of its
     keyframes the entry's camera sees (``None``: computed here). The entry becomes the latest frame; it
-    becomes a keyframe unless a keyframe of the same world state was seen from within ``same_place_m`` and
-    shares at least ``same_view`` of its view; one of an older world state there is replaced by it. That
+    becomes a keyframe unless a settled keyframe of the same look (``WorldState.look``) was seen from within
+    ``same_place_m`` and shares at least ``same_view`` of its view; an unsettled one of that look there (made
+    while the look converged after a change) is replaced by it. Keyframes of other looks stay: the world
+    may come back to them (the door closes again), and retrieval ranks them after this look's. That
     test runs for all banks at once, in a few array operations over their keyframes (padded to the largest
     bank), not a dozen small ones per bank."""
     if len(entries) != len(banks) or (seen is not None and len(seen) != len(banks)):
@@ -337,29 +396,29 @@ def add_many(
     if max(sizes, default=0):
         n, most = len(banks), max(sizes)
         positions = np.full((n, most, 3), np.inf)  # padding: infinitely far, never the same place
-        views, versions = np.zeros((n, most)), np.zeros((n, most), np.int64)
+        views, looks = np.zeros((n, most)), np.full((n, most), -1, np.int64)
         settled = np.zeros((n, most), bool)
         for b, (bank, entry) in enumerate(zip(banks, entries, strict=True)):
             if sizes[b]:
-                points, poses, _, version = bank._stacked
+                points, poses, _, version, look = bank._stacked
                 if seen[b] is None:
                     seen[b] = overlap(points, entry.pose, intr)
                 positions[b, : sizes[b]], views[b, : sizes[b]] = poses[:, :3, 3], seen[b]
-                versions[b, : sizes[b]] = version
+                looks[b, : sizes[b]] = look
                 since = np.array([bank.version_since.get(int(v), 0) for v in version])
                 settled[b, : sizes[b]] = bank._stacked[2] >= since + SETTLE_FRAMES
         offset = positions - np.array([entry.pose[:3, 3] for entry in entries])[:, None]
         distance = np.sqrt(np.add.reduce(offset * offset, axis=2))  # as np.linalg.norm
         near = distance < np.array([bank.same_place_m for bank in banks])[:, None]
         same = near & (views >= np.array([bank.same_view for bank in banks])[:, None])
-        here = versions == np.array([entry.version for entry in entries])[:, None]
-        skip = (same & here & settled).any(axis=1).tolist()  # this place is remembered in this world state
-        replace = np.where(same.any(axis=1), same.argmax(axis=1), -1).tolist()  # the first such keyframe
+        here = same & (looks == np.array([look_code(entry.look) for entry in entries])[:, None])
+        skip = (here & settled).any(axis=1).tolist()  # this place is remembered in this look
+        replace = np.where(here.any(axis=1), here.argmax(axis=1), -1).tolist()  # the first such keyframe
     for bank, entry, size, seen_b, known, at in zip(banks, entries, sizes, seen, skip, replace, strict=True):
         bank.latest, bank.latest_at = entry, -1
         if known:
             continue
-        if at >= 0:  # the world changed since this place was remembered: the newer view wins
+        if at >= 0:  # remembered while the look converged: the newer view wins
             bank._put(at, entry, seen_b)
             continue
         bank._put(size, entry, seen_b)
@@ -376,6 +435,7 @@ def retrieve_many(
     device: torch.device | str = "cpu",
     near_gate: float = 0.0,
     near_k: int = 0,
+    looks: list[tuple[bool, bool]] | None = None,
 ) -> tuple[list[list[MemoryEntry]], list[np.ndarray]]:
     """:meth:`MemoryBank.retrieve` for many banks and cameras ``poses [B, 4, 4]`` in one batched pass on
     ``device``. Also returns, per bank, how much of each keyframe the camera sees (for ``add``).
@@ -383,7 +443,9 @@ def retrieve_many(
     With ``near_k`` > 0, up to ``near_k`` keyframes seen from within ``near_gate`` of the camera
     (:func:`camera_distance`) come right after the latest frame, nearest first, and greedy coverage fills
     the rest: back at a place, the views taken there are retrieved even when the latest frame already
-    covers the view (coverage alone then prefers recent frames, whose depth has drifted furthest)."""
+    covers the view (coverage alone then prefers recent frames, whose depth has drifted furthest). With
+    ``looks`` (per bank, the world's look now), only keyframes seen in that look are taken so, and keyframes
+    of another look are not taken where one of this look covers their place (``MemoryBank.shadowed``)."""
     if any(bank.latest is None for bank in banks):
         raise RuntimeError("empty memory: open the session with a first frame")
     sizes = [len(bank.keyframes) for bank in banks]
@@ -400,7 +462,11 @@ def retrieve_many(
             if bank.latest_at >= 0:  # no second copy of the latest
                 valid[b, 1 + bank.latest_at] = False
             ages[b, 1 : 1 + sizes[b]] = now[b] - times
-    near = _nearest_keyframes(banks, poses, valid, near_gate, near_k) if near_k > 0 else None
+    if looks is not None:
+        for b, bank in enumerate(banks):
+            if sizes[b]:
+                valid[b, 1 : 1 + sizes[b]] &= ~bank.shadowed(looks[b], intr)
+    near = _nearest_keyframes(banks, poses, valid, near_gate, near_k, looks) if near_k > 0 else None
     if near is not None:
         for b, picks in enumerate(near):
             valid[b, [1 + i for i in picks]] = False  # taken already: greedy coverage fills the rest
@@ -428,10 +494,15 @@ def retrieve_many(
 
 
 def _nearest_keyframes(
-    banks: list[MemoryBank], poses: np.ndarray, valid: np.ndarray, gate: float, most: int
+    banks: list[MemoryBank],
+    poses: np.ndarray,
+    valid: np.ndarray,
+    gate: float,
+    most: int,
+    looks: list[tuple[bool, bool]] | None = None,
 ) -> list[list[int]]:
     """Per bank, the indices of up to ``most`` keyframes (not the latest) within ``gate`` of its camera
-    (:func:`camera_distance`), nearest first."""
+    (:func:`camera_distance`), nearest first; with ``looks``, only those seen in the bank's look."""
     out = []
     for b, bank in enumerate(banks):
         if not bank.keyframes:
@@ -439,7 +510,10 @@ def _nearest_keyframes(
             continue
         cams = bank._stacked[1]
         dist = camera_distance(cams, np.asarray(poses[b])[None])
-        dist = np.where(valid[b, 1 : 1 + len(cams)], dist, np.inf)
+        ok = valid[b, 1 : 1 + len(cams)]
+        if looks is not None:
+            ok = ok & (bank._stacked[4] == look_code(looks[b]))
+        dist = np.where(ok, dist, np.inf)
         order = np.argsort(dist, kind="stable")[:most]
         out.append([int(i) for i in order if dist[i] <= gate])
     return out

@@ -146,7 +146,7 @@ class Trainer:
         else:
             warped = warp_memories(
                 memories, poses, intr, rules.prefer_older, rules.footprint, tolerance=rules.same_surface,
-                door_open=[e.state.door_open for e in examples], versions=[e.state.version for e in examples],
+                door_open=[e.state.door_open for e in examples], looks=[e.state.look for e in examples],
             )  # fmt: skip
         hints = np.concatenate([e.state.hints(e.pose[None], intr) for e in examples])
         floor = self._floor(poses)

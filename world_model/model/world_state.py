@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from world_model.events import DEFAULT_ANCHOR_M, EventRecord
-from world_model.geometry import Intrinsics, pixel_rays
-from world_model.semantics import CLASS_ID, COLORS, OBJECT_CLASS_IDS, OBJECT_SHAPES
+from world_model.geometry import Intrinsics, pixel_rays, unproject
+from world_model.semantics import CLASS_ID, COLORS, OBJECT_CLASS_IDS, OBJECT_SHAPES, SEMANTIC_CLASSES
 
 # Resting size (radius, half height) of what a drop or spawn brings in: the engine's spare bodies.
 PROP_SIZE: dict[str, tuple[float, float]] = {
@@ -29,6 +29,20 @@ PROP_SIZE: dict[str, tuple[float, float]] = {
 }
 PAINT_RADIUS_M = 0.35
 HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
+# Where a push leaves an object, per shape, as the engine's push does it (``engine.physics_events``: 1.5 m/s
+# for 0.2 s away from the camera) measured 10 frames later in 40 training scenes: a ball rolls about 1.07 m
+# (on until a wall stops it), a cylinder or capsule tips over 0.35-0.6 m on, a box or table stays put.
+PUSH_M: dict[str, float] = {"ball": 1.0, "cylinder": 0.45, "capsule": 0.45}
+VACATED_MARGIN_M = 0.1  # memory forgets this much around a pushed object's old place
+
+
+@dataclass(frozen=True)
+class Vacated:
+    """A place a push emptied: a vertical cylinder over ``center`` (x, y) up to ``top`` metres."""
+
+    center: tuple[float, float]
+    radius: float
+    top: float
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,15 @@ class Prop:
 class WorldState:
     lights_on: bool = True
     door_open: bool = False
-    version: int = 0  # bumped when the lights or the door change: memories from older versions look stale
+    version: int = 0  # bumped when the lights or the door change (memory lets the new look settle first)
     props: tuple[Prop, ...] = field(default_factory=tuple)
+    vacated: tuple[Vacated, ...] = field(default_factory=tuple)  # places pushed objects left
+
+    @property
+    def look(self) -> tuple[bool, bool]:
+        """What the world looks like beyond the props, ``(lights_on, door_open)``: memories seen in another
+        look are stale, and those seen in this one are current again when the world comes back to it."""
+        return self.lights_on, self.door_open
 
     def vector(self) -> np.ndarray:
         """Global conditioning: [lights on, door open] as ±1."""
@@ -62,9 +83,11 @@ class WorldState:
         semantic: np.ndarray,
         intr: Intrinsics,
         bounds: tuple[float, float, float, float] | None = None,
+        rgb: np.ndarray | None = None,
     ) -> WorldState:
-        """The state after ``ev`` for a camera at ``pose`` that sees ``depth``/``semantic``. Raises
-        ``ValueError`` when the event has no target in view (like the engine with no target in the scene)."""
+        """The state after ``ev`` for a camera at ``pose`` that sees ``depth``/``semantic`` (and colour ``rgb
+        [H, W, 3]`` in [0, 1], which a push needs to redraw the object). Raises ``ValueError`` when the event
+        has no target in view (like the engine with no target in the scene)."""
         p = ev.predicate
         new = replace(self)
         if p == "lights":
@@ -77,7 +100,10 @@ class WorldState:
             center = _target_point(ev.entity, pose, depth, semantic, intr)
             color = COLORS[ev.attributes["color"]]
             new.props = self.props + (Prop("paint", "", color, center, PAINT_RADIUS_M, PAINT_RADIUS_M),)
-        # push: v1 does not move the pushed object (see the eval report), so nothing changes
+        elif p == "push":
+            moved = _pushed(ev.entity, pose, depth, semantic, intr, bounds, rgb, self.lights_on)
+            if moved is not None:  # a box or a table stays put, as in the engine
+                new.props, new.vacated = self.props + (moved[0],), self.vacated + (moved[1],)
         if (new.lights_on, new.door_open) != (self.lights_on, self.door_open):
             new.version += 1  # the look changed beyond the props (drawn from the state in every view)
         return new
@@ -149,11 +175,9 @@ def _placed(ev: EventRecord, pose: np.ndarray, bounds: tuple[float, float, float
     return Prop("object", ev.entity, color, (float(xy[0]), float(xy[1]), half), radius, half)
 
 
-def _target_point(
-    entity: str, pose: np.ndarray, depth: np.ndarray, semantic: np.ndarray, intr: Intrinsics
-) -> tuple[float, float, float]:
-    """World point of the nearest object pixel in view matching ``"nearest [colour] [shape]"``; a named
-    object ``"shape#n"`` is taken as the nearest of its shape (the model sees classes, not instances)."""
+def _target_pixel(entity: str, depth: np.ndarray, semantic: np.ndarray) -> tuple[int, int]:
+    """The nearest object pixel ``(v, u)`` in view matching ``"nearest [colour] [shape]"``; a named object
+    ``"shape#n"`` is taken as the nearest of its shape (the model sees classes, not instances)."""
     words = [w.split("#")[0] for w in entity.replace("nearest", "").replace("object", "").split()]
     shapes = [w for w in words if w in OBJECT_SHAPES]
     classes = np.array([CLASS_ID[s] for s in shapes]) if shapes else OBJECT_CLASS_IDS
@@ -162,6 +186,61 @@ def _target_point(
         raise ValueError(f"no {' '.join(shapes) or 'object'} in view to target for {entity!r}")
     d = np.where(mask, depth, np.inf)
     v, u = np.unravel_index(int(np.argmin(d)), d.shape)
-    ray = pixel_rays(intr)[v, u] * float(d[v, u])
+    return int(v), int(u)
+
+
+def _target_point(
+    entity: str, pose: np.ndarray, depth: np.ndarray, semantic: np.ndarray, intr: Intrinsics
+) -> tuple[float, float, float]:
+    """World point of the object pixel ``_target_pixel`` picks."""
+    v, u = _target_pixel(entity, depth, semantic)
+    ray = pixel_rays(intr)[v, u] * float(depth[v, u])
     p = pose[:3, :3] @ ray + pose[:3, 3]
     return float(p[0]), float(p[1]), float(p[2])
+
+
+def _pushed(
+    entity: str,
+    pose: np.ndarray,
+    depth: np.ndarray,
+    semantic: np.ndarray,
+    intr: Intrinsics,
+    bounds: tuple[float, float, float, float] | None,
+    rgb: np.ndarray | None,
+    lights_on: bool,
+) -> tuple[Prop, Vacated] | None:
+    """The pushed object redrawn where the push leaves it, and the place it left, from what the camera sees:
+    the object is the connected region of its class around the targeted pixel; its width across the view
+    gives its radius, its nearest point plus that radius its centre, its pixels' median its colour. None for
+    shapes a push does not move (``PUSH_M``)."""
+    from world_model.model.compositing import SHADE
+
+    v, u = _target_pixel(entity, depth, semantic)
+    shape = SEMANTIC_CLASSES[int(semantic[v, u])]
+    if shape not in PUSH_M:
+        return None
+    _, parts = cv2.connectedComponents((semantic == semantic[v, u]).astype(np.uint8), connectivity=4)
+    pixels = (parts == parts[v, u]) & np.isfinite(depth)
+    points = unproject(depth, pose, intr, pixels)
+    away = points[:, :2].mean(axis=0) - pose[:2, 3]
+    away = away / max(float(np.linalg.norm(away)), 1e-9)
+    across = np.array([-away[1], away[0]])
+    width = points[:, :2] @ across
+    radius = float(np.clip((width.max() - width.min()) / 2, 0.05, 0.6))
+    center = points[:, :2] @ away
+    xy = (center.min() + radius) * away + float(np.median(width)) * across
+    top = float(points[:, 2].max())
+    if rgb is None:
+        color = (0.5, 0.5, 0.5)
+    else:
+        seen = np.median(rgb[pixels], axis=0) / SHADE[lights_on]
+        color = tuple(float(c) for c in np.clip(seen, 0.0, 1.0))
+    half = radius if shape == "ball" else min(radius, top / 2)  # a cylinder or capsule lies on its side
+    moved = xy + PUSH_M[shape] * away
+    if bounds is not None and all(math.isfinite(b) for b in bounds):
+        m = radius + 0.05
+        moved = np.clip(moved, [bounds[0] + m, bounds[1] + m], [bounds[2] - m, bounds[3] - m])
+    kind = "ball" if shape == "ball" else "box"
+    prop = Prop("object", kind, color, (float(moved[0]), float(moved[1]), half), radius, half)
+    gone = Vacated((float(xy[0]), float(xy[1])), radius + VACATED_MARGIN_M, top + VACATED_MARGIN_M)
+    return prop, gone
