@@ -8,13 +8,22 @@ raises :class:`ServerUnavailable` naming the address. Calls never hang. A reques
 receive (a frame over its ``max_message_bytes``, which ZeroMQ there drops without an answer) is refused
 before sending with :class:`RequestTooLarge`. One client is one identity: the sessions it opens belong
 to it. It is not thread-safe; use one client per thread.
+
+While it holds sessions, a background thread sends a HEARTBEAT (no reply) whenever the client has sent
+nothing for ``heartbeat_s`` (at most a third of the server's ``client_heartbeat_timeout_s``, learned from
+INFO), so a server frees the sessions of a client that was killed or hung after that time-out rather than
+its much longer ``idle_timeout_s``. ZeroMQ's own ZMTP heartbeats (``zmq.HEARTBEAT_IVL``) cannot do this:
+they stay inside libzmq, so the server's code never learns which client identity is alive, they do not pass
+through a broker to its workers, and ``inproc://`` has none.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +64,7 @@ class ClientConfig:
     server_public_key: str | None = None  # z85 CURVE key of a remote server: turns CURVE on
     curve_public_key: str | None = None  # this client's keypair (for a server's client_public_keys);
     curve_secret_key: str | None = None  #   None: a fresh pair per client
+    heartbeat_s: float = 5.0  # heartbeat this often while holding sessions and idle; 0: never
 
 
 @dataclass
@@ -93,6 +103,12 @@ class SimulatorClient:
         self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
         self.max_message_bytes = cfg.max_message_bytes  # the largest frame the server receives
         self.closed = False
+        self.sessions: set[int] = set()  # opened (or forked) by this client and not closed by it
+        # the heartbeat thread sends on the socket too; requests hold the lock while they use it
+        self._lock = threading.Lock()
+        self._last_send = time.monotonic()
+        self._heartbeat_s = cfg.heartbeat_s if cfg.heartbeat_s > 0 else None
+        self._heartbeats: threading.Event | None = None  # set: the heartbeat thread stops
 
     def request(
         self,
@@ -104,6 +120,16 @@ class SimulatorClient:
         """Send one request and return the REPLY; raise ServerError / ServerUnavailable otherwise."""
         if self.closed:
             raise RuntimeError(f"client for {self.address} is closed")
+        with self._lock:
+            return self._request(type, meta, arrays, timeout_s)
+
+    def _request(
+        self,
+        type: MsgType,
+        meta: dict[str, Any] | None,
+        arrays: dict[str, np.ndarray] | None,
+        timeout_s: float | None,
+    ) -> Message:
         cfg = self.config
         timeout = cfg.timeout_s if timeout_s is None else timeout_s
         request_id = next(self._ids)
@@ -163,9 +189,45 @@ class SimulatorClient:
         """Send without blocking: with no peer at all (an inproc server gone) a DEALER would block forever."""
         try:
             self._sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+            self._last_send = time.monotonic()
             return True
         except zmq.Again:
             return False
+
+    # -- heartbeats -----------------------------------------------------------------------------------------
+    def _hold(self, sessions: list[int]) -> None:
+        """Book ``sessions`` as held; the first ones start the heartbeats, with one sent at once (from then
+        on the server closes this client's sessions when its heartbeats stop, even right after this)."""
+        self.sessions.update(sessions)
+        if self.sessions and self._heartbeat_s is not None and self._heartbeats is None:
+            with self._lock:
+                self._try_send(encode(Message(MsgType.HEARTBEAT, 0)))
+            self._heartbeats = threading.Event()
+            thread = threading.Thread(
+                target=_beat_while_alive,
+                args=(weakref.ref(self), self._heartbeats),
+                name="dreamx-client-heartbeat",
+                daemon=True,
+            )
+            thread.start()
+
+    def _beat(self) -> float:
+        """Send a HEARTBEAT if the client holds sessions and sent nothing for a heartbeat interval (never
+        while a request holds the socket: its retries show the client alive). Returns the seconds until the
+        next one may be due."""
+        interval = self._heartbeat_s
+        if interval is None:
+            return 1.0
+        due = self._last_send + interval - time.monotonic()
+        if due > 0:
+            return due
+        if self.sessions and not self.closed and self._lock.acquire(blocking=False):
+            try:
+                if not self.closed:
+                    self._try_send(encode(Message(MsgType.HEARTBEAT, 0)))
+            finally:
+                self._lock.release()
+        return interval
 
     # -- typed calls ----------------------------------------------------------------------------------------
     def ping(self, timeout_s: float | None = None) -> dict[str, Any]:
@@ -175,11 +237,23 @@ class SimulatorClient:
         """The server's facts and limits. Also sets ``max_message_bytes`` to the smallest frame limit on
         the way: the server's, and its broker's when there is one (-1: no limit)."""
         meta = self.request(MsgType.INFO).meta
+        self.learn_limits(meta)
+        return meta
+
+    def learn_limits(self, meta: dict[str, Any]) -> None:
+        """Adopt the limits an INFO reply ``meta`` reports: the smallest frame limit on the way (the
+        server's, and its broker's when there is one; -1: no limit), and the server's heartbeat time-out
+        (heartbeats at most a third of it apart; none to a server that does not take them)."""
         found = [(meta.get(k) or {}).get("max_message_bytes") for k in ("server", "broker")]
         found = [v for v in found if isinstance(v, int) and not isinstance(v, bool)]
         if found:
             self.max_message_bytes = -1 if all(v < 0 for v in found) else min(v for v in found if v >= 0)
-        return meta
+        if self.config.heartbeat_s > 0:
+            timeout = (meta.get("server") or {}).get("client_heartbeat_timeout_s")
+            if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+                self._heartbeat_s = min(self.config.heartbeat_s, timeout / 3)
+            else:
+                self._heartbeat_s = None  # a server from before heartbeats would answer each with an ERROR
 
     def open(self, specs: list[SceneSpec], outputs: tuple[str, ...] = ("rgb",)) -> OpenResult:
         reply = self.request(
@@ -187,6 +261,7 @@ class SimulatorClient:
             {"scenes": [s.to_meta() for s in specs], "outputs": list(outputs)},
             _first_frames(specs),
         )
+        self._hold(reply.meta["sessions"])
         return OpenResult(
             list(reply.meta["sessions"]), reply.arrays, [SceneInfo.from_dict(s) for s in reply.meta["scenes"]]
         )
@@ -230,22 +305,40 @@ class SimulatorClient:
         self.request(MsgType.CHECK, {"sessions": list(sessions), "events": _events_meta(events)})
 
     def fork(self, session: int, count: int = 1) -> list[int]:
-        return list(self.request(MsgType.FORK, {"session": session, "count": count}).meta["sessions"])
+        forks = list(self.request(MsgType.FORK, {"session": session, "count": count}).meta["sessions"])
+        self._hold(forks)
+        return forks
 
     def close_sessions(self, sessions: list[int], timeout_s: float | None = None) -> None:
         if sessions:
             self.request(MsgType.CLOSE, {"sessions": list(sessions)}, timeout_s=timeout_s)
+            self.sessions.difference_update(sessions)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._sock.close(linger=0)
+            if self._heartbeats is not None:
+                self._heartbeats.set()
+            with self._lock:
+                self._sock.close(linger=0)
 
     def __enter__(self) -> SimulatorClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _beat_while_alive(client_ref: weakref.ref, stop: threading.Event) -> None:
+    """The heartbeat thread: holds only a weak reference, so a client dropped without close() still goes
+    (and its server then frees its sessions when the heartbeats stop)."""
+    wait = 0.0
+    while not stop.wait(wait):
+        client = client_ref()
+        if client is None or client.closed:
+            return
+        wait = max(0.01, client._beat())
+        del client
 
 
 def _events_meta(events: list[list[list[EventRecord]]]) -> list:

@@ -44,7 +44,7 @@ class LanedClient:
     def info(self) -> dict[str, Any]:
         meta = self.lanes[0].info()
         for lane in self.lanes[1:]:  # every lane talks to the same server (or broker)
-            lane.max_message_bytes = self.lanes[0].max_message_bytes
+            lane.learn_limits(meta)
         return meta
 
     def open(self, specs: list[SceneSpec], outputs: tuple[str, ...] = ("rgb",)) -> OpenResult:

@@ -227,7 +227,7 @@ def test_idle_sessions_are_closed_with_a_clear_error(serve):
     client = SimulatorClient(address)
     session = client.open([SceneSpec(0)]).sessions
     time.sleep(1.0)
-    with pytest.raises(ServerError, match="closed after 0.4 s without messages"):
+    with pytest.raises(ServerError, match="closed after 0.4 s without requests"):
         client.step(session, still_poses(1))
     assert server.table.n_sessions == 0
 

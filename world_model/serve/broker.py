@@ -21,6 +21,12 @@ Clients do not change: an env pointed at the broker's ``address`` works as with 
   and CLOSE go to the worker that owns the sessions named (a request naming sessions of two workers is
   refused: open sessions that step together in one OPEN). A retried request id goes where the original
   went, so retries stay idempotent. INFO goes to a worker; PING is answered by the broker.
+- **One client cannot take every worker's sessions**: ``max_sessions_per_client`` bounds the sessions one
+  client identity holds (and is opening) across all workers; an OPEN or FORK beyond it gets
+  ``too_many_sessions`` from the broker, as from a server. Each worker's own quota still applies. Workers
+  report the sessions they close for idle or silent clients, so the broker's count follows them.
+- **Client heartbeats** (HEARTBEAT from a client, never answered) are passed on to the workers that hold
+  the client's sessions, which close them when the heartbeats stop (``client_heartbeat_timeout_s``).
 - **A dead worker** (silent for ``heartbeat_timeout_s``, or it said DISCONNECT on stopping, with why: it
   was stopped, its parent process exited, or it crashed): its requests in flight, and every later request
   naming its sessions, get ERROR ``worker_lost`` naming the worker, the sessions and what happened, which
@@ -82,7 +88,8 @@ class BrokerConfig:
     worker_address: str = "tcp://127.0.0.1:5556"  # workers connect here
     heartbeat_s: float = 0.5  # both ways; workers take the broker's values
     heartbeat_timeout_s: float = 3.0  # a worker (or broker) silent this long is dead
-    idle_timeout_s: float = 600.0  # forget clients silent this long
+    idle_timeout_s: float = 600.0  # forget clients silent this long that hold no sessions
+    max_sessions_per_client: int = 128  # one client's sessions over all workers (too_many_sessions)
     max_message_bytes: int = 256 << 20
     send_queue_per_client: int = 4  # replies ZeroMQ queues for a client that does not read (SNDHWM)
     parent_pid: int | None = None
@@ -92,6 +99,13 @@ class BrokerConfig:
     curve_public_key: str | None = None
     worker_public_keys: list[str] = field(default_factory=list)  # z85 keys of workers allowed to register
     client_public_keys: list[str] = field(default_factory=list)  # z85 keys of clients admitted; [] = any
+
+    def __post_init__(self) -> None:
+        value = self.max_sessions_per_client
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"BrokerConfig.max_sessions_per_client must be a positive integer, got {value!r}"
+            )
 
 
 @dataclass
@@ -268,6 +282,11 @@ class Broker:
             meta = {"time": time.time(), "sessions": sorted(client.sessions), "workers": len(self.workers)}
             self._to_client(identity, encode(Message(MsgType.REPLY, rid, meta)))
             return
+        if msg.type == MsgType.HEARTBEAT:  # to every worker holding this client's sessions; no reply
+            for key in {h >> HANDLE_SHIFT for h in client.sessions}:
+                if key in self.workers:
+                    self._back.send_multipart([self.workers[key].routing_id, identity, *body], copy=False)
+            return
         if msg.type not in REQUEST_TYPES:
             text = f"{msg.type.name} is not a request; send {REQUEST_NAMES}"
             self._refuse(identity, rid, ErrorCode.BAD_REQUEST, text)
@@ -276,6 +295,8 @@ class Broker:
         try:
             if key is None:  # a new request (a retry goes where the original went)
                 worker, pending = self._route(msg)
+                if msg.type in (MsgType.OPEN, MsgType.FORK):
+                    self._check_quota(identity, client, pending.count)
                 client.routes[rid] = worker.key
                 while len(client.routes) > _ROUTES_PER_CLIENT:
                     client.routes.popitem(last=False)
@@ -334,6 +355,24 @@ class Broker:
             raise self._gone(keys[0], handles, msg.type)
         return self.workers[keys[0]], Pending(keys[0], msg.type, count, handles)
 
+    def _check_quota(self, identity: bytes, client: ClientRecord, count: int) -> None:
+        """Refuse opening ``count`` more sessions beyond ``max_sessions_per_client`` (over all workers,
+        counting the sessions this client's OPEN and FORK requests in flight may open)."""
+        quota = self.config.max_sessions_per_client
+        opening = sum(
+            p.count
+            for (who, _), p in self.pending.items()
+            if who == identity and p.type in (MsgType.OPEN, MsgType.FORK)
+        )
+        held = len(client.sessions) + opening
+        if held + count > quota:
+            raise Refused(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"cannot open {count} session(s): this client holds {held} of at most {quota} sessions per "
+                f"client (over all workers of the broker at {self.config.address}); close some or raise the "
+                "broker's max_sessions_per_client",
+            )
+
     def _worker_name(self, key: int) -> str:
         w = self.workers.get(key) or self.dead.get(key)
         return f"worker {w.name!r}" if w is not None else "no known worker"
@@ -366,7 +405,7 @@ class Broker:
         busy = {identity for identity, _ in self.pending}
         limit = max(self.config.idle_timeout_s, 60.0)
         for identity, c in list(self.clients.items()):
-            if now - c.last_seen > limit and identity not in busy:
+            if now - c.last_seen > limit and identity not in busy and not c.sessions:
                 del self.clients[identity]
 
     # -- workers --------------------------------------------------------------------------------------------
@@ -424,6 +463,7 @@ class Broker:
         return {
             "address": self.config.address,
             "max_message_bytes": self.config.max_message_bytes,
+            "max_sessions_per_client": self.config.max_sessions_per_client,
             "workers": [w.describe() for w in self.workers.values()],
             "lost_workers": [
                 {"name": w.name, "died": w.died, "why": w.why, "ago_s": round(now - w.died_at, 3)}
@@ -450,6 +490,11 @@ class Broker:
             sessions = msg.meta.get("sessions")
             if isinstance(sessions, int) and not isinstance(sessions, bool) and sessions >= 0:
                 worker.sessions = sessions
+            expired = msg.meta.get("expired")
+            if isinstance(expired, list):  # sessions the worker closed for idle or silent clients
+                gone = {h for h in expired if isinstance(h, int) and h >> HANDLE_SHIFT == worker.key}
+                for c in self.clients.values():
+                    c.sessions -= gone
         elif msg.type == MsgType.DISCONNECT:
             died, why = msg.meta.get("died"), msg.meta.get("why")
             died = died if died in ("shut down", "crashed") else "shut down"

@@ -48,17 +48,17 @@ class LocalCluster:
         self.workers: list[subprocess.Popen] = []
         self._closed = False
         try:
-            self.broker = self._start(
-                "broker",
-                {
-                    "role": "broker",
-                    "address": self.address,
-                    "worker_address": self.worker_address,
-                    "heartbeat_s": config.heartbeat_s,
-                    "heartbeat_timeout_s": config.heartbeat_timeout_s,
-                    "cleanup_folder": self.folder,
-                },
-            )
+            broker = {
+                "role": "broker",
+                "address": self.address,
+                "worker_address": self.worker_address,
+                "heartbeat_s": config.heartbeat_s,
+                "heartbeat_timeout_s": config.heartbeat_timeout_s,
+                "cleanup_folder": self.folder,
+            }
+            if "max_sessions_per_client" in config.server:  # the workers' quota, held over all of them
+                broker["max_sessions_per_client"] = config.server["max_sessions_per_client"]
+            self.broker = self._start("broker", broker)
             threads = {} if config.threads is None else {"OMP_NUM_THREADS": str(config.threads)}
             for i in range(config.workers):
                 self.workers.append(self._start(f"worker{i}", self.worker_options(f"worker{i}"), threads))

@@ -7,7 +7,8 @@ change. This class adds what a worker needs on top (the Paranoid Pirate pattern)
 
 - READY with the worker's name, backend facts and capacity, re-sent every second until the broker answers
   with the handle base for this worker's session ids and the heartbeat settings;
-- a HEARTBEAT every ``heartbeat_s``;
+- a HEARTBEAT every ``heartbeat_s`` (with the worker's session count), and one at once when the worker
+  closes idle or silent clients' sessions (``expired``: their handles, for the broker's per-client books);
 - DISCONNECT when it stops, saying whether it shut down or crashed, and why;
 - when the broker has been silent for ``heartbeat_timeout_s``, or answers DISCONNECT ("I do not know you"),
   the link reports the broker lost; the server then drops its sessions (their clients have been told by
@@ -110,9 +111,13 @@ class BrokerLink:
             )
             return False
         if now >= self._next_beat:
-            self._control(Message(MsgType.HEARTBEAT, 0, beat_meta))
-            self._next_beat = now + self.heartbeat_s
+            self.beat(beat_meta)
         return True
+
+    def beat(self, meta: dict[str, Any]) -> None:
+        """Send a HEARTBEAT now (also out of turn: one that says which sessions the worker closed)."""
+        self._control(Message(MsgType.HEARTBEAT, 0, meta))
+        self._next_beat = time.monotonic() + self.heartbeat_s
 
     def on_control(self, msg: Message) -> str | None:
         """Handle a message from the broker itself: "registered" when it registered this worker, "lost" when

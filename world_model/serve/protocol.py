@@ -29,6 +29,11 @@ Requests and their REPLY (B sessions, T chunks, K frames per chunk, F = 1 or K f
                                                                  event_menu, event_vocabulary, limits, stats
     PING   -                                                  -> meta time, sessions
 
+A client holding sessions may also send ``HEARTBEAT`` (request id 0, meta ``{}``), which gets no reply:
+from its first one on, the server also closes that client's sessions once it has sent nothing (heartbeats
+included) for ``client_heartbeat_timeout_s``, besides ``idle_timeout_s`` after its last request, as for
+every client. A broker passes a client's heartbeats on to the workers that hold its sessions.
+
 A scene spec is ``{scene_seed, start_pose?, view_pose? | view_goal?, first_frame?}`` (``requests.SceneSpec``);
 an event record is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``);
 a ``bad_event`` one also ``row``, ``step`` and ``reason`` (which event of the request was refused, and why).
@@ -38,7 +43,8 @@ frame in front: the client's identity, or an empty frame for the broker's own co
 
     READY       worker -> broker  meta name, backend, max_sessions  -> REPLY meta worker, handle_base,
                                                                       heartbeat_s, heartbeat_timeout_s
-    HEARTBEAT   both ways         meta sessions, pending (worker -> broker)
+    HEARTBEAT   both ways         meta sessions, pending, expired? (worker -> broker; expired: handles of
+                                  idle or silent clients' sessions the worker just closed)
     DISCONNECT  worker -> broker: stopping; broker -> worker: not registered (register again)
 """
 
@@ -91,7 +97,8 @@ class MsgType(IntEnum):
     REPLY = 8
     ERROR = 9  # meta {"code", "message"}
     READY = 10  # worker -> broker registration: meta {"name", "backend", "max_sessions"}
-    HEARTBEAT = 11  # broker <-> worker liveness: meta {"sessions", "pending"} from the worker
+    HEARTBEAT = 11  # liveness, never answered: broker <-> worker (meta {"sessions", "pending", "expired"?}
+    #                 from the worker), and client -> server while the client holds sessions (meta {})
     DISCONNECT = 12  # worker -> broker: leaving; broker -> worker: unknown here, register again
     CHECK = 13  # would the sessions' worlds carry out these events? meta {"sessions", "events"}
 

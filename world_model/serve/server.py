@@ -8,8 +8,11 @@
 - Anything malformed, hostile or of the wrong protocol version gets an ERROR reply; serving goes on.
 - Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured; with CURVE,
   ``client_public_keys`` (if given) lists the only client keys admitted.
-- Sessions whose client has been silent for ``idle_timeout_s`` are closed; at most ``max_sessions`` live,
-  at most ``max_sessions_per_client`` of them one client's (so one client cannot take them all).
+- Sessions whose client sent no request for ``idle_timeout_s`` are closed; so are, sooner, those of a
+  client that heartbeats (``dreamx_env.client`` does while it holds sessions) once it has been silent for
+  ``client_heartbeat_timeout_s`` (30 s; a killed env's sessions do not wait out the 600 s). At most
+  ``max_sessions`` live, at most ``max_sessions_per_client`` of them one client's (so one client cannot
+  take them all).
 - Byte budgets (``world_model.serve.budgets``): a request whose reply would exceed ``max_reply_bytes`` is
   refused up front (``too_large``); one client's work in progress and cached replies are bounded by
   ``max_client_bytes``, and at most ``send_queue_per_client`` replies wait in ZeroMQ for a client that
@@ -76,7 +79,8 @@ class ServerConfig:
     active_window_ms: float = BatchPolicy.active_window_ms
     max_sessions: int = 256
     max_sessions_per_client: int = 128
-    idle_timeout_s: float = 600.0
+    idle_timeout_s: float = 600.0  # a client's sessions close this long after its last request
+    client_heartbeat_timeout_s: float = 30.0  # ... or this long after a heartbeating client went silent
     reply_cache_per_client: int = 4
     max_reply_bytes: int = 64 << 20  # larger replies are refused up front (too_large): split the request
     max_client_bytes: int = 256 << 20  # one client's requests in progress and cached replies
@@ -102,6 +106,10 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ServerConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("idle_timeout_s", "client_heartbeat_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"ServerConfig.{name} must be a positive number of seconds, got {value!r}")
 
 
 class SimulatorServer:
@@ -161,6 +169,7 @@ class SimulatorServer:
             first_handle,
             cfg.max_client_bytes,
             cfg.max_sessions_per_client,
+            cfg.client_heartbeat_timeout_s,
         )
 
     # -- main loop ------------------------------------------------------------------------------------------
@@ -229,7 +238,8 @@ class SimulatorServer:
                         self._sock = self.link.connect()
                         poller.register(self._sock, zmq.POLLIN)
                         self._reconnect = False
-                if time.monotonic() - last_sweep > min(1.0, cfg.idle_timeout_s / 4):
+                sweep_s = min(1.0, cfg.idle_timeout_s / 4, cfg.client_heartbeat_timeout_s / 4)
+                if time.monotonic() - last_sweep > sweep_s:
                     last_sweep = time.monotonic()
                     self._expire_idle()
         except Exception as exc:
@@ -333,6 +343,9 @@ class SimulatorServer:
             log.debug("undecodable message: %s", exc)
             self.stats["errors"] += 1
             self._send(identity, error_message(exc.request_id, exc.code, str(exc)))
+            return
+        if msg.type == MsgType.HEARTBEAT:  # a client saying it is alive: no reply, no idle time-out reset
+            self.table.heartbeat(identity)
             return
         client = self.table.seen(identity)
         if msg.request_id in client.cache:  # a retry of a finished request: same answer, no new work
@@ -493,6 +506,7 @@ class SimulatorServer:
                     "max_sessions",
                     "max_sessions_per_client",
                     "idle_timeout_s",
+                    "client_heartbeat_timeout_s",
                     "max_reply_bytes",
                     "max_client_bytes",
                     "max_message_bytes",
@@ -538,8 +552,13 @@ class SimulatorServer:
         handles = self.table.expire_idle()
         if handles:
             log.info(
-                "closing %d session(s) of silent clients (idle_timeout_s=%g)",
+                "closing %d session(s) of idle or silent clients (idle_timeout_s=%g, "
+                "client_heartbeat_timeout_s=%g)",
                 len(handles),
                 self.config.idle_timeout_s,
+                self.config.client_heartbeat_timeout_s,
             )
             self.worker.submit(Job(lambda: self.worker.close_sessions(handles, 0), lambda r, e: None))
+            if self.link is not None and self.link.registered:
+                # the broker counts each client's sessions (its per-client quota): tell it which are gone
+                self.link.beat(dict(self._beat_meta(), expired=handles))

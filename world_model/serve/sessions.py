@@ -1,6 +1,11 @@
 """The server's session table: which client identity owns which session handles, idle time-outs, the
-session cap, each client's reply cache (what makes retries idempotent) and the bytes held for each client
-(``world_model.serve.budgets``)."""
+session caps, each client's reply cache (what makes retries idempotent) and the bytes held for each client
+(``world_model.serve.budgets``).
+
+Two time-outs close a client's sessions: ``idle_timeout_s`` after its last request, for every client, and
+the shorter ``heartbeat_timeout_s`` after its last message of any kind, for a client that has sent a
+HEARTBEAT (so its heartbeats stopping means it is gone: killed, hung, disconnected). Heartbeats never
+extend the idle time-out; clients that never heartbeat keep only the idle time-out."""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ class SessionError(Exception):
 
 @dataclass
 class ClientState:
-    last_seen: float
+    last_seen: float  # last request (anything but a HEARTBEAT)
+    last_beat: float | None = None  # last HEARTBEAT; None: this client does not heartbeat
     sessions: set[int] = field(default_factory=set)
     last_step: float = 0.0  # last OPEN/RESET/STEP: "active" clients are waited for when batching
     inflight: dict[int, int] = field(default_factory=dict)  # request id being worked on -> bytes held
@@ -44,16 +50,18 @@ class SessionTable:
         first_handle: int = 1,
         max_client_bytes: int = 256 << 20,
         max_sessions_per_client: int | None = None,
+        heartbeat_timeout_s: float | None = None,
     ) -> None:
         self.max_sessions = max_sessions
         self.max_sessions_per_client = max_sessions_per_client or max_sessions
         self.idle_timeout_s = idle_timeout_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s or idle_timeout_s
         self.reply_cache_per_client = reply_cache_per_client
         self.max_client_bytes = max_client_bytes
         self.clients: dict[bytes, ClientState] = {}
         self.n_sessions = 0
         self._next_handle = first_handle  # a worker behind a broker numbers from the base it was given
-        self._expired: OrderedDict[int, None] = OrderedDict()
+        self._expired: OrderedDict[int, str] = OrderedDict()  # handle -> why it was closed
 
     def seen(self, identity: bytes) -> ClientState:
         now = time.monotonic()
@@ -61,14 +69,17 @@ class SessionTable:
         client.last_seen = now
         return client
 
+    def heartbeat(self, identity: bytes) -> None:
+        """A HEARTBEAT from ``identity``: from now on its sessions close ``heartbeat_timeout_s`` after its
+        last message. One from a client with no state here (no request yet) is ignored."""
+        client = self.clients.get(identity)
+        if client is not None:
+            client.last_beat = time.monotonic()
+
     def check_owned(self, client: ClientState, handles: list[int]) -> None:
         for h in handles:
             if h not in client.sessions:
-                why = (
-                    f"it was closed after {self.idle_timeout_s:g} s without messages from its client"
-                    if h in self._expired
-                    else "it is not open for this client"
-                )
+                why = self._expired.get(h, "it is not open for this client")
                 raise SessionError(
                     ErrorCode.UNKNOWN_SESSION, f"session {h} is unknown: {why}; open a new one"
                 )
@@ -120,14 +131,26 @@ class SessionTable:
         return {i for i, c in self.clients.items() if c.sessions and now - c.last_step <= window_s}
 
     def expire_idle(self) -> list[int]:
-        """Release the sessions of clients silent for ``idle_timeout_s``; returns the handles to close."""
+        """Release the sessions of clients without a request for ``idle_timeout_s``, and of heartbeating
+        clients silent for ``heartbeat_timeout_s``; returns the handles to close."""
         now, closed = time.monotonic(), []
         for identity, client in list(self.clients.items()):
             idle = now - client.last_seen
-            if client.sessions and idle > self.idle_timeout_s and not client.inflight:
+            why = None
+            if client.sessions and not client.inflight:
+                if idle > self.idle_timeout_s:
+                    why = f"it was closed after {self.idle_timeout_s:g} s without requests from its client"
+                elif client.last_beat is not None and now - max(client.last_beat, client.last_seen) > (
+                    self.heartbeat_timeout_s
+                ):
+                    why = (
+                        f"it was closed {self.heartbeat_timeout_s:g} s after its client's heartbeats stopped "
+                        "(client_heartbeat_timeout_s)"
+                    )
+            if why is not None:
                 handles = sorted(client.sessions)
                 self.release(identity, handles)
-                self._expired.update(dict.fromkeys(handles))
+                self._expired.update(dict.fromkeys(handles, why))
                 closed.extend(handles)
             if not client.sessions and not client.inflight and idle > max(self.idle_timeout_s, 60.0):
                 del self.clients[identity]
