@@ -112,3 +112,27 @@ def test_a_resumed_run_is_the_run_it_would_have_been(tiny_dataset, tmp_path, mon
     a = load_file(str(tmp_path / "whole" / "weights.safetensors"))
     b = load_file(str(tmp_path / "cut" / "weights.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("patch", [1, 2])
+def test_training_the_semantic_head_only_leaves_colour_and_depth_bit_for_bit(tiny_dataset, tmp_path, patch):
+    from dataclasses import replace
+
+    start = replace(_config(tiny_dataset, tmp_path, steps=3), patch=patch, out_dir=str(tmp_path / "start"))
+    Trainer(replace(start, steps=1)).run()
+    init = tmp_path / "start" / "weights.safetensors"
+    cfg = replace(start, out_dir=str(tmp_path / "run"), init_weights=str(init), lr=0.01)
+    trainer = Trainer(replace(cfg, train_only="semantic_head", semantic_balance=0.5))
+    assert trainer.semantic_weights.max() > 2 * trainer.semantic_weights.min()  # rare classes weigh more
+    trainer.run()
+    before, after = (
+        load_weights(init)[0].state_dict(),
+        load_weights(tmp_path / "run" / "weights.safetensors")[0],
+    )
+    after = after.state_dict()
+    assert [k for k in before if not torch.equal(before[k], after[k])] == ["head.weight", "head.bias"]
+    rows = 4 * patch * patch  # colour and inverse depth
+    assert torch.equal(before["head.weight"][:rows], after["head.weight"][:rows])
+    assert not torch.equal(before["head.weight"][rows:], after["head.weight"][rows:])
+    with pytest.raises(ValueError, match="train_only"):
+        Trainer(replace(cfg, train_only="decoder"))

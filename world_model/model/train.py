@@ -69,6 +69,10 @@ class TrainConfig:
     warp_rules: str = "v1"  # how teacher-forced rows warp memories: "generation" (LearnedConfig's z-buffer
     # rules, as the model runs) or "v1" (the nearest surface wins, as learned_v1 was trained)
     unseen_weight: float = 3.0  # extra colour-loss weight on pixels no memory covers (what must be imagined)
+    train_only: str = "all"  # "semantic_head": only the semantic logits' rows of the output head learn (a
+    # linear read-out of the final features), so colour and depth stay bit for bit those of init_weights
+    semantic_balance: float = 0.0  # class weights of the semantic loss: (pixel share)^-balance, mean 1 (0:
+    # plain cross-entropy; objects are ~3% of the pixels, and plain training labels few of them as objects)
     aux_weight_start: float = 1.0  # depth + semantics loss weight, annealed linearly (DreamWorld)
     aux_weight_end: float = 0.2
     holdout_seeds: int = 8  # the last training seeds of the data are held out for sample sheets
@@ -112,6 +116,11 @@ class Trainer:
                 self.rng = np.random.default_rng([cfg.seed, self.step])
         elif cfg.init_weights:
             start_from(self.net, load_weights(weights_path(cfg.init_weights))[0])
+        if cfg.train_only not in ("all", "semantic_head"):
+            raise ValueError(f"train_only must be 'all' or 'semantic_head', got {cfg.train_only!r}")
+        if cfg.train_only == "semantic_head":
+            _train_semantic_head_only(self.net, self.opt)
+        self.semantic_weights = _class_weights(self.store, self.train_rows, cfg.semantic_balance, self.device)
         if cfg.warp_rules not in ("v1", "generation"):
             raise ValueError(f"warp_rules must be 'v1' or 'generation', got {cfg.warp_rules!r}")
         self.warp_rules = LearnedConfig()  # generation's memory rules (the rollout rows always use them)
@@ -227,7 +236,7 @@ class Trainer:
             weight[b:] = (1.0 - seen) * (1.0 + cfg.unseen_weight) + seen * cfg.rollout_seen_weight
         rgb = (weight * (out["rgb"] - target_rgb).abs()).mean() / weight.mean()
         inv_depth = F.l1_loss(out["inv_depth"], inv)
-        semantic = F.cross_entropy(out["semantic"], sem)
+        semantic = F.cross_entropy(out["semantic"], sem, weight=self.semantic_weights)
         total = rgb + aux_weight * (inv_depth + 0.1 * semantic)
         losses = {"loss": total, "rgb_l1": rgb, "inv_depth_l1": inv_depth, "semantic_ce": semantic}
         if self.rollouts is not None:  # the rollout rows' own figures, to watch (not optimised apart)
@@ -347,6 +356,38 @@ def start_from(net: WorldNet, start: WorldNet) -> None:
         grown[:, : stem.shape[1]] = stem
         weights["stem.weight"] = grown
     net.load_state_dict(weights)
+
+
+def _train_semantic_head_only(net: WorldNet, opt: torch.optim.Optimizer) -> None:
+    """Freeze all of ``net`` but the output head's semantic rows: the other parameters stop requiring
+    gradients, the head's colour and depth rows get zero gradients, and the optimiser no weight decay (with
+    zero gradients Adam's step is exactly zero, so those rows keep their values bit for bit)."""
+    for param in net.parameters():
+        param.requires_grad_(False)
+    # output channels 0-3 are colour and inverse depth; channel c is head rows c*p*p .. (c+1)*p*p - 1
+    keep = torch.arange(net.head.out_channels) // (net.patch * net.patch) >= 4
+    for param in (net.head.weight, net.head.bias):
+        param.requires_grad_(True)
+        mask = keep.to(param.device).view(-1, *([1] * (param.dim() - 1))).to(param.dtype)
+        param.register_hook(lambda grad, mask=mask: grad * mask)
+    for group in opt.param_groups:
+        group["weight_decay"] = 0.0
+
+
+def _class_weights(
+    store: TrajectoryStore, rows: np.ndarray, balance: float, device: torch.device
+) -> torch.Tensor | None:
+    """Semantic loss weights per class, (share of the training pixels)^-``balance`` normalised to a
+    pixel-weighted mean of 1 (classes never seen get the largest weight); None for ``balance`` 0."""
+    if balance == 0.0:
+        return None
+    from world_model.semantics import SEMANTIC_CLASSES
+
+    sample = store.semantic[rows[:: max(1, len(rows) // 64)], ::8]  # 64 trajectories, every 8th frame
+    share = np.bincount(sample.ravel(), minlength=len(SEMANTIC_CLASSES)) / sample.size
+    weight = np.where(share > 0, np.maximum(share, 1e-6), share[share > 0].min()) ** -balance
+    weight /= (share * weight).sum()
+    return torch.tensor(weight, dtype=torch.float32, device=device)
 
 
 def train_config(d: dict[str, Any]) -> TrainConfig:
