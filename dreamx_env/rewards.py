@@ -1,7 +1,9 @@
 """Reward modules shared by every DreamX task: revisit consistency and exploration (new ground covered).
 
 Revisit consistency: when the camera comes back near a pose it held at least ``min_gap_steps`` steps
-earlier, the new frame is compared with what was seen there (on small thumbnails). The similarity is a
+earlier, the new frame is compared with what was seen there (on small thumbnails). Coming back means
+arriving: a camera that stays put (within the same tolerances of where it stopped) scores one revisit at
+most, when it arrives, however long it stays, so standing still earns nothing. The similarity is a
 PSNR mapped to [0, 1]; the reward is ``weight * (similarity - neutral)``. A positive weight rewards a
 world that looks the same when you come back; a negative weight turns the agent into an adversary that
 searches for inconsistencies (and is charged for consistent revisits). Evaluation (design §9) uses
@@ -59,6 +61,11 @@ class RevisitTracker:
         self.count = 0
         self.psnr_sum = 0.0
         self.last: Revisit | None = None
+        # The current stay: where the camera stopped (x, y, z, yaw, pitch), the step it got there, and
+        # whether that arrival was already scored.
+        self._anchor: tuple[float, float, float, float, float] | None = None
+        self._stay_start = 0
+        self._stay_scored = False
 
     def observe(self, step: int, pose: np.ndarray, rgb: np.ndarray) -> Revisit | None:
         """Score ``rgb`` seen at ``pose`` against the nearest earlier visit (if any), then remember it."""
@@ -68,25 +75,31 @@ class RevisitTracker:
         thumb = thumbnail(rgb, c.thumb_size)
         cell = (math.floor(x / c.max_dist_m), math.floor(y / c.max_dist_m))
         max_yaw, max_pitch = math.radians(c.max_yaw_deg), math.radians(c.max_pitch_deg)
+
+        def near(vx: float, vy: float, vz: float, vyaw: float, vpitch: float) -> tuple[float, float] | None:
+            """(distance, |yaw difference|) when within the tolerances of this pose, else None."""
+            dist = math.sqrt((vx - x) ** 2 + (vy - y) ** 2 + (vz - z) ** 2)
+            dyaw = abs((vyaw - yaw + math.pi) % (2 * math.pi) - math.pi)
+            ok = dist <= c.max_dist_m and dyaw <= max_yaw and abs(vpitch - pitch) <= max_pitch
+            return (dist, dyaw) if ok else None
+
+        if self._anchor is None or near(*self._anchor) is None:  # moved: a new stay begins here
+            self._anchor, self._stay_start, self._stay_scored = (x, y, z, yaw, pitch), step, False
         best, best_score = None, math.inf
         for gx in (cell[0] - 1, cell[0], cell[0] + 1):
             for gy in (cell[1] - 1, cell[1], cell[1] + 1):
-                for slot in self._grid.get((gx, gy), ()):
+                for slot in () if self._stay_scored else self._grid.get((gx, gy), ()):
                     vx, vy, vz, vyaw, vpitch, vstep = self._visits[slot][:6]
-                    dist = math.sqrt((vx - x) ** 2 + (vy - y) ** 2 + (vz - z) ** 2)
-                    dyaw = abs((vyaw - yaw + math.pi) % (2 * math.pi) - math.pi)
-                    if (
-                        dist <= c.max_dist_m
-                        and dyaw <= max_yaw
-                        and abs(vpitch - pitch) <= max_pitch
-                        and step - vstep >= c.min_gap_steps
-                    ):
-                        score = dist / c.max_dist_m + dyaw / max_yaw
-                        if score < best_score:
-                            best, best_score = (slot, dist, dyaw), score
+                    if vstep >= self._stay_start or step - vstep < c.min_gap_steps:
+                        continue  # seen during this stay, or too recently
+                    hit = near(vx, vy, vz, vyaw, vpitch)
+                    score = math.inf if hit is None else hit[0] / c.max_dist_m + hit[1] / max_yaw
+                    if score < best_score:
+                        best, best_score = (slot, *hit), score
         found = None
         if best is not None:
             slot, dist, dyaw = best
+            self._stay_scored = True
             p = psnr(self._visits[slot][6], thumb)
             sim = min(1.0, max(0.0, (p - c.psnr_floor_db) / (c.psnr_ceiling_db - c.psnr_floor_db)))
             found = Revisit(sim, p, int(step - self._visits[slot][5]), dist, math.degrees(dyaw))

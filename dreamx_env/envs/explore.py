@@ -55,7 +55,8 @@ class ExploreEnv(DreamXEnv):
 
     ``coverage`` (0.1) per new (0.5 m floor cell, 45° heading sector) view reached during the chunk, plus
     ``revisit`` (0.5) x (similarity - 0.5) when the camera returns within 0.15 m and 3° of a pose held at
-    least 10 steps earlier (similarity 0-1 from the PSNR between the two views). A negative ``revisit``
+    least 10 steps earlier (similarity 0-1 from the PSNR between the two views), once per arrival: a
+    camera that stays where it is earns no revisits. A negative ``revisit``
     weight makes the agent hunt for inconsistencies instead. Weights: ``reward={"coverage": ..,
     "revisit": .., "step": ..}``; thresholds: ``revisit={"max_yaw_deg": ..}``, ``coverage={"cell_m": ..}``.
 

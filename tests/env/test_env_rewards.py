@@ -26,9 +26,20 @@ def test_revisit_needs_the_same_place_heading_and_a_gap():
     assert tracker.observe(7, pose(yaw_deg=10), IMG) is None  # facing elsewhere
     hit = tracker.observe(8, pose(0.05, 0, 2.0), IMG)
     assert hit is not None and hit.gap_steps == 8 and hit.similarity == 1.0 and hit.psnr_db == 99.0
+    assert tracker.observe(19, pose(2.0), IMG) is None  # away ...
     noisy = np.clip(IMG.astype(int) + RNG.integers(-60, 60, IMG.shape), 0, 255).astype(np.uint8)
-    worse = tracker.observe(20, pose(), noisy)
+    worse = tracker.observe(20, pose(), noisy)  # ... and back
     assert worse is not None and worse.similarity < 1.0 and tracker.count == 2
+
+
+def test_standing_still_is_not_a_revisit_and_an_arrival_counts_once():
+    tracker = RevisitTracker(RevisitConfig(min_gap_steps=5))
+    assert not any(tracker.observe(step, pose(0.01 * (step % 2)), IMG) for step in range(50))
+    tracker.observe(50, pose(3.0), IMG)  # walk away, come back and stay
+    hits = [tracker.observe(step, pose(), IMG) for step in range(51, 80)]
+    assert hits[0] is not None and hits[0].gap_steps == 51 and not any(hits[1:]) and tracker.count == 1
+    assert tracker.observe(80, pose(yaw_deg=20), IMG) is None  # turning away and back is coming back
+    assert tracker.observe(81, pose(), IMG) is not None and tracker.count == 2
 
 
 def test_history_is_bounded():
