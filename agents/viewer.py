@@ -12,9 +12,9 @@ Keys (hold them; they combine, so W+J walks in an arc):
     1-8 event menu (1 lights off, 2 lights on, 3 drop a red ball, 4 drop a blue box, 5 open the door,
         6 close the door, 7 push the nearest object, 8 paint the nearest object green)
     T   type an event ("drop a green cylinder 2 m ahead"), Enter sends it, Esc cancels
-    R   start/stop recording an MP4 (outputs/play/play-<time>.mp4)
+    R   start/stop recording an MP4 (outputs/play/play-<time>.mp4; H.264, see agents.video)
     P   switch control between you and the loaded policy (--policy; its env and frames per step by default)
-    H   show/hide this help        Esc quit
+    H   show/hide this help (the HUD says "H: keys and help" while it is hidden)        Esc quit
 
 The HUD shows live frames per second, the per-frame latency (env step and server round trip), the pose
 (metres; yaw and pitch in degrees) and the last events; the minimap shows the places visited, with revisits
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from agents.keys import KEYS, keys_to_action, parse_script
+from agents.keys import KEYS, SCRIPT_HELP, keys_to_action, parse_script
 from agents.minimap import Minimap
 from agents.policies import TRUSTED_FILES_NOTE, PolicyPilot, find_card, resolve_env_id
+from agents.video import FALLBACK_NOTE, VideoWriter
 from world_model.events import EVENT_MENU
 
 HELP = [
     "W/S A/D move   J/L I/K look   (hold; combos work)",
     *[f"{i} {name}" for i, name in enumerate(EVENT_MENU) if i],
-    "T type an event   R record MP4   P policy/human   H help   Esc quit",
+    "T type an event   R record MP4   P policy/human   H hide this   Esc quit",
 ]
+HELP_HINT = "H: keys and help"
 
 
 @dataclass
@@ -62,7 +65,7 @@ class ViewerConfig:
     window: int = 512  # initial window side in pixels
     fps: float = 30.0  # frame-rate cap; 0 = as fast as the simulator goes
     script: str = ""  # scripted key frames (agents.keys), played before (or instead of) the keyboard
-    screenshot: str | None = None  # save the window here after the script, then quit
+    screenshot: str | None = None  # save the last frame here and quit: at max_frames, else the script's end
     record: str | None = None  # record an MP4 here from the start
     record_dir: str = "outputs/play"  # where R puts its recordings
     max_frames: int = 0  # quit after this many frames (0 = never)
@@ -114,10 +117,11 @@ class Viewer:
         pygame.display.set_caption(f"DreamX - {config.env_id}")
         self.font = pygame.font.Font(None, 20)
         self.minimap = Minimap()
-        self.writer: Any = None
+        self.writer: VideoWriter | None = None
         self.video_path: str | None = None
         self.typing: str | None = None  # the text box's content while it is open
         self.show_help, self.message, self.message_until = False, "", 0.0
+        self.hud: list[str] = []  # the HUD's lines as last drawn (wrapped to the window's width)
         self.events_sent: list[str] = []
         self.fps, self.latency_ms, self.server_ms = 0.0, 0.0, 0.0
 
@@ -182,27 +186,19 @@ class Viewer:
     # -- recording ------------------------------------------------------------------------------------------
     def _toggle_record(self, path: str | None = None) -> None:
         if self.writer is not None:
-            self.writer.release()
+            self.writer.close()
             self.writer = None
             self._say(f"saved {self.video_path}")
             return
-        import cv2
-
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.video_path = path or str(Path(self.cfg.record_dir) / f"play-{stamp}.mp4")
         Path(self.video_path).parent.mkdir(parents=True, exist_ok=True)
-        w, h = self.screen.get_size()
-        fps = self.cfg.fps or 30.0
-        self.writer = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        self.writer_size = (w, h)
+        self.writer = VideoWriter(self.video_path, self.screen.get_size(), self.cfg.fps or 30.0)
+        if self.writer.codec != "h264":
+            self._say(f"recording {FALLBACK_NOTE}", seconds=6.0)
 
     def _record_frame(self) -> None:
-        import cv2
-
-        rgb = self.pg.surfarray.array3d(self.screen).swapaxes(0, 1)
-        if rgb.shape[1::-1] != self.writer_size:  # the window was resized while recording
-            rgb = cv2.resize(rgb, self.writer_size, interpolation=cv2.INTER_NEAREST)
-        self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+        self.writer.write(self.pg.surfarray.array3d(self.screen).swapaxes(0, 1))
 
     # -- drawing --------------------------------------------------------------------------------------------
     def _draw(self, obs: Any, info: dict, truth: tuple[Any, dict] | None = None) -> None:
@@ -242,22 +238,37 @@ class Viewer:
             lines.append(f"last event: {self.events_sent[-1]}")
         if self.writer is not None:
             lines.append(f"REC {self.video_path}")
-        if self.show_help:
-            lines += HELP
+        lines += HELP if self.show_help else [HELP_HINT]
         if time.monotonic() < self.message_until:
-            lines.append(self.message[:120])
+            lines.append(self.message)
         if self.typing is not None:
             lines.append(f"event> {self.typing}_")
-        for i, line in enumerate(lines):
+        self.hud = [part for line in lines for part in self._wrap(line, w - 8)]
+        for i, line in enumerate(self.hud):
             text = self.font.render(line, True, (255, 255, 255), (0, 0, 0))
             screen.blit(text, (4, 4 + 18 * i))
         mini = max(64, side // 4)
         self.minimap.draw(pg, screen, pg.Rect(w - mini - 4, h - mini - 4, mini, mini))
         pg.display.flip()
 
+    def _wrap(self, line: str, width: int) -> list[str]:
+        """``line`` cut at spaces (inside a word where one word is too wide) into pieces ``width`` px wide."""
+        pieces = []
+        while self.font.size(line)[0] > width:
+            lo, hi = 1, len(line)  # bisect for the longest prefix that fits
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self.font.size(line[:mid])[0] <= width else (lo, mid)
+            space = line.rfind(" ", 0, lo + 1)
+            cut = space if space > 0 else lo
+            pieces.append(line[:cut])
+            line = line[cut:].lstrip()
+        return [*pieces, line]
+
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Play until Esc (or the script's end with ``screenshot``, or ``max_frames``); returns a summary."""
+        """Play until Esc or ``max_frames`` (with ``screenshot`` and no ``max_frames``: the script's end,
+        or one frame without a script); returns a summary."""
         cfg, pg = self.cfg, self.pg
         obs, info = self.env.reset(seed=cfg.seed)
         truth = self.truth_env.reset(seed=cfg.seed) if self.truth_env is not None else None
@@ -309,16 +320,16 @@ class Viewer:
                     obs, info = self.env.reset()
                     if self.truth_env is not None:
                         truth = self.truth_env.reset()
-                script_done = frames >= len(self.script)
-                if cfg.screenshot and script_done:
-                    Path(cfg.screenshot).parent.mkdir(parents=True, exist_ok=True)
-                    pg.image.save(self.screen, cfg.screenshot)
-                    running = False
                 if cfg.max_frames and frames >= cfg.max_frames:
+                    running = False
+                elif not cfg.max_frames and cfg.screenshot and frames >= len(self.script):
                     running = False
                 if cfg.fps:
                     clock.tick(cfg.fps)
             elapsed = time.perf_counter() - t_start
+            if cfg.screenshot:  # the last frame drawn, whatever ended the run
+                Path(cfg.screenshot).parent.mkdir(parents=True, exist_ok=True)
+                pg.image.save(self.screen, cfg.screenshot)
         finally:
             self.close()
         return {
@@ -341,12 +352,22 @@ class Viewer:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
+            self.writer.close()
             self.writer = None
         self.env.close()
         if self.truth_env is not None:
             self.truth_env.close()
         self.pg.display.quit()
+
+
+def join_script_value(argv: list[str]) -> list[str]:
+    """``--script -*30`` as ``--script=-*30``: argparse takes a value that starts with '-' for an option."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--script" and out[i + 1].startswith("-") and out[i + 1] != "--":
+            out[i : i + 2] = [f"--script={out[i + 1]}"]
+            break
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,17 +382,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--window", type=int, default=512, help="initial window side in pixels")
     p.add_argument("--fps", type=float, default=30.0, help="frame-rate cap (0: uncapped)")
-    p.add_argument("--script", default="", help='scripted keys, e.g. "W*10,J*5,1,T:lights on"')
-    p.add_argument("--screenshot", default=None, help="save a PNG after the script, then quit")
-    p.add_argument("--record", default=None, help="record an MP4 here from the start")
-    p.add_argument("--max-frames", type=int, default=0, help="quit after this many frames")
+    p.add_argument(
+        "--script",
+        default="",
+        help=f'scripted keys played first, e.g. "W*10,J*5,1,-*30,T:lights on"; {SCRIPT_HELP}',
+    )
+    p.add_argument(
+        "--screenshot",
+        default=None,
+        help="save a PNG of the last frame and quit: after --max-frames frames if given, else the script",
+    )
+    p.add_argument(
+        "--record",
+        default=None,
+        help=f"record an MP4 here from the start (H.264; without imageio-ffmpeg {FALLBACK_NOTE})",
+    )
+    p.add_argument("--max-frames", type=int, default=0, help="quit after this many frames (0: never)")
     p.add_argument("--headless", action="store_true", help="no window (SDL_VIDEODRIVER=dummy)")
     p.add_argument("--policy", default=None, help=f"SB3 .zip to hand control to with P. {TRUSTED_FILES_NOTE}")
     p.add_argument("--algo", default=None, help="ppo | dqn (default: from the policy card)")
     p.add_argument("--policy-control", action="store_true", help="start with the policy in control")
     p.add_argument("--truth", action="store_true", help="show the ground truth (oracle) side by side")
     p.add_argument("--truth-server", default=None, help="a running oracle dreamx-serve (default: embedded)")
-    args = p.parse_args(argv)
+    args = p.parse_args(join_script_value(sys.argv[1:] if argv is None else argv))
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
     try:
