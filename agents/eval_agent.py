@@ -38,8 +38,8 @@ class EvalConfig:
     policy: str = ""  # path to a .zip written by dreamx-train-agent (trusted local file)
     algo: str | None = None  # ppo | dqn; None: from the policy card
     env: str | None = None  # None: the env the policy was trained on
-    backend: str | None = None  # None: the backend it was trained on (learned | oracle | constant)
-    server: str | None = None
+    backend: str | None = None  # learned | oracle | constant; None: as trained, or the server's
+    server: str | None = None  # a running dreamx-serve's address; None: an embedded server
     episodes: int = 20
     n_envs: int = 4
     seed: int = 0
@@ -67,7 +67,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Load ``cfg.policy``, play ``cfg.episodes`` episodes, write the JSON report; returns it."""
     from tqdm import tqdm
 
-    from dreamx_env.envs.core import TRAIN_SEEDS, VALIDATION_SEEDS
+    from dreamx_env.envs.core import EMBEDDED, TRAIN_SEEDS, VALIDATION_SEEDS
     from dreamx_env.sb3 import make_sb3_env
 
     model, card = load_policy(cfg.policy, cfg.algo)
@@ -77,7 +77,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if cfg.split is not None:
         kwargs["scene_seed_range"] = VALIDATION_SEEDS if cfg.split == "validation" else TRAIN_SEEDS
-    backend = cfg.backend or (card.backend if card else None)
+    # a running server (server=<address>) runs its own backend: the training backend is only the default
+    # of an embedded one
+    backend = cfg.backend or (card.backend if card and cfg.server in EMBEDDED else None)
     if backend is not None:
         kwargs["backend"] = backend
     if card and backend != card.backend and "backend_options" not in cfg.env_kwargs:

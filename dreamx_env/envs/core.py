@@ -47,7 +47,9 @@ GONE = (ErrorCode.UNKNOWN_SESSION, ErrorCode.WORKER_LOST)  # the env's sessions 
 class EnvConfig:
     """Keyword arguments shared by every DreamX env (see the env docstrings for the user manual)."""
 
-    backend: str = DEFAULT_BACKEND
+    # An embedded server runs this backend (None: DEFAULT_BACKEND); a remote one runs its own, and a name
+    # given here must match it.
+    backend: str | None = None
     server: Any = None  # None: embedded subprocess; "thread": in-process; "tcp://..."/"ipc://...": remote
     scene_seed: int | None = None  # fixed scene, or None: a new training scene per episode
     scene_seed_range: tuple[int, int] | None = None  # None: the backend's banked seeds, else TRAIN_SEEDS
@@ -155,11 +157,12 @@ class DreamXCore:
         if config.server in EMBEDDED:
             mode = "subprocess" if config.server in (None, "subprocess") else "thread"
             kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg, **config.backend_options}
+            backend = config.backend or DEFAULT_BACKEND
             if config.lanes > 1 and mode == "subprocess":
-                self.embedded = embedded_cluster(config.backend, kwargs, config.server_options, config.lanes)
+                self.embedded = embedded_cluster(backend, kwargs, config.server_options, config.lanes)
             else:
                 self.embedded = EmbeddedServer(
-                    LaunchConfig(config.backend, kwargs, mode, server=config.server_options)
+                    LaunchConfig(backend, kwargs, mode, server=config.server_options)
                 )
             address = self.embedded.address
         else:
@@ -180,6 +183,13 @@ class DreamXCore:
             self.close()
             raise
         info = server_info["backend"]
+        if config.backend not in (None, info["name"]):
+            self.close()
+            raise ValueError(
+                f"backend={config.backend!r} was asked but the server at {address} runs the {info['name']!r} "
+                f"backend; leave backend out to use the server's, or pass server=None (an embedded "
+                f"{config.backend!r} server) or the address of a {config.backend!r} server"
+            )
         # events one step may carry on this server, less those the action's event menu may add
         menu = max(len(r) for r in EVENT_RECORDS) if config.event_actions else 0
         self.max_command_events = server_info["limits"]["max_events_per_step"] - menu

@@ -85,9 +85,11 @@ class ExploreEnv(DreamXEnv):
     ``gymnasium.make("DreamX/Explore-v0", backend="oracle", server=None, scene_seed=None, resolution=64,
     frames_per_step=4, action_set="multi", event_actions=False, obs_keys=("rgb",), render_mode=None,
     reward=None)``.
-    ``backend``: ``"learned"`` | ``"oracle"`` | ``"constant"`` (default: ``backends.DEFAULT_BACKEND``).
+    ``backend``: ``"learned"`` | ``"oracle"`` | ``"constant"``, the backend an embedded server runs (default:
+    ``backends.DEFAULT_BACKEND``).
     ``server``: ``None`` starts an embedded server subprocess (stopped by ``close()``), ``"thread"`` an
-    in-process one, or the address of a running ``dreamx-serve`` (``"tcp://127.0.0.1:5555"``).
+    in-process one, or the address of a running ``dreamx-serve`` (``"tcp://127.0.0.1:5555"``), whose backend
+    the env uses: a ``backend`` given with it must name that one, else ``ValueError``.
     ``timeout_s`` (5): a dead server raises ``ServerUnavailable`` naming its address within this time.
     ``env.unwrapped.command("turn the lights off")`` queues a text event for the next step.
 

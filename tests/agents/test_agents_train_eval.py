@@ -72,7 +72,7 @@ def test_eval_agent_cli_on_the_ground_truth(ppo_run, oracle_server, tmp_path):
     out, _ = ppo_run
     report_path = tmp_path / "report.json"
     stdout = _cli(
-        "dreamx-eval-agent", f"policy={out / 'policy.zip'}", "backend=oracle", f"server={oracle_server}",
+        "dreamx-eval-agent", f"policy={out / 'policy.zip'}", f"server={oracle_server}",  # its backend
         "episodes=3", "n_envs=2", f"out={report_path}", "progress=false",
     )  # fmt: skip
     assert "ppo on DreamX/GoalView-v0 (oracle, trained on constant): success rate" in stdout

@@ -165,6 +165,15 @@ def test_shared_server_resolution_must_match(make):
         assert env.reset(seed=0)[0].shape == (32, 32, 3)
 
 
+def test_a_named_backend_must_be_the_one_the_server_runs(make):
+    with launch(backend="constant", mode="thread") as server:
+        for asked in ("learned", "oracle"):
+            with pytest.raises(ValueError, match=f"backend='{asked}' was asked but .* runs the 'constant'"):
+                make("DreamX/Explore-v0", backend=asked, server=server.address)
+        env = make("DreamX/Explore-v0", backend=None, server=server.address)  # the server's backend
+        assert env.unwrapped.core.backend_name == "constant" and env.reset(seed=0)[0].shape == (64, 64, 3)
+
+
 def test_a_closed_env_says_it_is_closed(make):
     from dreamx_env.planning import imagine
 
