@@ -5,6 +5,10 @@
     out = imagine(env, plans)            # out.returns [64], out.rewards [64, 8]
     env.step(plans[out.returns.argmax(), 0])
 
+Cost: the server generates N x T x frames_per_step frames, here 64 x 8 x 4 = 2,048. On a 2-core CPU the
+learned backend takes 30 s to 2 min for them (2 min with other work on the machine, where N=16, T=4 took
+12 s and the oracle 24 s for this example); try small N and T first.
+
 The real episode is untouched: the server forks the session N times (its world state, memory and
 pose), all N sequences run in one STEP request of horizon T (T generate calls of batch N on the server),
 the forks are closed, and rewards are scored on copies of the episode's reward state. Three server calls
