@@ -79,7 +79,7 @@ def test_ground_truth_side_by_side_follows_the_same_actions_and_events(oracle_se
     image = cv2.imread(str(shot))
     assert image.shape == (200, 400, 3)
     # below the HUD, left of the minimap: the same pixels in both panels
-    left, right = image[115:175, :120].astype(int), image[115:175, 200:320].astype(int)
+    left, right = image[135:175, :120].astype(int), image[135:175, 200:320].astype(int)
     assert left.std() > 1 and np.abs(left - right).max() <= 2  # the lights went off on both sides
 
 
