@@ -45,6 +45,10 @@ def test_options_are_learned_config_fields():
     }
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         ev._options(["no_such_field=1"])
+    with pytest.raises(SystemExit, match="use --precision"):  # not a duplicate keyword later
+        ev._options(["precision=bf16"])
+    with pytest.raises(SystemExit, match="collision is off"):
+        ev._options(["collide=true"])
 
 
 def test_relative_depth_error_ignores_sky_and_missing_depth():

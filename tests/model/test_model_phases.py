@@ -82,3 +82,18 @@ def test_the_bench_reports_the_phases(model):
     lines = format_phases(point["phases_ms"]).splitlines()
     assert len(lines) == len(PHASES) + 3 and lines[-1].strip().startswith("total") and "100.0%" in lines[-1]
     assert "phases_ms" not in bench(model, batch=1, chunk=2, seconds=0.01, warmup_frames=0)
+
+
+def test_the_json_says_what_ran_beside_each_figure(tiny_weights, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from world_model.model.bench import main
+
+    out = tmp_path / "bench.json"
+    argv = ["dreamx-bench-model", "--weights", str(tiny_weights), "--batch", "1", "--seconds", "0.2"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--warmup-frames", "4", "--json", str(out)])
+    main()
+    (row,) = json.loads(out.read_text())
+    assert row["batch"] == 1 and row["frames_per_s"] > 0
+    assert row["precision"] in ("fp32", "bf16") and row["device"] == "cpu" and row["cpu_compile"] is False

@@ -139,6 +139,13 @@ def main() -> None:
     for b in args.batch:
         r = bench(model, b, args.chunk, args.seconds, args.warmup_frames, args.phases)
         rows.append(r)
+        r |= {  # what ran, beside each figure (auto resolved)
+            "weights": model.checkpoint,
+            "precision": model.config.precision,
+            "cpu_compile": bool(compiled),
+            "device": str(model.device),
+            "threads": torch.get_num_threads(),
+        }
         print(
             f"{r['batch']:>5} {r['chunk']:>5} {r['frames_per_s']:>10.1f} {r['ms_per_call']:>9.1f}"
             f" {r['median_ms']:>8.1f} {r['p95_ms']:>8.1f}"

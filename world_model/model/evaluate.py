@@ -323,6 +323,17 @@ def events(model, seeds, render, chunk) -> dict:
     return results
 
 
+# LearnedConfig fields dreamx-eval sets itself: its own flags, or fixed (the eval follows the given poses)
+OWN_FLAGS = {
+    "weights": "--weights",
+    "sampler_steps": "--sampler-steps",
+    "device": "--device",
+    "precision": "--precision",
+    "cpu_compile": "--cpu-compile",
+    "collide": None,
+}
+
+
 def _options(pairs: list[str]) -> dict:
     """``--option KEY=VALUE`` pairs as LearnedConfig fields (values read as JSON where they parse)."""
     fields = {f.name for f in dataclasses.fields(LearnedConfig)}
@@ -331,6 +342,10 @@ def _options(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or key not in fields:
             raise SystemExit(f"--option {pair!r}: need KEY=VALUE with KEY one of {sorted(fields)}")
+        if key in OWN_FLAGS:
+            flag = OWN_FLAGS[key]
+            why = f"use {flag}" if flag else "the evaluation follows the truth's poses, so collision is off"
+            raise SystemExit(f"--option {pair!r}: dreamx-eval sets {key} itself ({why})")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
