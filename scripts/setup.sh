@@ -35,7 +35,7 @@ fi
 # 3. This repository (editable) and its dependencies; skipped when this checkout is already installed.
 here=$(pwd -P)
 installed=$($PY -c "import world_model, os; print(os.path.dirname(os.path.dirname(os.path.realpath(world_model.__file__))))" 2>/dev/null || true)
-if [ "$installed" != "$here" ] || ! $PY -c "import pytest, ruff, rich, moviepy, imageio_ffmpeg, dreamx_env" 2>/dev/null; then
+if [ "$installed" != "$here" ] || ! $PY -c "import pytest, ruff, wheel, rich, moviepy, imageio_ffmpeg, dreamx_env" 2>/dev/null; then
   echo "setup: installing dreamx-env from $here"
   $PY -m pip install -q -e ".[dev]"
 fi
