@@ -15,7 +15,8 @@ def serving():
     returns the list of what ``serve_forever`` raised. All are stopped (and checked stopped) afterwards."""
     started = []
 
-    def start(obj) -> list:
+    def start(obj, ready: bool = True) -> list:
+        """``ready=False``: return at once (a worker whose broker is not up yet, one that will be refused)."""
         errors: list = []
 
         def run():
@@ -27,7 +28,7 @@ def serving():
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         started.append((obj, thread))
-        assert obj.ready.wait(10)
+        assert not ready or obj.ready.wait(10)
         return errors
 
     yield start

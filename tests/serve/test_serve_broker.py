@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -54,32 +53,6 @@ def cluster():
         yield c
     assert not any(alive(pid) for pid in pids), "a broker or worker process outlived close()"
     assert not os.path.exists(c.folder)
-
-
-@pytest.fixture
-def threads():
-    """Start brokers and servers on threads; stops them (and checks they stopped) afterwards."""
-    started = []
-
-    def start(obj):
-        errors = []
-
-        def run():
-            try:
-                obj.serve_forever()
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        started.append((obj, thread))
-        return thread, errors
-
-    yield start
-    for obj, thread in started:
-        obj.stop()
-        thread.join(5)
-        assert not thread.is_alive()
 
 
 def test_sessions_spread_over_workers_and_stay_pinned(cluster):
@@ -211,10 +184,10 @@ def test_envs_and_planners_work_through_the_broker_unchanged(cluster):
         env.close()
 
 
-def test_a_broker_without_workers_says_how_to_start_one(tmp_path, threads):
+def test_a_broker_without_workers_says_how_to_start_one(tmp_path, serving):
     cfg = BrokerConfig(address=f"ipc://{tmp_path}/c.sock", worker_address=f"ipc://{tmp_path}/w.sock")
     broker = Broker(cfg)
-    threads(broker)
+    serving(broker)
     assert broker.ready.wait(5)
     client = SimulatorClient(cfg.address)
     assert client.ping()["workers"] == 0
@@ -223,12 +196,12 @@ def test_a_broker_without_workers_says_how_to_start_one(tmp_path, threads):
     assert err.value.code == ErrorCode.NO_WORKERS
 
 
-def test_a_worker_registers_again_with_a_restarted_broker(tmp_path, threads):
+def test_a_worker_registers_again_with_a_restarted_broker(tmp_path, serving):
     cfg = BrokerConfig(address=f"ipc://{tmp_path}/c.sock", worker_address=f"ipc://{tmp_path}/w.sock", **FAST)
     first = Broker(cfg)
-    threads(first)
+    serving(first)
     worker = SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=ConstantWorldModel())
-    threads(worker)
+    serving(worker)
     client = SimulatorClient(cfg.address)
     deadline = time.monotonic() + 5
     while client.ping()["workers"] < 1:
@@ -238,7 +211,7 @@ def test_a_worker_registers_again_with_a_restarted_broker(tmp_path, threads):
     first.stop()
     time.sleep(0.3)
     second = Broker(cfg)
-    threads(second)
+    serving(second)
     deadline = time.monotonic() + 5
     while client.ping()["workers"] < 1:  # the worker noticed the silence and registered again
         assert time.monotonic() < deadline
@@ -250,17 +223,19 @@ def test_a_worker_registers_again_with_a_restarted_broker(tmp_path, threads):
     client.step(client.open([SceneSpec(1)]).sessions, forward_poses(1))
 
 
-def test_a_worker_with_another_backend_is_refused(tmp_path, threads):
+def test_a_worker_with_another_backend_is_refused(tmp_path, serving):
     cfg = BrokerConfig(address=f"ipc://{tmp_path}/c.sock", worker_address=f"ipc://{tmp_path}/w.sock", **FAST)
     broker = Broker(cfg)
-    threads(broker)
-    threads(SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=ConstantWorldModel()))
+    serving(broker)
+    serving(SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=ConstantWorldModel()))
     deadline = time.monotonic() + 10.0
     while not broker.workers and time.monotonic() < deadline:  # the 64x64 worker registers first
         time.sleep(0.02)
     small = ConstantWorldModel(ConstantConfig(height=32, width=32))
-    thread, errors = threads(SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=small))
-    thread.join(5)
+    errors = serving(SimulatorServer(ServerConfig(broker=cfg.worker_address), backend=small), ready=False)
+    deadline = time.monotonic() + 5.0
+    while not errors and time.monotonic() < deadline:  # its serve_forever ends with the refusal
+        time.sleep(0.02)
     assert len(errors) == 1 and isinstance(errors[0], BrokerRefused), errors
     assert "same backend, resolution and checkpoint" in str(errors[0])
     assert len(broker.workers) == 1
@@ -272,7 +247,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_curve_broker_admits_only_listed_workers(threads):
+def test_curve_broker_admits_only_listed_workers(serving):
     broker_pub, broker_sec = (k.decode() for k in zmq.curve_keypair())
     listed_pub, listed_sec = (k.decode() for k in zmq.curve_keypair())
     cfg = BrokerConfig(
@@ -284,11 +259,11 @@ def test_curve_broker_admits_only_listed_workers(threads):
         **FAST,
     )
     broker = Broker(cfg)
-    threads(broker)
+    serving(broker)
     base = {"broker": cfg.worker_address, "broker_public_key": broker_pub}
     listed = ServerConfig(**base, curve_public_key=listed_pub, curve_secret_key=listed_sec, worker_name="ok")
-    threads(SimulatorServer(listed, backend=ConstantWorldModel()))
-    threads(SimulatorServer(ServerConfig(**base, worker_name="stranger"), backend=ConstantWorldModel()))
+    serving(SimulatorServer(listed, backend=ConstantWorldModel()))
+    serving(SimulatorServer(ServerConfig(**base, worker_name="stranger"), backend=ConstantWorldModel()))
     client = SimulatorClient(cfg.address, ClientConfig(server_public_key=broker_pub))
     deadline = time.monotonic() + 5
     while client.ping()["workers"] < 1:
