@@ -4,7 +4,12 @@
 listening on a private ``ipc://`` socket, or, with ``mode="thread"``, an in-process server thread over ``inproc://``
 (no process at all; handy in tests). ``close()`` stops it; a subprocess also stops by itself when this
 process dies (its parent-death watchdog), so no backend is ever orphaned. A laned env (``lanes`` > 1)
-gets ``embedded_cluster`` instead: a broker and one worker per lane.
+gets ``embedded_cluster`` instead: a broker and one worker per lane. Envs share these servers through
+``dreamx_env.server_pool``.
+
+Backend processes size their CPU threads (``OMP_NUM_THREADS``, which torch and BLAS follow) to the cores
+this process may run on, divided among the embedded backend processes it runs at the time one starts, so
+several servers never each take every core; a value the user set in ``OMP_NUM_THREADS`` is left alone.
 
 Prefer the subprocess when training: a thread server runs the backend in your process, and MuJoCo's
 Mesa GL loaded there before triton makes ``import triton`` crash (torch optimizers import it).
@@ -41,6 +46,7 @@ class LaunchConfig:
     address: str | None = None  # default: a fresh ipc:// path or inproc:// name
     startup_timeout_s: float = 120.0
     server: dict[str, Any] = field(default_factory=dict)  # other ServerConfig fields (max_batch, ...)
+    threads: int | None = None  # subprocess's OMP_NUM_THREADS; None: $OMP_NUM_THREADS, else share_of_cores
 
 
 class EmbeddedServer:
@@ -77,6 +83,7 @@ class EmbeddedServer:
             self, _stop, self.process, self._thread_server(), self._thread, self.address, self._log_fd
         )
         atexit.register(self.close)
+        _running.add(self)
         self._wait_ready()
 
     def _thread_server(self) -> Any:
@@ -88,8 +95,10 @@ class EmbeddedServer:
         # descriptor (for error messages), and gone with the last descriptor however either side exits.
         self._log_fd, path = tempfile.mkstemp(prefix="dreamx-serve-", suffix=".log")
         os.unlink(path)
+        threads = self.config.threads or share_of_cores(1)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "world_model.serve", "--json", json.dumps(values)],
+            env=os.environ if threads is None else dict(os.environ, OMP_NUM_THREADS=str(threads)),
             stdin=subprocess.DEVNULL,
             stdout=self._log_fd,
             stderr=subprocess.STDOUT,
@@ -150,6 +159,19 @@ class EmbeddedServer:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
+    @property
+    def backend_processes(self) -> int:
+        """Processes running a backend on this machine's cores: 1 for a subprocess, 0 for a thread."""
+        return 0 if self._closed or self.process is None else 1
+
+    def alive(self) -> bool:
+        """Not closed, and its process (or thread) still runs."""
+        if self._closed:
+            return False
+        if self.process is not None:
+            return self.process.poll() is None
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -187,15 +209,37 @@ def _stop(
         os.close(log_fd)
 
 
+# The embedded servers and clusters this process runs, for share_of_cores.
+_running: weakref.WeakSet[EmbeddedServer | LocalCluster] = weakref.WeakSet()
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and ``taskset`` set)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def share_of_cores(new_processes: int) -> int | None:
+    """CPU threads for each of ``new_processes`` backend processes about to start: the available cores
+    divided among them and the embedded backend processes this process already runs (at least 1). ``None``
+    when the user set ``OMP_NUM_THREADS``: the processes inherit it."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    running = sum(s.backend_processes for s in list(_running))
+    return max(1, available_cores() // (running + new_processes))
+
+
 def embedded_cluster(
     backend: str, backend_kwargs: dict[str, Any], server: dict[str, Any], workers: int
 ) -> LocalCluster:
     """The embedded default of a laned env (``lanes`` > 1): a broker and ``workers`` workers over ``ipc://``,
-    sharing this machine's cores (each gets cores / workers threads)."""
+    sharing this machine's cores (``share_of_cores``; the user's ``OMP_NUM_THREADS`` when set)."""
     check_backend(backend)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // workers)
-    return LocalCluster(ClusterConfig(workers, backend, dict(backend_kwargs), dict(server), threads=threads))
+    threads = share_of_cores(workers)
+    cluster = LocalCluster(
+        ClusterConfig(workers, backend, dict(backend_kwargs), dict(server), threads=threads)
+    )
+    _running.add(cluster)
+    return cluster
 
 
 def launch(config: LaunchConfig | None = None, **overrides: Any) -> EmbeddedServer:

@@ -5,6 +5,7 @@ with ``lanes`` > 1, one connection and one call per lane, sent at once (``dreamx
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing
 from dreamx_env.lanes import LanedClient
 from dreamx_env.launcher import EmbeddedServer, LaunchConfig, embedded_cluster
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
+from dreamx_env.server_pool import POOL, SharedServer
 from world_model.backends import DEFAULT_BACKEND
 from world_model.engine.scenes import SPLITS
 from world_model.events import EventRecord, parse_prompt, validate
@@ -72,6 +74,8 @@ class EnvConfig:
     curve_secret_key: str | None = None  #   None: a fresh pair
     lanes: int = 1  # >1: the sessions in this many lanes stepped at once (dreamx_env.lanes; the embedded
     # server becomes a broker and one worker per lane, each with cores / lanes threads)
+    share_server: bool = True  # embedded: one server for this process's envs with the same settings
+    # (dreamx_env.server_pool); False: a server of this env's own
     server_options: dict[str, Any] = field(default_factory=dict)  # embedded ServerConfig fields
     backend_options: dict[str, Any] = field(default_factory=dict)  # embedded backend config fields
 
@@ -149,21 +153,13 @@ class DreamXCore:
     def __init__(self, config: EnvConfig, weights: RewardConfig, task: Task, num_envs: int) -> None:
         self.config, self.weights, self.task, self.num_envs = config, weights, task, num_envs
         self.mapper = ActionMapper(config.action_set, config.keymap, config.event_actions)
-        self.embedded: EmbeddedServer | LocalCluster | None = None
+        self.embedded: EmbeddedServer | LocalCluster | SharedServer | None = None
         self.sessions: list[int] | None = None
         h, w = config.resolution
         if not 1 <= config.lanes <= num_envs:
             raise ValueError(f"lanes must be between 1 and num_envs={num_envs}, got {config.lanes}")
         if config.server in EMBEDDED:
-            mode = "subprocess" if config.server in (None, "subprocess") else "thread"
-            kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg, **config.backend_options}
-            backend = config.backend or DEFAULT_BACKEND
-            if config.lanes > 1 and mode == "subprocess":
-                self.embedded = embedded_cluster(backend, kwargs, config.server_options, config.lanes)
-            else:
-                self.embedded = EmbeddedServer(
-                    LaunchConfig(backend, kwargs, mode, server=config.server_options)
-                )
+            self.embedded = start_embedded(config)
             address = self.embedded.address
         else:
             address = getattr(config.server, "address", config.server)
@@ -235,8 +231,8 @@ class DreamXCore:
         """Refuse ``call`` (``"step"``, ``"imagine"``, ...) on a closed env with a message saying so."""
         if self.client.closed:
             raise RuntimeError(
-                f"{call}() on a closed env: close() ended its connection to the simulator (and stopped an "
-                "embedded server); make a new env"
+                f"{call}() on a closed env: close() ended its connection to the simulator (and let go of "
+                "its embedded server); make a new env"
             )
 
     def require_episode(self, call: str) -> None:
@@ -255,7 +251,10 @@ class DreamXCore:
         t0 = time.perf_counter()
         if self.sessions is None:
             assert rows == list(range(self.num_envs)), "the first reset opens every env"
-            res = self.client.open(specs, self.outputs)
+            try:
+                res = self.client.open(specs, self.outputs)
+            except ServerError as exc:
+                raise self._explain_full(exc) from None
             self.sessions = res.sessions
         else:
             try:
@@ -270,6 +269,16 @@ class DreamXCore:
         views = res.frames.get("view_rgb")
         for j, i in enumerate(rows):
             self._begin(i, res.scenes[j], self._opened_frame(res, j), None if views is None else views[j])
+
+    def _explain_full(self, exc: ServerError) -> ServerError:
+        """``exc``, saying so when a shared embedded server is full with other envs' sessions."""
+        if exc.code != ErrorCode.TOO_MANY_SESSIONS or getattr(self.embedded, "users", 1) < 2:
+            return exc
+        text = (
+            f"{exc.message}. This embedded server is shared by {self.embedded.users} envs of this process; "
+            "pass share_server=False for a server of this env's own, or server_options={'max_sessions': N}"
+        )
+        return ServerError(exc.code, text, exc.address, exc.details)
 
     def _reopen(self, specs: list[SceneSpec], exc: ServerError) -> OpenResult:
         """Open fresh sessions for every env: the old ones are gone (closed after the server's idle
@@ -436,9 +445,10 @@ class DreamXCore:
         }
 
     def close(self) -> None:
-        # An embedded server frees everything when it stops; a shared one is asked to free our sessions,
-        # briefly (it may be the reason we are closing).
-        if self.sessions is not None and self.embedded is None and not self.client.closed:
+        # An embedded server of our own frees everything when it stops; one that other envs still use is
+        # asked to free our sessions, briefly (it may be the reason we are closing).
+        shared = self.embedded is None or (getattr(self.embedded, "users", 1) > 1 and self.embedded.alive())
+        if self.sessions is not None and shared and not self.client.closed:
             try:
                 self.client.close_sessions(self.sessions, timeout_s=1.0)
             except (ServerUnavailable, RuntimeError):
@@ -447,6 +457,31 @@ class DreamXCore:
         self.client.close()
         if self.embedded is not None:
             self.embedded.close()
+
+
+def start_embedded(config: EnvConfig) -> EmbeddedServer | LocalCluster | SharedServer:
+    """The embedded server of an env with ``server`` in ``EMBEDDED``: a lease on the one this process's
+    envs with the same settings share (``share_server``, the default), else a server of its own."""
+    h, w = config.resolution
+    mode = "subprocess" if config.server in (None, "subprocess") else "thread"
+    kwargs = {"height": h, "width": w, "vfov_deg": config.vfov_deg, **config.backend_options}
+    backend = config.backend or DEFAULT_BACKEND
+    # The envs on an embedded server are this process's, stepped one after another: a step that waited for
+    # the others' next steps to join its batch would wait in vain (a vector env sends its rows in one step).
+    options = {"max_wait_ms": 0.0, **config.server_options}
+    cluster = config.lanes > 1 and mode == "subprocess"
+
+    def start() -> EmbeddedServer | LocalCluster:
+        if cluster:
+            return embedded_cluster(backend, kwargs, options, config.lanes)
+        return EmbeddedServer(LaunchConfig(backend, kwargs, mode, server=options))
+
+    if not config.share_server:
+        return start()
+    key = json.dumps(
+        [backend, mode, config.lanes if cluster else 1, kwargs, options], sort_keys=True, default=repr
+    )
+    return POOL.acquire(key, start)
 
 
 def _gone(exc: ServerError) -> ServerError:

@@ -87,9 +87,11 @@ class ExploreEnv(DreamXEnv):
     reward=None)``.
     ``backend``: ``"learned"`` | ``"oracle"`` | ``"constant"``, the backend an embedded server runs (default:
     ``backends.DEFAULT_BACKEND``).
-    ``server``: ``None`` starts an embedded server subprocess (stopped by ``close()``), ``"thread"`` an
-    in-process one, or the address of a running ``dreamx-serve`` (``"tcp://127.0.0.1:5555"``), whose backend
-    the env uses: a ``backend`` given with it must name that one, else ``ValueError``.
+    ``server``: ``None`` runs an embedded server subprocess, ``"thread"`` an in-process one, or the address
+    of a running ``dreamx-serve`` (``"tcp://127.0.0.1:5555"``), whose backend the env uses: a ``backend``
+    given with it must name that one, else ``ValueError``. The envs of one process with the same embedded
+    settings share one embedded server (SB3's ``make_vec_env`` starts one, not one per env), which stops
+    when the last of them closes; ``share_server=False`` gives an env a server of its own.
     ``timeout_s`` (5): a dead server raises ``ServerUnavailable`` naming its address within this time.
     ``env.unwrapped.command("turn the lights off")`` queues a text event for the next step.
 

@@ -3,13 +3,16 @@
     dreamx-bench-serve                                   # constant, constant-flat, oracle; 1 / 8 / 32 envs
     dreamx-bench-serve --backends constant --envs 1 8 32 128 --seconds 5 --json bench.json
     dreamx-bench-serve --backends learned --envs 8 --clients 8 --max-wait-ms 0 2 5 --think-ms 0 4
+    dreamx-bench-serve --backends learned --envs --sb3 4 --seconds 30    # SB3: make_vec_env vs the adapter
 
 For each backend and number of envs it starts an embedded server subprocess (ipc://; with ``--lanes N``, a
 broker and N workers), steps a native ``DreamX/Explore-v0`` vector env with random move/look keys (no
 events), and reports env-steps/s and milliseconds per vector step; ``--raw`` adds the same through the bare
 client (protocol and batching without the env's reward and observation work); ``--clients N`` adds N
 independent clients of one session each on one server, the path the server's batching policy is for
-(``bench_clients``; ``--max-wait-ms``, ``--active-window-ms`` and ``--think-ms`` give the grid). The
+(``bench_clients``; ``--max-wait-ms``, ``--active-window-ms`` and ``--think-ms`` give the grid);
+``--sb3 N`` adds SB3's ``make_vec_env(env_id, n_envs=N)`` against the project's adapter ``make_sb3_env``
+(``bench_sb3``; ``--sb3-unshared`` also times ``make_vec_env`` with a server process per env). The
 constant backend measures overhead (``constant-flat``, without objects, is the pure protocol + batching + env
 cost); the oracle is the MuJoCo ground truth. Benchmarks, not tests: the numbers depend on the machine.
 """
@@ -30,6 +33,7 @@ import numpy as np
 from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument
 from world_model.serve.batching import BatchPolicy
 from world_model.serve.bench_clients import bench_clients, turning_poses
+from world_model.serve.bench_sb3 import bench_sb3
 
 
 def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]:
@@ -149,6 +153,37 @@ def measure_clients(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def measure_sb3(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``bench_sb3`` for every backend and number of envs asked; one line per path."""
+    results = []
+    print(f"\n{'path':22} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'servers':>8}  ({args.env_id})")
+    for backend, n in itertools.product(args.backends, args.sb3):
+        name, kwargs = backend_options(backend, args.resolution)
+        try:
+            r = bench_sb3(
+                name,
+                kwargs,
+                n,
+                args.seconds,
+                args.frames_per_step,
+                args.env_id,
+                args.rounds,
+                args.warmup_frames,
+                args.sb3_unshared,
+            )
+        except Exception as exc:  # e.g. a backend that is not installed here
+            print(f"{'sb3':22} {backend:13} {n:>5}  failed: {failure_reason(exc)}")
+            continue
+        results.append(dict(r, backend=backend))
+        for path, rate in r["env_steps_per_s"].items():
+            print(f"{path:22} {backend:13} {n:>5} {rate:>12.2f} {r['server_processes'][path]:>8}")
+        print(
+            f"{'make_vec_env / adapter':22} {backend:13} {n:>5} {r['natural_over_adapter']:>12.2f}",
+            flush=True,
+        )
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter
@@ -159,7 +194,13 @@ def main(argv: list[str] | None = None) -> None:
         default=["constant", "constant-flat", "oracle"],
         help="oracle | learned | constant | constant-flat (no objects: the cheapest frames)",
     )
-    p.add_argument("--envs", nargs="+", type=int, default=[1, 8, 32])
+    p.add_argument(
+        "--envs",
+        nargs="*",
+        type=int,
+        default=[1, 8, 32],
+        help="env path: vector envs of these sizes (none: skip)",
+    )
     p.add_argument("--seconds", type=float, default=3.0, help="measurement time per configuration")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frames-per-step", type=int, default=4)
@@ -188,12 +229,28 @@ def main(argv: list[str] | None = None) -> None:
         default=[0.0],
         help="--clients: each client's own work before each step, uniform in [0, this] (default: 0)",
     )
+    p.add_argument(
+        "--sb3",
+        nargs="+",
+        type=int,
+        default=[],
+        help="also measure SB3's make_vec_env(ENV_ID, n_envs=N) (DummyVecEnv) against the adapter\n"
+        "make_sb3_env(ENV_ID, N), timed in alternating windows",
+    )
+    p.add_argument("--env-id", default="DreamX/GoalView-v0", help="--sb3: the env (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="--sb3: alternating windows of each path")
+    p.add_argument(
+        "--sb3-unshared",
+        action="store_true",
+        help="--sb3: also time make_vec_env with share_server=False (a server process per env)",
+    )
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.lanes < 1:
         p.error("--lanes must be >= 1")
     results = []
-    print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
+    if args.envs:
+        print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
     runs = [("env", functools.partial(bench_env, warmup_frames=args.warmup_frames, lanes=args.lanes))]
     runs += [("raw", bench_raw)] if args.raw else []
     for backend in args.backends:
@@ -209,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{r['path']:5} {backend:13} {n:>5} {rate:>12.0f} {ms:>9.2f}")
     if args.clients:
         results += measure_clients(args)
+    if args.sb3:
+        results += measure_sb3(args)
     meta = {
         "resolution": args.resolution,
         "frames_per_step": args.frames_per_step,

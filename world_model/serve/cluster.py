@@ -123,6 +123,16 @@ class LocalCluster:
     def pids(self) -> list[int]:
         return [p.pid for p in [self.broker, *self.workers] if p is not None]
 
+    @property
+    def backend_processes(self) -> int:
+        """Processes running a backend on this machine's cores: the workers, while the cluster is open."""
+        return 0 if self._closed else len(self.workers)
+
+    def alive(self) -> bool:
+        """Not closed, and the broker and every worker still run."""
+        procs = [self.broker, *self.workers]
+        return not self._closed and all(p is not None and p.poll() is None for p in procs)
+
     def close(self) -> None:
         if self._closed:
             return
