@@ -111,3 +111,46 @@ def test_depth_is_scaled_to_the_floor_whose_depth_the_camera_height_fixes():
     few = _outputs(2.0, CLASS_ID["wall"])  # no floor in view: nothing to go by, the depth is left alone
     ground_depth(few, torch.from_numpy(pose[None]), INTR)
     assert (few["planes"][0, 3] == 2.0).all()
+
+
+def test_room_depth_is_where_each_ray_meets_the_nearest_wall_of_the_footprint():
+    from world_model.model.reproject import room_depth
+
+    bounds = torch.tensor([[0.0, 0.0, 4.0, 3.0]], dtype=torch.float64)
+    pose = pose_from_yaw_pitch(np.array([1.0, 1.5, 1.0]), 0.0, 0.0)
+    depth = room_depth(torch.from_numpy(pose[None]), INTR, bounds)[0]
+    forward = pose[:2, 2]  # the optical axis; the centre pixels look (almost) along it
+    along = [
+        (4.0 - 1.0) / forward[0] if forward[0] > 1e-9 else np.inf,
+        (3.0 - 1.5) / forward[1] if forward[1] > 1e-9 else np.inf,
+    ]
+    along += [
+        (0.0 - 1.0) / forward[0] if forward[0] < -1e-9 else np.inf,
+        (0.0 - 1.5) / forward[1] if forward[1] < -1e-9 else np.inf,
+    ]
+    assert float(depth[31:33, 31:33].mean()) == pytest.approx(min(along), rel=0.03)
+    assert torch.isfinite(depth).all() and (depth > 0).all()
+    outside = pose_from_yaw_pitch(np.array([5.0, 1.5, 1.0]), 0.0, 0.0)  # no room around this camera
+    assert torch.isinf(room_depth(torch.from_numpy(outside[None]), INTR, bounds)).all()
+    unbounded = torch.full((1, 4), float("inf"), dtype=torch.float64) * torch.tensor([-1, -1, 1, 1])
+    assert torch.isinf(room_depth(torch.from_numpy(pose[None]), INTR, unbounded)).all()
+
+
+def test_wall_pixels_take_the_walls_depth_and_nothing_in_the_room_lies_beyond_them():
+    from world_model.model.compositing import wall_depth
+
+    room = torch.full((1, 64, 64), 3.0)
+    room[:, :, 32:] = float("inf")  # no room known on the right half: the network's depth stays
+    labels = torch.full((1, 64, 64), CLASS_ID["wall"], dtype=torch.uint8)
+    labels[:, 40:] = CLASS_ID["ball"]
+    labels[:, :8] = CLASS_ID["door"]
+    out = _outputs(1.0)
+    out["labels"] = labels
+    out["planes"][:, 3, 40:52] = 7.0  # an object "behind" the wall: pulled in to it
+    wall_depth(out, room)
+    depth = out["planes"][0, 3]
+    assert (depth[8:40, :32] == 3.0).all()  # wall pixels: the wall's depth, whatever the network said
+    assert (depth[40:52, :32] == 3.0).all() and (depth[52:, :32] == 1.0).all()  # objects: at most the wall's
+    assert (depth[:8, :32] == 1.0).all()  # the door (open, it lies beyond the wall) keeps the network's
+    assert (depth[:, 32:][labels[0, :, 32:] != CLASS_ID["ball"]] == 1.0).all()
+    assert (depth[40:52, 32:] == 7.0).all()

@@ -86,3 +86,19 @@ def ground_depth(
     enough = floor.flatten(1).sum(1) >= FLOOR_PIXELS_MIN
     scale = torch.where(enough & rescale, scale.clamp(*SCALE_LIMITS), torch.ones_like(scale))
     depth.copy_(torch.where(floor, plane, depth * scale[:, None, None]))
+
+
+def wall_depth(out: dict[str, torch.Tensor], room: torch.Tensor) -> None:
+    """Make the predicted depth agree with the room's walls, in place. The walls' inner faces are the sides
+    of the footprint the camera may stand in (``reproject.room_depth`` gives, per pixel, where the ray leaves
+    it: ``room [B, H, W]``), so the depth of every pixel the network labels wall is known exactly, and no
+    surface in the room is farther than the wall behind it. Sky and door pixels keep the network's depth
+    (an open door and what the doorway shows lie beyond the wall). Without this, depth drifts where the
+    camera faces a wall: each frame's depth is the warp of the last one's plus the network's correction,
+    and a wall walked towards comes out ever nearer."""
+    depth, labels = out["planes"][:, 3], out["labels"]
+    room = room.to(depth.device, depth.dtype)
+    known = torch.isfinite(room)
+    wall = known & (labels == CLASS_ID["wall"])
+    inside = known & (labels != CLASS_ID["sky"]) & (labels != CLASS_ID["door"])
+    depth.copy_(torch.where(wall, room, torch.where(inside, torch.minimum(depth, room), depth)))

@@ -39,7 +39,7 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
-from world_model.model.compositing import composite_props, ground_depth, keep_warped_depth
+from world_model.model.compositing import composite_props, ground_depth, keep_warped_depth, wall_depth
 from world_model.model.conditioning import (
     Warp,
     assemble,
@@ -60,7 +60,7 @@ from world_model.model.device import (
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
-from world_model.model.reproject import floor_depth, zbuffer_torch
+from world_model.model.reproject import floor_depth, room_depth, zbuffer_torch
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 
@@ -103,6 +103,7 @@ class LearnedConfig:
     # network's re-prediction of it (which drifts a little every generation); the network's elsewhere
     ground: bool = False  # predicted depth agrees with the floor plane (z = 0; see compositing.ground_depth)
     ground_rescale: bool = True  # ... generated frames' depth scaled to the floor's too (not only the first)
+    walls: bool = False  # predicted depth agrees with the room's walls (see compositing.wall_depth)
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
@@ -182,6 +183,7 @@ class NextFrame(NamedTuple):
     state: torch.Tensor
     seen: list[np.ndarray]
     floor: torch.Tensor | None = None
+    room: torch.Tensor | None = None  # with the ``walls`` rule: where each pixel's ray leaves the room
 
     def inputs(self) -> torch.Tensor:
         """The network's input (``assemble``) for the first sampling step."""
@@ -320,6 +322,9 @@ class LearnedWorldModel(WorldModel):
             )  # fmt: skip
             if self.config.ground:
                 ground_depth(out, torch.from_numpy(pose[None]), self.intr)
+            if self.config.walls:
+                bounds = torch.tensor([info.bounds], dtype=torch.float64)
+                wall_depth(out, room_depth(torch.from_numpy(pose[None]), self.intr, bounds))
         state = WorldState()
         out["planes"] = memory_planes(given, out["depth"], out["labels"])  # remembered as given
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
@@ -545,7 +550,15 @@ class LearnedWorldModel(WorldModel):
             )  # fmt: skip
             hints = self._hints(ss, targets)
         state = state_batch([s.state for s in ss])
-        return NextFrame(targets, warp, hints, state, seen, self._floor(targets))
+        return NextFrame(targets, warp, hints, state, seen, self._floor(targets), self._room(ss, targets))
+
+    def _room(self, ss: list[_Session], poses: np.ndarray) -> torch.Tensor | None:
+        """Where each pixel's ray from cameras ``poses`` leaves its session's room ``[B, H, W]``, for the
+        ``walls`` rule (``None`` when it is off)."""
+        if not self.config.walls:
+            return None
+        bounds = torch.tensor([s.info.bounds for s in ss], dtype=torch.float64)
+        return room_depth(torch.from_numpy(np.asarray(poses, np.float64)), self.intr, bounds).float()
 
     def _floor(self, poses: np.ndarray) -> torch.Tensor | None:
         """The floor channel's depth ``[B, H, W]`` for cameras ``poses`` on the device, if the network
@@ -567,6 +580,8 @@ class LearnedWorldModel(WorldModel):
                 ground_depth(
                     out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale
                 )
+            if step.room is not None:
+                wall_depth(out, step.room)
         return out
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:

@@ -41,6 +41,27 @@ def floor_depth(poses: torch.Tensor, intr: Intrinsics) -> torch.Tensor:
     return torch.where(height > 0, depth, torch.full_like(depth, float("inf")))
 
 
+def room_depth(poses: torch.Tensor, intr: Intrinsics, bounds: torch.Tensor) -> torch.Tensor:
+    """The z-depth ``[B, H, W]`` at which each pixel's ray from cameras ``poses [B, 4, 4]`` leaves the
+    room's footprint ``bounds [B, 4]`` (x0, y0, x1, y1: the walls' inner faces, where the camera may stand),
+    going through its walls; inf for a camera outside it or with bounds that are not finite (no room)."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)
+    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :2, :3])  # world x, y per unit camera z
+    pos = poses[:, :2, 3][:, None, None, :]
+    lo, hi = bounds[:, None, None, :2], bounds[:, None, None, 2:]
+    far = torch.where(world > 0, hi - pos, lo - pos)  # the wall each ray heads for, per axis
+    ok = world.abs() > 1e-6
+    steps = far / torch.where(ok, world, torch.ones_like(world))
+    steps = torch.where(ok, steps, torch.full_like(world, float("inf")))
+    depth = steps.amin(dim=-1)
+    inside = (
+        torch.isfinite(bounds).all(dim=1)
+        & (poses[:, :2, 3] >= bounds[:, :2]).all(dim=1)
+        & (poses[:, :2, 3] <= bounds[:, 2:]).all(dim=1)
+    )
+    return torch.where(inside[:, None, None], depth, torch.full_like(depth, float("inf")))
+
+
 def splat(
     feats: torch.Tensor | Sequence[Sequence[torch.Tensor]],
     depth: torch.Tensor | Sequence[torch.Tensor],
