@@ -154,3 +154,72 @@ def test_wall_pixels_take_the_walls_depth_and_nothing_in_the_room_lies_beyond_th
     assert (depth[:8, :32] == 1.0).all()  # the door (open, it lies beyond the wall) keeps the network's
     assert (depth[:, 32:][labels[0, :, 32:] != CLASS_ID["ball"]] == 1.0).all()
     assert (depth[40:52, 32:] == 7.0).all()
+
+
+def _room_camera(top: float):
+    """A level camera 1 m above the floor of a 4 x 3 m room, at (1, 1.5), yaw 0."""
+    from world_model.model.reproject import room_depth
+
+    pose = pose_from_yaw_pitch(np.array([1.0, 1.5, 1.0]), 0.0, 0.0)
+    bounds = torch.tensor([[0.0, 0.0, 4.0, 3.0]], dtype=torch.float64)
+    room = room_depth(torch.from_numpy(pose[None]), INTR, bounds)
+    return torch.from_numpy(pose[None]), room, torch.tensor([top], dtype=torch.float64)
+
+
+def test_layout_labels_say_which_surface_each_ray_meets_first():
+    from world_model.model.compositing import layout_labels
+
+    poses, room, top = _room_camera(1.5)
+    labels = layout_labels(poses, INTR, room, top)[0]
+    column = labels[:, 32].tolist()
+    # top rows rise above the 1.5 m walls (ceiling), the middle meets the wall, the bottom the floor
+    assert (
+        column[0] == CLASS_ID["ceiling"]
+        and column[32] == CLASS_ID["wall"]
+        and column[-1] == CLASS_ID["floor"]
+    )
+    assert column == sorted(column, key=[CLASS_ID["ceiling"], CLASS_ID["wall"], CLASS_ID["floor"]].index)
+    endless = layout_labels(poses, INTR, room, torch.tensor([np.inf], dtype=torch.float64))[0]
+    assert not (endless == CLASS_ID["ceiling"]).any()  # walls of unknown height: no ceiling drawn
+    nowhere = layout_labels(poses, INTR, torch.full_like(room, np.inf), top)[0]
+    assert set(nowhere.unique().tolist()) <= {CLASS_ID["sky"], CLASS_ID["floor"]}
+
+
+def test_unseen_pixels_take_the_colour_of_their_surface_and_seen_ones_stay():
+    from world_model.model.compositing import fill_unseen, layout_labels, surface_palette
+
+    first = torch.zeros(3, 64, 64)
+    first_labels = torch.full((64, 64), CLASS_ID["wall"], dtype=torch.uint8)
+    first_labels[40:] = CLASS_ID["floor"]
+    first[:, :40] = torch.tensor([0.5, -0.5, 0.0])[:, None, None]
+    first[:, 40:] = torch.tensor([-0.8, 0.2, 0.4])[:, None, None]
+    palette = surface_palette(first, first_labels)
+    assert torch.allclose(palette[CLASS_ID["wall"]], torch.tensor([0.5, -0.5, 0.0]))
+    assert torch.isnan(palette[CLASS_ID["sky"]]).all() and torch.isnan(palette[CLASS_ID["ball"]]).all()
+    poses, room, top = _room_camera(1.5)
+    layout = layout_labels(poses, INTR, room, top)
+    out = _outputs(2.0)
+    covered = torch.zeros(1, 64, 64, dtype=torch.bool)
+    covered[:, :, :8] = True  # memory covers the left strip
+    fill_unseen(out, covered, palette[None], layout)
+    rgb = out["planes"][0, 0:3]
+    assert (rgb[:, :, :8] == -0.2).all()  # covered: the network's colour
+    wall, floor = layout[0] == CLASS_ID["wall"], layout[0] == CLASS_ID["floor"]
+    wall[:, :8], floor[:, :8] = False, False
+    assert torch.allclose(rgb[:, wall], torch.tensor([0.5, -0.5, 0.0])[:, None])
+    assert torch.allclose(rgb[:, floor], torch.tensor([-0.8, 0.2, 0.4])[:, None])
+    above = layout[0] == CLASS_ID["ceiling"]
+    assert above.any() and (rgb[:, above] == -0.2).all()  # neither ceiling nor sky seen: left alone
+    assert torch.equal(out["colour"][0], from_unit(out["planes"][:, 0:3])[0])
+
+
+def test_the_walls_top_is_known_only_when_the_view_shows_what_is_above_them():
+    from world_model.model.compositing import wall_top
+
+    pose = pose_from_yaw_pitch(np.array([1.0, 1.5, 1.0]), 0.0, 0.0)
+    depth = np.full((64, 64), 3.0, np.float32)
+    labels = np.full((64, 64), CLASS_ID["wall"], np.uint8)
+    assert wall_top(depth, labels, pose, INTR) == np.inf
+    labels[:20] = CLASS_ID["sky"]
+    highest = 1.0 + 3.0 * (INTR.cy - 20.5) / INTR.fy  # the top wall row, 3 m away, camera 1 m up
+    assert wall_top(depth, labels, pose, INTR) == pytest.approx(highest, rel=1e-3)

@@ -18,14 +18,15 @@ plane, whose depth the camera's height fixes).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from world_model.geometry import Intrinsics
+from world_model.geometry import Intrinsics, unproject
 from world_model.model.conditioning import SKY_M, Warp
 from world_model.model.data import from_unit
 from world_model.model.network import depth_from_inverse
-from world_model.model.reproject import floor_depth
-from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS
+from world_model.model.reproject import camera_rays, floor_depth
+from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS, SEMANTIC_CLASSES
 
 # A prop's pixel colour over its albedo, lights on and off: the engine's renders of dropped red balls and
 # blue boxes in training scenes 5000-5011 gave 0.96-1.2 (on) and 0.06-0.08 (off) per channel
@@ -102,3 +103,70 @@ def wall_depth(out: dict[str, torch.Tensor], room: torch.Tensor) -> None:
     wall = known & (labels == CLASS_ID["wall"])
     inside = known & (labels != CLASS_ID["sky"]) & (labels != CLASS_ID["door"])
     depth.copy_(torch.where(wall, room, torch.where(inside, torch.minimum(depth, room), depth)))
+
+
+LAYOUT_CLASSES = ("sky", "floor", "wall", "ceiling")  # the surfaces one colour describes well enough
+PALETTE_PIXELS_MIN = 16  # a surface needs this many pixels in the first frame to have a palette colour
+
+
+def surface_palette(rgb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean colour ``[len(SEMANTIC_CLASSES), 3]`` (in [-1, 1]) of each layout surface (``LAYOUT_CLASSES``)
+    in one frame ``rgb [3, H, W]`` labelled ``labels [H, W]``; NaN for other classes and for surfaces with
+    fewer than ``PALETTE_PIXELS_MIN`` pixels."""
+    palette = torch.full((len(SEMANTIC_CLASSES), 3), float("nan"), dtype=torch.float32, device=rgb.device)
+    flat, lab = rgb.float().flatten(1), labels.flatten()
+    for name in LAYOUT_CLASSES:
+        where = lab == CLASS_ID[name]
+        if int(where.sum()) >= PALETTE_PIXELS_MIN:
+            palette[CLASS_ID[name]] = flat[:, where].mean(dim=1)
+    return palette
+
+
+def wall_top(depth: np.ndarray, labels: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> float:
+    """How high the walls go, from one frame's ``depth``/``labels [H, W]`` at ``pose``: the highest wall
+    point, when the frame shows what is above the walls (sky or ceiling); inf when it does not (the walls
+    may go higher than the view)."""
+    wall = (labels == CLASS_ID["wall"]) & np.isfinite(depth)
+    above = np.isin(labels, [CLASS_ID["sky"], CLASS_ID["ceiling"]]).sum() >= PALETTE_PIXELS_MIN
+    if not above or wall.sum() < PALETTE_PIXELS_MIN:
+        return float("inf")
+    return float(unproject(depth, pose, intr, wall)[:, 2].max())
+
+
+def layout_labels(
+    poses: torch.Tensor, intr: Intrinsics, room: torch.Tensor, top: torch.Tensor
+) -> torch.Tensor:
+    """The layout surface ``[B, H, W]`` (class ids) each pixel's ray from cameras ``poses [B, 4, 4]`` meets
+    first in a room of floor z = 0, walls where ``room [B, H, W]`` (``reproject.room_depth``) puts them, up
+    to ``top [B]`` metres: floor, wall, or above the walls ceiling (where the ray rises) and sky. Sky where
+    the room is not known."""
+    floor = floor_depth(poses, intr).to(room.dtype)
+    rays = camera_rays(intr, poses.device).to(poses.dtype)
+    rise = torch.einsum("hwj,bj->bhw", rays, poses[:, 2, :3]).to(room.dtype)  # world z per unit camera z
+    height = poses[:, 2, 3].to(room.dtype)[:, None, None] + room * rise
+    labels = torch.full(room.shape, CLASS_ID["sky"], dtype=torch.long, device=room.device)
+    labels[torch.isfinite(room) & (height <= top.to(room.dtype)[:, None, None])] = CLASS_ID["wall"]
+    labels[torch.isfinite(room) & (height > top.to(room.dtype)[:, None, None])] = CLASS_ID["ceiling"]
+    labels[floor <= room] = CLASS_ID["floor"]
+    return labels
+
+
+def fill_unseen(
+    out: dict[str, torch.Tensor], covered: torch.Tensor, palettes: torch.Tensor, layout: torch.Tensor
+) -> None:
+    """Paint the pixels no memory covers (``covered [B, H, W]`` false) with the palette colour
+    (``palettes [B, C, 3]``, from ``surface_palette``) of the layout surface ``layout [B, H, W]``
+    (``layout_labels``) there, in place; above the walls, the ceiling's colour where the session has seen a
+    ceiling, else the sky's. NaN palette rows leave the network's colour. Where nothing was seen the network
+    can only guess, and its guess drifts to a washed-out grey over long walks; the session's own first view
+    of its walls, floor and sky is a better guess, and the same on every visit."""
+    planes = out["planes"]
+    rgb = planes[:, 0:3]
+    palettes = palettes.to(rgb.device, rgb.dtype).clone()
+    ceiling, sky = palettes[:, CLASS_ID["ceiling"]], palettes[:, CLASS_ID["sky"]]
+    palettes[:, CLASS_ID["ceiling"]] = torch.where(torch.isfinite(ceiling), ceiling, sky)
+    b = torch.arange(len(layout), device=layout.device)[:, None, None]
+    colour = palettes[b, layout.to(rgb.device)].permute(0, 3, 1, 2)  # [B, 3, H, W]
+    use = (~covered.to(rgb.device).bool() & torch.isfinite(colour).all(dim=1))[:, None]
+    planes[:, 0:3] = torch.where(use, colour, rgb)
+    out["colour"] = from_unit(planes[:, 0:3])

@@ -39,7 +39,16 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
-from world_model.model.compositing import composite_props, ground_depth, keep_warped_depth, wall_depth
+from world_model.model.compositing import (
+    composite_props,
+    fill_unseen,
+    ground_depth,
+    keep_warped_depth,
+    layout_labels,
+    surface_palette,
+    wall_depth,
+    wall_top,
+)
 from world_model.model.conditioning import (
     Warp,
     assemble,
@@ -63,6 +72,7 @@ from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
 from world_model.model.reproject import floor_depth, room_depth, zbuffer_torch
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
+from world_model.semantics import SEMANTIC_CLASSES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
@@ -94,16 +104,19 @@ class LearnedConfig:
     render_missing: bool = True  # open seeds/poses outside the bank by rendering them once with MuJoCo
     prefer_older: bool | str = True  # which memory draws a surface several saw (see warp_memories): True /
     # "oldest", "nearest_view" (the memory whose camera was nearest the target's), False (nearest depth)
-    same_surface: float = 4.0  # depths within this fraction of the nearest count as one surface: memories'
-    # predicted depths of one place disagree by 30-100%, so a tight tolerance let the newest frame win
+    same_surface: float = 8.0  # depths within this fraction of the nearest count as one surface: a
+    # surface several memories saw is drawn from the oldest of them unless another is 9x nearer (objects'
+    # predicted depths still disagree between views; a tight tolerance lets the newest, drifted frame win)
     near_k: int = 2  # keyframes retrieved first for being seen from near the target (memory.retrieve_many)
     near_gate: float = 0.5  # ... within this camera distance (metres + degrees / 30)
     footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
     keep_depth: bool = False  # a frame's depth where memory covers it is the warped memory depth, not the
     # network's re-prediction of it (which drifts a little every generation); the network's elsewhere
-    ground: bool = False  # predicted depth agrees with the floor plane (z = 0; see compositing.ground_depth)
-    ground_rescale: bool = True  # ... generated frames' depth scaled to the floor's too (not only the first)
-    walls: bool = False  # predicted depth agrees with the room's walls (see compositing.wall_depth)
+    ground: bool = True  # predicted depth agrees with the floor plane (z = 0; see compositing.ground_depth)
+    ground_rescale: bool = False  # ... generated frames' depth scaled to the floor's too (not only the first)
+    walls: bool = True  # predicted depth agrees with the room's walls (see compositing.wall_depth)
+    layout_fill: bool = True  # what no memory covers takes the first frame's colour of its surface
+    # (walls, floor, sky, ceiling; see compositing.fill_unseen)
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
@@ -131,6 +144,8 @@ def _check(cfg: LearnedConfig) -> None:
         raise ValueError(
             f"prefer_older must be True, False, 'oldest' or 'nearest_view', got {cfg.prefer_older!r}"
         )
+    if cfg.layout_fill and not cfg.walls:
+        raise ValueError("layout_fill needs walls=True (the layout is where the walls put each ray)")
     if cfg.footprint not in (1, 2):
         raise ValueError(f"footprint must be 1 or 2, got {cfg.footprint}")
     if cfg.threads is not None and cfg.threads < 1:
@@ -201,6 +216,8 @@ class _Session:
     semantic: np.ndarray
     skipped_events: int = 0  # events with nothing in view to act on
     obstacles: tuple[np.ndarray, ...] = ()  # floor-plan points of objects recently seen (``collision``)
+    palette: torch.Tensor | None = None  # the first frame's layout colours (``layout_fill``)
+    top: float = float("inf")  # how high the walls go, as the first frame shows (``layout_fill``)
 
 
 class LearnedWorldModel(WorldModel):
@@ -335,7 +352,11 @@ class LearnedWorldModel(WorldModel):
         obstacles = (
             remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
         )
-        sid = self._sessions.add(_Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles))
+        palette = surface_palette(given[0], out["labels"][0]) if self.config.layout_fill else None
+        top = wall_top(depth, semantic, pose, self.intr)
+        sid = self._sessions.add(
+            _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles, palette, top)
+        )
         return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
 
     def fork(self, session: int) -> int:
@@ -429,8 +450,13 @@ class LearnedWorldModel(WorldModel):
     def _commit(
         self, ss: list[_Session], step: NextFrame, out: dict[str, torch.Tensor]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Props composited into ``out``; the frames go into memory and become the sessions' latest. Returns
-        the frames' colour, depth and semantics on the host."""
+        """The depth rules, layout fill and props applied to ``out``; the frames go into memory and become the
+        sessions' latest. Returns the frames' colour, depth and semantics on the host."""
+        self._settle_depth(step, out)
+        if self.config.layout_fill and step.room is not None:
+            top = torch.tensor([s.top for s in ss], dtype=torch.float64)
+            layout = layout_labels(torch.from_numpy(step.targets), self.intr, step.room.double(), top)
+            fill_unseen(out, step.warp.mask > 0, self._palettes(ss), layout)
         if step.hints is not None and self.config.draw_props:
             composite_props(out, step.hints, torch.tensor([s.state.lights_on for s in ss]))
         targets = step.targets
@@ -574,15 +600,25 @@ class LearnedWorldModel(WorldModel):
             out = self._net(warp, hints, state, floor=step.floor)
             for _ in range(self.config.sampler_steps - 1):
                 out = self._net(warp, hints, state, estimate=out["rgb"], floor=step.floor)
-            if self.config.keep_depth:
-                keep_warped_depth(out, warp)
-            if self.config.ground:
-                ground_depth(
-                    out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale
-                )
-            if step.room is not None:
-                wall_depth(out, step.room)
         return out
+
+    def _settle_depth(self, step: NextFrame, out: dict[str, torch.Tensor]) -> None:
+        """The configured depth rules on the network's frames ``out`` for ``step``, in place."""
+        if self.config.keep_depth:
+            keep_warped_depth(out, step.warp)
+        if self.config.ground:
+            ground_depth(out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale)
+        if step.room is not None:
+            wall_depth(out, step.room)
+
+    def _palettes(self, ss: list[_Session]) -> torch.Tensor:
+        """The sessions' first-frame layout colours ``[B, C, 3]``; NaN (no fill) for a session whose world
+        no longer looks as it did then (lights or door changed)."""
+        rows = [
+            s.palette if s.palette is not None and s.state.look == WorldState().look else None for s in ss
+        ]
+        blank = torch.full((len(SEMANTIC_CLASSES), 3), float("nan"))
+        return torch.stack([blank if r is None else r.cpu() for r in rows])
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:
         """Event hint channels on the device, channels last; ``None`` when no session has props (the common
