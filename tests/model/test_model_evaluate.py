@@ -37,6 +37,21 @@ def test_revisits_report_appearance_and_depth_consistency(shipped, tmp_path, mon
     assert len(shown) == 3 and shown[0].model.shape == shown[0].truth["rgb"].shape
 
 
+def test_the_long_side_by_side_walks_out_and_back_and_is_written_as_a_gif(shipped, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from world_model.model.report import _video
+
+    monkeypatch.setattr(ev, "TRUTH_CACHE", tmp_path)
+    long = ev.long_rollouts(shipped, [5001, 5002], RenderConfig(), 4, 121)
+    assert [r.model.shape for r in long] == [(121, 64, 64, 3)] * 2
+    first = long[0].truth["poses"]
+    assert np.linalg.norm(first[-1][:2, 3] - first[0][:2, 3]) < 0.5  # a closed loop ends where it began
+    _video(long, tmp_path / "long.gif")
+    gif = Image.open(tmp_path / "long.gif")
+    assert gif.n_frames == 61 and gif.size == (2 * (64 + 2 + 64), 2 * 2 * (64 + 2))
+
+
 def test_options_are_learned_config_fields():
     assert ev._options(["same_surface=0.05", "near_k=0", "prefer_older=nearest_view"]) == {
         "same_surface": 0.05,

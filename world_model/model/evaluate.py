@@ -215,6 +215,23 @@ def _pair_stats(frames: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[float
     )
 
 
+LONG_KINDS = ("closed_loop", "out_and_back")  # the long side-by-side: walks that turn and come back
+
+
+def long_rollouts(model, seeds, render, chunk, frames=257) -> list[Rollout]:
+    """One long rollout per seed (``frames`` frames, each a walk of ``LONG_KINDS`` in turn) beside its
+    ground truth: the report's ``long_rollout.gif``, where a person can see whether the room persists."""
+    kinds = [LONG_KINDS[i % len(LONG_KINDS)] for i in range(len(seeds))]
+    trajs = [
+        make_trajectory(k, np.random.default_rng([17, s]), frames, spec=make_scene(s))
+        for k, s in zip(kinds, seeds, strict=True)
+    ]
+    shown = tqdm(trajs, desc="long rollouts: truth")
+    truths = [truth(s, tr, render) for s, tr in zip(seeds, shown, strict=True)]
+    gens = run_model(model, seeds, truths, [{} for _ in seeds], chunk)
+    return [Rollout(tr, gen) for tr, gen in zip(truths, gens, strict=True)]
+
+
 def revisit(model, seeds, render, chunk, frames) -> tuple[dict, list[Rollout]]:
     out, shown = {}, []
     for kind in REVISIT_KINDS:
@@ -359,7 +376,8 @@ def main() -> None:
         prog="dreamx-eval",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Writes report.json, report.md, PNG plots and side_by_side.gif to --out.",
+        epilog="Writes report.json, report.md, PNG plots, side_by_side.gif and long_rollout.gif (256 "
+        "frames of walks that turn and come back, truth beside model) to --out.",
     )
     add_weights_argument(p)
     p.add_argument(
@@ -446,10 +464,11 @@ def main() -> None:
     report["camera_control"] = camera_control(rollouts, render.intrinsics)
     report["revisit"], shown = revisit(model, seeds, render, args.chunk, rev_frames)
     report["events"] = events(model, seeds[: args.event_seeds or len(seeds)], render, args.chunk)
+    long = long_rollouts(model, seeds[:3], render, args.chunk, 130 if args.quick else 257)
     report["seconds"] = time.time() - started
-    write_report(report, rollouts[:2] + shown, args.out)  # two fidelity rollouts, one per revisit protocol
+    write_report(report, rollouts[:2] + shown, args.out, long)  # two fidelity rollouts, one per revisit kind
     print(json.dumps({k: report[k] for k in ("fidelity", "camera_control")}, indent=1))
-    print(f"wrote {args.out}/report.json, report.md, plots and side_by_side.gif")
+    print(f"wrote {args.out}/report.json, report.md, plots, side_by_side.gif and long_rollout.gif")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def _plots(report: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def _video(rollouts: list, out: Path, scale: int = 2) -> None:
+def _video(rollouts: list, path: Path, scale: int = 2) -> None:
+    """Truth (left) beside model (right), one row per rollout, every second frame, as a GIF at ``path``."""
     from PIL import Image
 
     frames = []
@@ -135,12 +136,16 @@ def _video(rollouts: list, out: Path, scale: int = 2) -> None:
         frames.append(
             Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST)
         )
-    frames[0].save(out / "side_by_side.gif", save_all=True, append_images=frames[1:], duration=80, loop=0)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0)
 
 
-def write_report(report: dict, rollouts: list, out: Path) -> None:
+def write_report(report: dict, rollouts: list, out: Path, long: list | None = None) -> None:
+    """The report's files in ``out``: JSON, markdown, plots, ``side_by_side.gif`` of ``rollouts`` and, when
+    given, ``long_rollout.gif`` of the ``long`` rollouts."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     _plots(report, out)
-    _video(rollouts, out)
+    _video(rollouts, out / "side_by_side.gif")
+    if long:
+        _video(long, out / "long_rollout.gif")
