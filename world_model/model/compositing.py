@@ -166,7 +166,8 @@ def fill_unseen(
     ceiling, sky = palettes[:, CLASS_ID["ceiling"]], palettes[:, CLASS_ID["sky"]]
     palettes[:, CLASS_ID["ceiling"]] = torch.where(torch.isfinite(ceiling), ceiling, sky)
     b = torch.arange(len(layout), device=layout.device)[:, None, None]
-    colour = palettes[b, layout.to(rgb.device)].permute(0, 3, 1, 2)  # [B, 3, H, W]
-    use = (~covered.to(rgb.device).bool() & torch.isfinite(colour).all(dim=1))[:, None]
-    planes[:, 0:3] = torch.where(use, colour, rgb)
-    out["colour"] = from_unit(planes[:, 0:3])
+    colour = palettes[b, layout.to(rgb.device)]  # [B, H, W, 3]
+    use = ~covered.to(rgb.device).bool() & torch.isfinite(colour).all(dim=-1)
+    planes[:, 0:3] = torch.where(use[:, None], colour.permute(0, 3, 1, 2), rgb)
+    byte = ((colour + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # as from_unit makes them
+    out["colour"] = torch.where(use[..., None], byte, out["colour"])

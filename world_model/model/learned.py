@@ -454,8 +454,9 @@ class LearnedWorldModel(WorldModel):
         sessions' latest. Returns the frames' colour, depth and semantics on the host."""
         self._settle_depth(step, out)
         if self.config.layout_fill and step.room is not None:
-            top = torch.tensor([s.top for s in ss], dtype=torch.float64)
-            layout = layout_labels(torch.from_numpy(step.targets), self.intr, step.room.double(), top)
+            top = torch.tensor([s.top for s in ss], dtype=torch.float32)
+            poses = torch.from_numpy(step.targets.astype(np.float32))
+            layout = layout_labels(poses, self.intr, step.room, top)
             fill_unseen(out, step.warp.mask > 0, self._palettes(ss), layout)
         if step.hints is not None and self.config.draw_props:
             composite_props(out, step.hints, torch.tensor([s.state.lights_on for s in ss]))
@@ -583,8 +584,8 @@ class LearnedWorldModel(WorldModel):
         ``walls`` rule (``None`` when it is off)."""
         if not self.config.walls:
             return None
-        bounds = torch.tensor([s.info.bounds for s in ss], dtype=torch.float64)
-        return room_depth(torch.from_numpy(np.asarray(poses, np.float64)), self.intr, bounds).float()
+        bounds = torch.tensor([s.info.bounds for s in ss], dtype=torch.float32)
+        return room_depth(torch.from_numpy(np.asarray(poses, np.float32)), self.intr, bounds)
 
     def _floor(self, poses: np.ndarray) -> torch.Tensor | None:
         """The floor channel's depth ``[B, H, W]`` for cameras ``poses`` on the device, if the network
