@@ -64,6 +64,7 @@ from world_model.serve.protocol import (
     error_message,
 )
 from world_model.serve.sessions import ClientState, SessionError, SessionTable
+from world_model.serve.threads import ThreadTuner
 from world_model.serve.worker import BackendWorker, Job
 
 log = logging.getLogger("world_model.serve")
@@ -91,6 +92,9 @@ class ServerConfig:
     curve_public_key: str | None = None  # (a worker: its own keypair, listed in the broker's allow-list)
     client_public_keys: list[str] = field(default_factory=list)  # z85 keys of clients admitted; [] = any
     limits: rq.Limits = field(default_factory=rq.Limits)
+    # a backend on the CPU fits its torch threads to the cores other processes leave free, re-checked every
+    # few seconds (world_model.serve.threads); not when backend_kwargs sets threads (kept as given)
+    adapt_threads: bool = True
     # worker role: connect to a broker instead of binding `address`
     broker: str | None = None  # the broker's worker_address, e.g. tcp://hostA:5556
     broker_public_key: str | None = None  # z85; needed when the broker is on another host
@@ -160,6 +164,14 @@ class SimulatorServer:
     def stop(self) -> None:
         self._stop.set()
 
+    def thread_tuner(self) -> type[ThreadTuner] | None:
+        """What makes the backend worker's ``ThreadTuner``: none with ``adapt_threads`` off or ``threads``
+        given in ``backend_kwargs`` (an explicit count is kept)."""
+        cfg = self.config
+        if not cfg.adapt_threads or cfg.backend_kwargs.get("threads"):
+            return None
+        return ThreadTuner
+
     def _new_table(self, first_handle: int = 1) -> SessionTable:
         cfg = self.config
         return SessionTable(
@@ -184,7 +196,7 @@ class SimulatorServer:
                 self._ctx, cfg.address, cfg.max_message_bytes, self._curve, zap, cfg.send_queue_per_client
             )
         wake_r, wake_w = os.pipe()
-        self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w)
+        self.worker = BackendWorker(self._factory, cfg.max_batch, wake_w, self.thread_tuner())
         self.worker.start()
         self.worker.ready.wait()
         if self.worker.start_error is not None:

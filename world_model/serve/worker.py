@@ -23,6 +23,7 @@ from world_model.events import EventRecord
 from world_model.serve.batching import PendingStep
 from world_model.serve.protocol import ErrorCode, Message, MsgType, bad_event_text, error_message
 from world_model.serve.requests import OUTPUT_DTYPES, SceneSpec, StepRequest
+from world_model.serve.threads import ThreadTuner
 
 log = logging.getLogger("world_model.serve")
 
@@ -36,10 +37,20 @@ class Job:
 
 
 class BackendWorker:
-    """Runs jobs on one thread; writes a byte to ``wake_fd`` after each so the I/O thread can poll it."""
+    """Runs jobs on one thread; writes a byte to ``wake_fd`` after each so the I/O thread can poll it.
+    ``threads``: makes the ``ThreadTuner`` that fits the backend's torch threads to the free cores between
+    jobs (None: the threads stay as the backend set them)."""
 
-    def __init__(self, factory: Callable[[], WorldModel], max_batch: int, wake_fd: int) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], WorldModel],
+        max_batch: int,
+        wake_fd: int,
+        threads: Callable[[], ThreadTuner] | None = None,
+    ) -> None:
         self._factory = factory
+        self._threads = threads
+        self.tuner: ThreadTuner | None = None  # once started, when it adapts
         self.backend: WorldModel | None = None
         self.backend_info: Any = None
         self.ready = threading.Event()
@@ -62,16 +73,22 @@ class BackendWorker:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        # The backend is built here because GL contexts (MuJoCo rendering) belong to the creating thread.
+        # The backend is built here because GL contexts (MuJoCo rendering) belong to the creating thread;
+        # the tuner too, since torch's thread count is per thread (and the start-up is its first look).
         try:
+            tuner = self._threads() if self._threads is not None else None
             self.backend = self._factory()
             self.backend_info = self.backend.info()
+            if tuner is not None and tuner.start(self.backend_info.extra.get("device")):
+                self.tuner = tuner
         except BaseException as exc:
             self.start_error = exc
             self.ready.set()
             return
         self.ready.set()
         while (job := self._jobs.get()) is not None:
+            if self.tuner is not None:
+                self.tuner.tick()
             try:
                 result, error = job.fn(), None
             except Exception as exc:  # reported to the client; the worker keeps going
