@@ -9,9 +9,9 @@ gets ``embedded_cluster`` instead: a broker and one worker per lane. Envs share 
 
 Backend processes size their CPU threads (``OMP_NUM_THREADS``, which torch and BLAS follow) to the cores
 this process may run on, divided among the embedded backend processes it runs at the time one starts, so
-several servers never each take every core; a value the user set in ``OMP_NUM_THREADS`` is left alone. That
-count is the most a server then uses: while other processes keep cores busy it uses fewer
-(``world_model.serve.threads``).
+several servers never each take every core; a value the user set in ``OMP_NUM_THREADS`` is left alone. With
+``server_options={"adapt_threads": True}`` that count is the most a server uses: while other processes keep
+cores busy it uses fewer (``world_model.serve.threads``).
 
 Prefer the subprocess when training: a thread server runs the backend in your process, and MuJoCo's
 Mesa GL loaded there before triton makes ``import triton`` crash (torch optimizers import it).

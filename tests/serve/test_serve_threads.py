@@ -185,10 +185,10 @@ def test_the_backend_worker_sets_the_threads_on_its_own_thread_between_jobs():
     plain.stop()
 
 
-def test_the_server_adapts_by_default_unless_told_or_given_a_thread_count():
+def test_the_server_adapts_only_when_asked_and_not_given_a_thread_count():
     def tuner_of(**overrides):
         return SimulatorServer(ServerConfig(**overrides), backend=ConstantWorldModel()).thread_tuner()
 
-    assert tuner_of() is ThreadTuner
-    assert tuner_of(adapt_threads=False) is None
-    assert tuner_of(backend_kwargs={"threads": 2}) is None
+    assert tuner_of() is None  # off by default: the thread count would make frames depend on the load
+    assert tuner_of(adapt_threads=True) is ThreadTuner
+    assert tuner_of(adapt_threads=True, backend_kwargs={"threads": 2}) is None

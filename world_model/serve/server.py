@@ -93,8 +93,10 @@ class ServerConfig:
     client_public_keys: list[str] = field(default_factory=list)  # z85 keys of clients admitted; [] = any
     limits: rq.Limits = field(default_factory=rq.Limits)
     # a backend on the CPU fits its torch threads to the cores other processes leave free, re-checked every
-    # few seconds (world_model.serve.threads); not when backend_kwargs sets threads (kept as given)
-    adapt_threads: bool = True
+    # few seconds (world_model.serve.threads); not when backend_kwargs sets threads (kept as given). Off by
+    # default: the thread count changes the learned model's frames, so with it the same seed's frames
+    # depend on the machine's load
+    adapt_threads: bool = False
     # worker role: connect to a broker instead of binding `address`
     broker: str | None = None  # the broker's worker_address, e.g. tcp://hostA:5556
     broker_public_key: str | None = None  # z85; needed when the broker is on another host
