@@ -109,7 +109,8 @@ class LearnedConfig:
     # predicted depths still disagree between views; a tight tolerance lets the newest, drifted frame win)
     near_k: int = 2  # keyframes retrieved first for being seen from near the target (memory.retrieve_many)
     near_gate: float = 0.5  # ... within this camera distance (metres + degrees / 30)
-    footprint: int = 2  # splat each memory point into 2x2 pixels (closes cracks); 1 = nearest pixel only
+    footprint: int = 1  # splat each memory point into its nearest pixel; 2: into 2x2 pixels (closes cracks
+    # that poor depth opened; with the walls and floor depth it blurs, see docs/world_model.md)
     keep_depth: bool = False  # a frame's depth where memory covers it is the warped memory depth, not the
     # network's re-prediction of it (which drifts a little every generation); the network's elsewhere
     ground: bool = True  # predicted depth agrees with the floor plane (z = 0; see compositing.ground_depth)
