@@ -11,9 +11,11 @@ depth takes the prop's depth there, so memory, collision and later views see it.
 pixels the network predicts inside the paint's footprint. The same state draws the same pixels from the same
 view, so a prop is where it was on every revisit.
 
-Depth, two options measured and left off by default (``docs/world_model.md``): ``keep_warped_depth`` (where
-memory covers a frame, it keeps the warped memory's depth) and ``ground_depth`` (depth agrees with the floor
-plane, whose depth the camera's height fixes).
+The room's geometry (on by default, ``docs/world_model.md``): ``ground_depth`` (floor pixels take the floor
+plane's depth, which the camera's height fixes), ``wall_depth`` (wall pixels take the depth of the room's
+walls, the sides of the footprint the camera is kept in) and ``fill_unseen`` (pixels no memory covers take
+the first frame's colour of the surface their ray meets first, ``layout_labels``). ``keep_warped_depth``
+(where memory covers a frame, it keeps the warped memory's depth) was measured and is left off.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def fill_unseen(
     palettes = palettes.to(rgb.device, rgb.dtype).clone()
     ceiling, sky = palettes[:, CLASS_ID["ceiling"]], palettes[:, CLASS_ID["sky"]]
     palettes[:, CLASS_ID["ceiling"]] = torch.where(torch.isfinite(ceiling), ceiling, sky)
-    b = torch.arange(len(layout), device=layout.device)[:, None, None]
+    b = torch.arange(len(layout), device=rgb.device)[:, None, None]
     colour = palettes[b, layout.to(rgb.device)]  # [B, H, W, 3]
     use = ~covered.to(rgb.device).bool() & torch.isfinite(colour).all(dim=-1)
     planes[:, 0:3] = torch.where(use[:, None], colour.permute(0, 3, 1, 2), rgb)

@@ -353,7 +353,9 @@ class LearnedWorldModel(WorldModel):
         obstacles = (
             remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
         )
-        palette = surface_palette(given[0], out["labels"][0]) if self.config.layout_fill else None
+        room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
+        fill = self.config.layout_fill and room_known
+        palette = surface_palette(given[0], out["labels"][0]) if fill else None
         top = wall_top(depth, semantic, pose, self.intr)
         sid = self._sessions.add(
             _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles, palette, top)
