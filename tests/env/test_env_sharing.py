@@ -9,6 +9,7 @@ import weakref
 import gymnasium as gym
 import numpy as np
 import pytest
+from process_checks import alive
 from stable_baselines3.common.env_util import make_vec_env
 
 import dreamx_env  # noqa: F401
@@ -20,14 +21,6 @@ from dreamx_env.server_pool import POOL
 # idle timeout is a setting no other test uses, so these envs share servers only among themselves.
 KWARGS = {"backend": "constant", "event_actions": False, "server_options": {"idle_timeout_s": 321.0}}
 STILL = np.array([0, 0])
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
 
 
 def server_stats(address: str) -> dict:

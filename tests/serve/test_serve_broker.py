@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+from process_checks import alive
 
 from dreamx_env.client import ClientConfig, ServerError, SimulatorClient
 from dreamx_env.envs.explore import ExploreEnv, ExploreVectorEnv
@@ -25,14 +26,6 @@ from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer
 
 FAST = {"heartbeat_s": 0.1, "heartbeat_timeout_s": 1.0}
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def forward_poses(b: int, k: int = 4, step: float = 0.1) -> np.ndarray:

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from process_checks import alive
 
 from dreamx_env.client import ClientConfig, RequestTooLarge, ServerError, SimulatorClient
 from world_model.constant import ConstantWorldModel
@@ -18,14 +19,6 @@ from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer
 
 FAST = {"heartbeat_s": 0.1, "heartbeat_timeout_s": 2.0}
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
 
 
 def still_poses(b: int, t: int = 1, k: int = 1) -> np.ndarray:

@@ -8,19 +8,12 @@ import time
 
 import numpy as np
 import pytest
+from process_checks import alive
 
 from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient
 from dreamx_env.envs.explore import ExploreEnv
 from dreamx_env.launcher import launch
 from world_model.backends import DEFAULT_BACKEND, make_backend
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
 
 
 def wait_dead(pid: int, timeout: float) -> bool:
