@@ -6,6 +6,7 @@ from world_model.events import parse_prompt
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.compositing import SHADE, composite_props
 from world_model.model.data import from_unit
+from world_model.model.reproject import floor_depth
 from world_model.model.world_state import WorldState
 from world_model.semantics import CLASS_ID, COLORS
 
@@ -170,7 +171,7 @@ def test_layout_labels_say_which_surface_each_ray_meets_first():
     from world_model.model.compositing import layout_labels
 
     poses, room, top = _room_camera(1.5)
-    labels = layout_labels(poses, INTR, room, top)[0]
+    labels = layout_labels(poses, INTR, room, top, floor_depth(poses, INTR))[0]
     column = labels[:, 32].tolist()
     # top rows rise above the 1.5 m walls (ceiling), the middle meets the wall, the bottom the floor
     assert (
@@ -179,9 +180,10 @@ def test_layout_labels_say_which_surface_each_ray_meets_first():
         and column[-1] == CLASS_ID["floor"]
     )
     assert column == sorted(column, key=[CLASS_ID["ceiling"], CLASS_ID["wall"], CLASS_ID["floor"]].index)
-    endless = layout_labels(poses, INTR, room, torch.tensor([np.inf], dtype=torch.float64))[0]
+    unknown = torch.tensor([np.inf], dtype=torch.float64)
+    endless = layout_labels(poses, INTR, room, unknown, floor_depth(poses, INTR))[0]
     assert not (endless == CLASS_ID["ceiling"]).any()  # walls of unknown height: no ceiling drawn
-    nowhere = layout_labels(poses, INTR, torch.full_like(room, np.inf), top)[0]
+    nowhere = layout_labels(poses, INTR, torch.full_like(room, np.inf), top, floor_depth(poses, INTR))[0]
     assert set(nowhere.unique().tolist()) <= {CLASS_ID["sky"], CLASS_ID["floor"]}
 
 
@@ -197,7 +199,7 @@ def test_unseen_pixels_take_the_colour_of_their_surface_and_seen_ones_stay():
     assert torch.allclose(palette[CLASS_ID["wall"]], torch.tensor([0.5, -0.5, 0.0]))
     assert torch.isnan(palette[CLASS_ID["sky"]]).all() and torch.isnan(palette[CLASS_ID["ball"]]).all()
     poses, room, top = _room_camera(1.5)
-    layout = layout_labels(poses, INTR, room, top)
+    layout = layout_labels(poses, INTR, room, top, floor_depth(poses, INTR))
     out = _outputs(2.0)
     covered = torch.zeros(1, 64, 64, dtype=torch.bool)
     covered[:, :, :8] = True  # memory covers the left strip

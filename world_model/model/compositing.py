@@ -70,7 +70,11 @@ SCALE_LIMITS = (0.5, 2.0)  # the scale correction never goes beyond these
 
 
 def ground_depth(
-    out: dict[str, torch.Tensor], poses: torch.Tensor, intr: Intrinsics, rescale: bool = True
+    out: dict[str, torch.Tensor],
+    poses: torch.Tensor,
+    intr: Intrinsics,
+    rescale: bool = True,
+    plane: torch.Tensor | None = None,
 ) -> None:
     """Make the predicted depth agree with the floor, in place. The floor is the plane z = 0 and the camera's
     height and pitch are known, so the depth of every pixel the network labels floor is known exactly; the
@@ -80,7 +84,9 @@ def ground_depth(
     Without this, depth drifts from frame to frame (each frame's depth is the warp of the last one's, plus
     the network's correction), and memories of one place disagree about where it is."""
     depth, labels = out["planes"][:, 3], out["labels"]
-    plane = floor_depth(poses.to(depth.device, torch.float64), intr).to(depth.dtype)
+    if plane is None:  # (``plane``: this floor depth, when the caller has it)
+        plane = floor_depth(poses.to(depth.device, torch.float64), intr)
+    plane = plane.to(depth.device, depth.dtype)
     floor = (
         (labels == CLASS_ID["floor"]) & torch.isfinite(plane) & (plane < FLOOR_FAR_M) & torch.isfinite(depth)
     )
@@ -136,13 +142,14 @@ def wall_top(depth: np.ndarray, labels: np.ndarray, pose: np.ndarray, intr: Intr
 
 
 def layout_labels(
-    poses: torch.Tensor, intr: Intrinsics, room: torch.Tensor, top: torch.Tensor
+    poses: torch.Tensor, intr: Intrinsics, room: torch.Tensor, top: torch.Tensor, floor: torch.Tensor
 ) -> torch.Tensor:
     """The layout surface ``[B, H, W]`` (class ids) each pixel's ray from cameras ``poses [B, 4, 4]`` meets
     first in a room of floor z = 0, walls where ``room [B, H, W]`` (``reproject.room_depth``) puts them, up
-    to ``top [B]`` metres: floor, wall, or above the walls ceiling (where the ray rises) and sky. Sky where
-    the room is not known."""
-    floor = floor_depth(poses, intr).to(room.dtype)
+    to ``top [B]`` metres: floor (where ``floor [B, H, W]``, ``reproject.floor_depth``, is nearer than
+    the walls), wall, or above the walls ceiling (where the ray rises) and sky. Sky where the room is not
+    known."""
+    floor = floor.to(room.device, room.dtype)
     rays = camera_rays(intr, poses.device).to(poses.dtype)
     rise = torch.einsum("hwj,bj->bhw", rays, poses[:, 2, :3]).to(room.dtype)  # world z per unit camera z
     height = poses[:, 2, 3].to(room.dtype)[:, None, None] + room * rise

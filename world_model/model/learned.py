@@ -355,7 +355,7 @@ class LearnedWorldModel(WorldModel):
         )
         room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
         fill = self.config.layout_fill and room_known
-        palette = surface_palette(given[0], out["labels"][0]) if fill else None
+        palette = surface_palette(given[0], out["labels"][0]).cpu() if fill else None  # (stacked on the host)
         top = wall_top(depth, semantic, pose, self.intr)
         sid = self._sessions.add(
             _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles, palette, top)
@@ -455,11 +455,12 @@ class LearnedWorldModel(WorldModel):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The depth rules, layout fill and props applied to ``out``; the frames go into memory and become the
         sessions' latest. Returns the frames' colour, depth and semantics on the host."""
-        self._settle_depth(step, out)
-        if self.config.layout_fill and step.room is not None:
+        c, poses = self.config, torch.from_numpy(step.targets)
+        plane = floor_depth(poses, self.intr) if c.ground or c.layout_fill else None  # both rules use it
+        self._settle_depth(step, out, plane)
+        if c.layout_fill and step.room is not None:
             top = torch.tensor([s.top for s in ss], dtype=torch.float32)
-            poses = torch.from_numpy(step.targets.astype(np.float32))
-            layout = layout_labels(poses, self.intr, step.room, top)
+            layout = layout_labels(poses, self.intr, step.room, top, plane)
             fill_unseen(out, step.warp.mask > 0, self._palettes(ss), layout)
         if step.hints is not None and self.config.draw_props:
             composite_props(out, step.hints, torch.tensor([s.state.lights_on for s in ss]))
@@ -606,23 +607,26 @@ class LearnedWorldModel(WorldModel):
                 out = self._net(warp, hints, state, estimate=out["rgb"], floor=step.floor)
         return out
 
-    def _settle_depth(self, step: NextFrame, out: dict[str, torch.Tensor]) -> None:
-        """The configured depth rules on the network's frames ``out`` for ``step``, in place."""
+    def _settle_depth(
+        self, step: NextFrame, out: dict[str, torch.Tensor], plane: torch.Tensor | None
+    ) -> None:
+        """The configured depth rules on the network's frames ``out`` for ``step``, in place (``plane``: the
+        floor's depth along each pixel's ray, ``reproject.floor_depth`` of the targets)."""
         if self.config.keep_depth:
             keep_warped_depth(out, step.warp)
         if self.config.ground:
-            ground_depth(out, torch.from_numpy(step.targets), self.intr, rescale=self.config.ground_rescale)
+            poses = torch.from_numpy(step.targets)
+            ground_depth(out, poses, self.intr, rescale=self.config.ground_rescale, plane=plane)
         if step.room is not None:
             wall_depth(out, step.room)
 
     def _palettes(self, ss: list[_Session]) -> torch.Tensor:
         """The sessions' first-frame layout colours ``[B, C, 3]``; NaN (no fill) for a session whose world
         no longer looks as it did then (lights or door changed)."""
-        rows = [
-            s.palette if s.palette is not None and s.state.look == WorldState().look else None for s in ss
-        ]
-        blank = torch.full((len(SEMANTIC_CLASSES), 3), float("nan"))
-        return torch.stack([blank if r is None else r.cpu() for r in rows])
+        opened, blank = WorldState().look, torch.full((len(SEMANTIC_CLASSES), 3), float("nan"))
+        return torch.stack(
+            [s.palette if s.palette is not None and s.state.look == opened else blank for s in ss]
+        )
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:
         """Event hint channels on the device, channels last; ``None`` when no session has props (the common
