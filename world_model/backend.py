@@ -42,7 +42,9 @@ class Frames:
 @dataclass
 class SceneInfo:
     """What an agent may know about a session's world: its seed, family, start pose, goal poses
-    (for GoalView), the objects present (for FindObject) and the walkable bounds (x0, y0, x1, y1)."""
+    (for GoalView), the objects present (for FindObject), the walkable bounds (x0, y0, x1, y1) and the
+    doorway in the walls (x0, y0, x1, y1, height: the bottom edge's ends and how high it goes; empty where
+    there is none or it is not known). Bounds and doorway are the room's plan, not what is in it."""
 
     seed: int | None
     family: str
@@ -50,6 +52,7 @@ class SceneInfo:
     goal_poses: np.ndarray  # [G, 4, 4]
     objects: list[dict[str, Any]] = field(default_factory=list)  # {"id", "shape", "color"}
     bounds: tuple[float, float, float, float] = (-np.inf, -np.inf, np.inf, np.inf)
+    doorway: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class SceneInfo:
             "goal_poses": np.asarray(self.goal_poses).tolist(),
             "objects": list(self.objects),
             "bounds": [float(b) for b in self.bounds],
+            "doorway": [float(v) for v in self.doorway],
         }
 
     @classmethod
@@ -70,6 +74,7 @@ class SceneInfo:
             np.asarray(d["goal_poses"], np.float64).reshape(-1, 4, 4),
             list(d["objects"]),
             tuple(d["bounds"]),
+            tuple(float(v) for v in d.get("doorway", ())),
         )
 
 

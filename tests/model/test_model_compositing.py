@@ -225,3 +225,82 @@ def test_the_walls_top_is_known_only_when_the_view_shows_what_is_above_them():
     labels[:20] = CLASS_ID["sky"]
     highest = 1.0 + 3.0 * (INTR.cy - 20.5) / INTR.fy  # the top wall row, 3 m away, camera 1 m up
     assert wall_top(depth, labels, pose, INTR) == pytest.approx(highest, rel=1e-3)
+
+
+def _door_camera():
+    """The room camera of ``_room_camera`` and a doorway (1 m wide, 2.1 m high) where its central ray
+    leaves the room."""
+    from world_model.model.reproject import doorway_pixels
+
+    poses, room, _ = _room_camera(1.5)
+    centre = poses[0, :2, 3] + float(room[0, 31:33, 31:33].mean()) * poses[0, :2, 2]
+    wall_x = abs(float(centre[0]) - 4.0) < 1e-6  # the wall the camera faces: x = 4 or y = 3
+    half = torch.tensor([0.0, 0.5] if wall_x else [0.5, 0.0], dtype=torch.float64)
+    doorway = torch.cat([centre - half, centre + half, torch.tensor([2.1], dtype=torch.float64)])[None]
+    return poses, room, doorway, doorway_pixels(poses, INTR, room, doorway)
+
+
+def test_the_doorway_is_where_rays_leave_the_room_through_it():
+    from world_model.model.reproject import doorway_pixels
+
+    poses, room, doorway, through = _door_camera()
+    assert through[0, 20:44, 31:33].all()  # the centre column, up and down the door
+    assert not through[0, :, :2].any() and not through[0, :, -2:].any()  # the walls beside it
+    low = doorway.clone()
+    low[0, 4] = 0.5  # a doorway 0.5 m high: the camera at 1 m sees it only below its eye level
+    below = doorway_pixels(poses, INTR, room, low)[0]
+    assert below[40:, 32].any() and not below[:32, 32].any()
+    nowhere = torch.full_like(doorway, float("nan"))
+    assert not doorway_pixels(poses, INTR, room, nowhere).any()
+
+
+def test_the_ground_ends_a_few_room_sizes_past_the_walls():
+    from world_model.model.reproject import GROUND_MARGIN, ground_reach
+
+    poses, _, _ = _room_camera(1.5)
+    floor = floor_depth(poses, INTR)
+    bounds = torch.tensor([[0.0, 0.0, 4.0, 3.0]], dtype=torch.float64)
+    reach = ground_reach(poses, INTR, floor, bounds)[0]
+    near = torch.isfinite(floor[0]) & (floor[0] < 4.0)
+    far = torch.isfinite(floor[0]) & (floor[0] > (1 + 2 * GROUND_MARGIN) * 5.0)  # past the far edge
+    assert reach[near].all() and far.any() and not reach[far].any()
+    assert not reach[~torch.isfinite(floor[0])].any()  # rays that never go down meet no ground
+
+
+def test_an_open_doorway_shows_the_floor_going_on_and_the_outside_above_it():
+    from world_model.model.compositing import open_doorway
+    from world_model.model.conditioning import SKY_M
+    from world_model.model.reproject import ground_reach
+
+    poses, room, _, through = _door_camera()
+    out = _outputs(0.0, CLASS_ID["door"])
+    out["planes"][:, 3] = room.float()  # the closed door, in the wall
+    out["planes"][:, 3, 44:, 28:36] = 1.0  # something in the room in front of the doorway's foot
+    floor = floor_depth(poses, INTR)
+    bounds = torch.tensor([[0.0, 0.0, 4.0, 3.0]], dtype=torch.float64)
+    ground = ground_reach(poses, INTR, floor, bounds)
+    floor_rgb, beyond_rgb = torch.tensor([[0.6, 0.2, -0.4]]), torch.tensor([[-0.4, -0.4, -0.4]])
+    open_doorway(out, through, room, floor, ground, floor_rgb, beyond_rgb)
+    rgb, depth, labels = out["planes"][0, 0:3], out["planes"][0, 3], out["labels"][0]
+    shown = through[0].clone()
+    shown[44:, 28:36] = False
+    on_floor = shown & (floor[0] > room[0]) & ground[0]
+    beyond = shown & ~on_floor
+    assert on_floor.any() and beyond.any()
+    assert (
+        torch.allclose(rgb[:, on_floor], floor_rgb[0][:, None])
+        and (labels[on_floor] == CLASS_ID["floor"]).all()
+    )
+    assert torch.allclose(depth[on_floor], floor[0][on_floor].float())
+    assert torch.allclose(rgb[:, beyond], beyond_rgb[0][:, None]) and (depth[beyond] == SKY_M).all()
+    assert (labels[beyond] == CLASS_ID["sky"]).all()
+    kept = ~shown
+    assert (rgb[:, kept] == -0.2).all() and (
+        labels[kept] == CLASS_ID["door"]
+    ).all()  # the rest, and what hides it
+    assert torch.equal(out["colour"][0], from_unit(out["planes"][:, 0:3])[0])
+    untouched = _outputs(0.0, CLASS_ID["door"])
+    untouched["planes"][:, 3] = room.float()
+    nan = torch.full((1, 3), float("nan"))
+    open_doorway(untouched, through, room, floor, ground, nan, nan)  # colours not known: nothing drawn
+    assert (untouched["planes"][0, 0:3] == -0.2).all()

@@ -6,6 +6,7 @@ import torch
 
 from world_model.backends import make_backend
 from world_model.events import parse_prompt
+from world_model.geometry import pose_from_yaw_pitch
 from world_model.model.collision import obstacle_points
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.start_bank import StartBank
@@ -268,3 +269,38 @@ def test_large_cpu_batches_run_the_network_in_parts_with_the_same_frames(tiny_we
     assert split_calls == [1] * 5 + [2, 2, 1] * 2 and whole_calls == [1] * 5 + [5] * 2
     for a, b in zip(split, whole, strict=True):
         assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1 and np.allclose(a.depth, b.depth, rtol=1e-4)
+
+
+def test_an_open_door_shows_what_lies_beyond_its_doorway():
+    """With the door open, the first frame differs from one with ``open_door`` off only where the camera
+    looks out through the room's doorway (``SceneInfo.doorway``, banked), and there it shows the floor going
+    on in its first-frame colour or the outside."""
+    from world_model.model.compositing import BEYOND_ROOM_RGB
+    from world_model.model.reproject import doorway_pixels, room_depth
+
+    bank = StartBank.load()
+    assert np.isfinite(bank.doorways).all()
+    frames, through, shown = {}, None, None
+    for rule in (True, False):
+        # the shipped weights; no layout fill, which differs once the door is open without the doorway drawn
+        m = LearnedWorldModel(LearnedConfig(open_door=rule, layout_fill=False, collide=False))
+        sid, _, info = m.open(5)
+        assert len(info.doorway) == 5 and info.to_dict()["doorway"] == list(info.doorway)
+        x0, y0, x1, y1, _ = info.doorway
+        eye = m.pose(sid)
+        door = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        yaw = float(np.arctan2(*(door - eye[:2, 3])[::-1]))  # radians, from +x
+        facing = pose_from_yaw_pitch(np.array([*(0.5 * eye[:2, 3] + 0.5 * door), eye[2, 3]]), yaw, 0.0)
+        rel = (np.linalg.inv(eye) @ np.stack([facing] * 2))[None]
+        (frames[rule],) = m.generate([sid], rel, [parse_prompt("open the door")])
+        if rule:
+            palette = m._sessions[sid].palette
+            floor = tuple(((palette[CLASS_ID["floor"]] + 1) * 127.5).round().int().tolist())
+            beyond = (round((BEYOND_ROOM_RGB + 1) * 127.5),) * 3 if info.family == "room" else None
+            pose = torch.from_numpy(facing[None])
+            room = room_depth(pose, m.intr, torch.tensor([info.bounds], dtype=torch.float64))
+            through = doorway_pixels(pose, m.intr, room, torch.tensor([info.doorway]))[0].numpy()
+    changed = np.any(frames[True].rgb[0] != frames[False].rgb[0], axis=-1)
+    assert through.sum() > 50 and changed.any() and not changed[~through].any()
+    shown = {tuple(int(c) for c in px) for px in frames[True].rgb[0][changed]}
+    assert shown <= {floor, beyond}

@@ -130,6 +130,7 @@ class OracleWorldModel(WorldModel):
             np.stack([g.pose() for g in spec.goals]),
             world.objects(),
             spec.bounds,
+            spec.doorway,
         )
         return sid, frames, info
 

@@ -104,6 +104,13 @@ class SceneSpec:
     def bounds(self) -> tuple[float, float, float, float]:
         return (0.0, 0.0, self.size[0], self.size[1])
 
+    @property
+    def doorway(self) -> tuple[float, float, float, float, float]:
+        """The doorway the closed door fills: its bottom edge's ends (x0, y0, x1, y1) and its height."""
+        (x, y), yaw = self.door_hinge, self.door_yaw
+        ends = (x, y, x + DOOR_WIDTH * math.cos(yaw), y + DOOR_WIDTH * math.sin(yaw))
+        return (*(round(v, 9) for v in ends), DOOR_HEIGHT)
+
 
 def _color(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float, float]:
     return tuple(float(c) for c in rng.uniform(lo, hi, 3))

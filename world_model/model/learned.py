@@ -40,11 +40,13 @@ from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, G
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
 from world_model.model.compositing import (
+    BEYOND_ROOM_RGB,
     composite_props,
     fill_unseen,
     ground_depth,
     keep_warped_depth,
     layout_labels,
+    open_doorway,
     surface_palette,
     wall_depth,
     wall_top,
@@ -69,10 +71,16 @@ from world_model.model.device import (
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
-from world_model.model.reproject import floor_depth, room_depth, zbuffer_torch
+from world_model.model.reproject import (
+    doorway_pixels,
+    floor_depth,
+    ground_reach,
+    room_depth,
+    zbuffer_torch,
+)
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
-from world_model.semantics import SEMANTIC_CLASSES
+from world_model.semantics import CLASS_ID, SEMANTIC_CLASSES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
@@ -118,6 +126,8 @@ class LearnedConfig:
     walls: bool = True  # predicted depth agrees with the room's walls (see compositing.wall_depth)
     layout_fill: bool = True  # what no memory covers takes the first frame's colour of its surface
     # (walls, floor, sky, ceiling; see compositing.fill_unseen)
+    open_door: bool = True  # an open door shows the floor and the outside through its doorway (the
+    # room's plan, SceneInfo.doorway; see compositing.open_doorway), where memory still has the closed door
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
@@ -354,8 +364,8 @@ class LearnedWorldModel(WorldModel):
             remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
         )
         room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
-        fill = self.config.layout_fill and room_known
-        palette = surface_palette(given[0], out["labels"][0]).cpu() if fill else None  # (stacked on the host)
+        laid_out = (self.config.layout_fill or self.config.open_door) and room_known  # rules that use colours
+        palette = surface_palette(given[0], out["labels"][0]).cpu() if laid_out else None  # on the host
         top = wall_top(depth, semantic, pose, self.intr)
         sid = self._sessions.add(
             _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles, palette, top)
@@ -462,6 +472,8 @@ class LearnedWorldModel(WorldModel):
             top = torch.tensor([s.top for s in ss], dtype=torch.float32)
             layout = layout_labels(poses, self.intr, step.room, top, plane)
             fill_unseen(out, step.warp.mask > 0, self._palettes(ss), layout)
+        if c.open_door and step.room is not None:
+            self._open_doorways(ss, poses, step.room, plane, out)
         if step.hints is not None and self.config.draw_props:
             composite_props(out, step.hints, torch.tensor([s.state.lights_on for s in ss]))
         targets = step.targets
@@ -620,13 +632,55 @@ class LearnedWorldModel(WorldModel):
         if step.room is not None:
             wall_depth(out, step.room)
 
+    def _open_doorways(
+        self,
+        ss: list[_Session],
+        poses: torch.Tensor,
+        room: torch.Tensor,
+        plane: torch.Tensor | None,
+        out: dict[str, torch.Tensor],
+    ) -> None:
+        """``compositing.open_doorway`` for the sessions whose door is open and whose room's doorway is
+        known: the floor in its first-frame colour (while the lights are as they were then), and above it
+        a courtyard's sky in its first-frame colour or the grey outside a room."""
+        rows = [b for b, s in enumerate(ss) if s.state.door_open and len(s.info.doorway) == 5]
+        if not rows:
+            return
+        nan = torch.full((3,), float("nan"))
+        floor_rgb, beyond_rgb = [], []
+        for b in rows:
+            s = ss[b]
+            lit = s.palette is not None and s.state.lights_on == WorldState().lights_on
+            floor_rgb.append(s.palette[CLASS_ID["floor"]] if lit else nan)
+            if s.info.family == "room":
+                beyond_rgb.append(torch.full((3,), BEYOND_ROOM_RGB))
+            else:
+                beyond_rgb.append(s.palette[CLASS_ID["sky"]] if lit else nan)
+        idx = torch.tensor(rows)
+        pose = poses[idx]
+        plane = floor_depth(pose, self.intr) if plane is None else plane[idx]
+        doorway = torch.tensor([ss[b].info.doorway for b in rows], dtype=pose.dtype)
+        through = doorway_pixels(pose, self.intr, room[idx].to(pose.dtype), doorway)
+        bounds = torch.tensor([ss[b].info.bounds for b in rows], dtype=pose.dtype)
+        ground = ground_reach(pose, self.intr, plane, bounds)
+        sub = {k: out[k][idx.to(out[k].device)] for k in ("planes", "labels", "colour")}
+        rgb = torch.stack(floor_rgb), torch.stack(beyond_rgb)
+        open_doorway(sub, through, room[idx], plane, ground, *rgb)
+        for k in ("planes", "labels", "colour"):
+            out[k][idx.to(out[k].device)] = sub[k]
+
     def _palettes(self, ss: list[_Session]) -> torch.Tensor:
         """The sessions' first-frame layout colours ``[B, C, 3]``; NaN (no fill) for a session whose world
-        no longer looks as it did then (lights or door changed)."""
-        opened, blank = WorldState().look, torch.full((len(SEMANTIC_CLASSES), 3), float("nan"))
-        return torch.stack(
-            [s.palette if s.palette is not None and s.state.look == opened else blank for s in ss]
-        )
+        no longer looks as it did then: the lights changed, or the door did without ``open_door`` to draw
+        its doorway (an open door changes nothing else of the room's look)."""
+        opened, blank = WorldState(), torch.full((len(SEMANTIC_CLASSES), 3), float("nan"))
+        door_drawn = self.config.open_door
+        same = [
+            s.state.lights_on == opened.lights_on and (door_drawn or s.state.door_open == opened.door_open)
+            for s in ss
+        ]
+        rows = [s.palette if s.palette is not None and ok else blank for s, ok in zip(ss, same, strict=True)]
+        return torch.stack(rows)
 
     def _hints(self, ss: list[_Session], targets: np.ndarray) -> torch.Tensor | None:
         """Event hint channels on the device, channels last; ``None`` when no session has props (the common

@@ -62,6 +62,54 @@ def room_depth(poses: torch.Tensor, intr: Intrinsics, bounds: torch.Tensor) -> t
     return torch.where(inside[:, None, None], depth, torch.full_like(depth, float("inf")))
 
 
+DOORWAY_TOLERANCE_M = 0.05  # a ray leaving the room this near the doorway's line goes through it
+
+
+def doorway_pixels(
+    poses: torch.Tensor, intr: Intrinsics, room: torch.Tensor, doorway: torch.Tensor
+) -> torch.Tensor:
+    """Which pixels' rays ``[B, H, W]`` (bool) from cameras ``poses [B, 4, 4]`` leave the room through its
+    doorway, ``doorway [B, 5]`` (x0, y0, x1, y1, height: ``SceneInfo.doorway``; NaN rows for none), at
+    ``room [B, H, W]`` (``room_depth``, where each ray leaves the room's footprint)."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)
+    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :3, :3])  # world x, y, z per unit camera z
+    room = room.to(poses.dtype)
+    exit_ = poses[:, None, None, :3, 3] + room[..., None] * world  # where each ray leaves the footprint
+    doorway = doorway.to(poses.dtype)
+    start, end = doorway[:, None, None, 0:2], doorway[:, None, None, 2:4]
+    span = end - start
+    length = span.norm(dim=-1).clamp_min(1e-9)
+    along = ((exit_[..., :2] - start) * span).sum(-1) / length
+    across = (exit_[..., 0] - start[..., 0]) * span[..., 1] - (exit_[..., 1] - start[..., 1]) * span[..., 0]
+    height = exit_[..., 2]
+    return (
+        torch.isfinite(room)
+        & (across.abs() / length <= DOORWAY_TOLERANCE_M)
+        & (along >= 0)
+        & (along <= length)
+        & (height >= 0)
+        & (height <= doorway[:, None, None, 4])
+    )
+
+
+GROUND_MARGIN = 2.5  # the engine's floor reaches this many room widths (lengths) beyond the walls
+
+
+def ground_reach(
+    poses: torch.Tensor, intr: Intrinsics, floor: torch.Tensor, bounds: torch.Tensor
+) -> torch.Tensor:
+    """Which pixels ``[B, H, W]`` (bool) meet the floor where the ground exists, at ``floor [B, H, W]``
+    (``floor_depth``): within ``GROUND_MARGIN`` room sizes of the room ``bounds [B, 4]``, past which a
+    doorway shows what lies beyond the ground."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)
+    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :2, :3])
+    hit = poses[:, None, None, :2, 3] + floor.to(poses.dtype)[..., None] * world
+    bounds = bounds.to(poses.dtype)
+    size = bounds[:, 2:] - bounds[:, :2]
+    lo, hi = bounds[:, :2] - GROUND_MARGIN * size, bounds[:, 2:] + GROUND_MARGIN * size
+    return torch.isfinite(floor) & (hit >= lo[:, None, None]).all(-1) & (hit <= hi[:, None, None]).all(-1)
+
+
 def splat(
     feats: torch.Tensor | Sequence[Sequence[torch.Tensor]],
     depth: torch.Tensor | Sequence[torch.Tensor],

@@ -1,10 +1,12 @@
 """The learned backend's bank of start views: per scene seed, the start view and the goal views with their
-poses, plus the scene facts an agent may know (family, objects, bounds). With it, ``backend="learned"`` opens
-scenes without MuJoCo; ``python -m world_model.model.start_bank`` renders it with the engine.
+poses, plus the scene facts an agent may know (family, objects, bounds, doorway). With it,
+``backend="learned"`` opens scenes without MuJoCo; ``python -m world_model.model.start_bank`` renders it
+with the engine.
 
 File: ``np.savez_compressed`` (loaded with ``allow_pickle=False``): ``seeds [S]``, ``images [S,V,H,W,3]``
 uint8, ``poses [S,V,4,4]`` (view 0 is the start, 1.. the goals), ``families [S]``, ``bounds [S,4]`` and
-``objects [S]`` (JSON lists of ``{"id", "shape", "color"}``).
+``objects [S]`` (JSON lists of ``{"id", "shape", "color"}``), and ``doorways [S,5]`` (NaN rows where not
+known; banks made before it have none).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ class StartBank:
     families: np.ndarray
     bounds: np.ndarray
     objects: np.ndarray
+    doorways: np.ndarray
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_BANK) -> StartBank:
         with np.load(path, allow_pickle=False) as z:
-            return cls(*(z[k] for k in ("seeds", "images", "poses", "families", "bounds", "objects")))
+            fields = [z[k] for k in ("seeds", "images", "poses", "families", "bounds", "objects")]
+            doorways = z["doorways"] if "doorways" in z else np.full((len(fields[0]), 5), np.nan)
+        return cls(*fields, doorways)
 
     def find(self, seed: int) -> int | None:
         hit = np.flatnonzero(self.seeds == seed)
@@ -56,6 +61,7 @@ class StartBank:
             self.poses[i, 1:].astype(np.float64),
             json.loads(str(self.objects[i])),
             (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+            tuple(float(v) for v in self.doorways[i]) if np.isfinite(self.doorways[i]).all() else (),
         )
 
 
@@ -63,7 +69,8 @@ def build(seeds: range, height: int = 64, width: int = 64, vfov_deg: float = 70.
     from world_model.engine.oracle import OracleConfig, OracleWorldModel
 
     oracle = OracleWorldModel(OracleConfig(height=height, width=width, vfov_deg=vfov_deg))
-    out: dict[str, list] = {k: [] for k in ("seeds", "images", "poses", "families", "bounds", "objects")}
+    keys = ("seeds", "images", "poses", "families", "bounds", "objects", "doorways")
+    out: dict[str, list] = {k: [] for k in keys}
     for seed in tqdm(seeds, desc="rendering start views"):
         sid, frames, info = oracle.open(seed)
         images, poses = [frames.rgb[0]], [frames.poses[0]]
@@ -79,6 +86,7 @@ def build(seeds: range, height: int = 64, width: int = 64, vfov_deg: float = 70.
         out["families"].append(info.family)
         out["bounds"].append(np.asarray(info.bounds, np.float64))
         out["objects"].append(json.dumps(info.objects))
+        out["doorways"].append(np.asarray(info.doorway or (np.nan,) * 5, np.float64))
     oracle.shutdown()
     return {k: np.asarray(v) for k, v in out.items()}
 
