@@ -304,3 +304,51 @@ def test_an_open_doorway_shows_the_floor_going_on_and_the_outside_above_it():
     nan = torch.full((1, 3), float("nan"))
     open_doorway(untouched, through, room, floor, ground, nan, nan)  # colours not known: nothing drawn
     assert (untouched["planes"][0, 0:3] == -0.2).all()
+
+
+def test_the_open_door_turns_outwards_on_its_hinge_and_shows_through_its_doorway():
+    from world_model.model.compositing import draw_open_door, open_doorway
+    from world_model.model.reproject import camera_rays, ground_reach, open_door_depth
+
+    poses, room, doorway, through = _door_camera()
+    bounds = torch.tensor([[0.0, 0.0, 4.0, 3.0]], dtype=torch.float64)
+    panel = open_door_depth(poses, INTR, doorway, bounds)[0]
+    hit = torch.isfinite(panel)
+    assert hit.any()
+    world = torch.einsum("hwj,ij->hwi", camera_rays(INTR).double(), poses[0, :3, :3]) * panel[..., None]
+    points = (poses[0, :3, 3] + world)[hit]
+    hinge, end = doorway[0, 0:2], doorway[0, 2:4]
+    u = (end - hinge) / (end - hinge).norm()
+    assert torch.allclose(
+        (points[:, :2] - hinge) @ u, torch.zeros(len(points), dtype=torch.float64), atol=1e-6
+    )
+    outward = points[:, :2] - hinge
+    inside = (points[:, 0] > 0) & (points[:, 0] < 4) & (points[:, 1] > 0) & (points[:, 1] < 3)
+    assert not inside.any() and (outward.norm(dim=1) <= 1.0 + 1e-6).all()  # outside, one door width long
+    assert (points[:, 2] >= 0).all() and (points[:, 2] <= 2.1 + 1e-6).all()
+    out = _outputs(0.0, CLASS_ID["wall"])
+    out["planes"][:, 3] = room.float()
+    door_rgb = torch.tensor([[0.1, 0.5, -0.7]])
+    draw_open_door(out, panel[None], door_rgb)  # the door still in its wall: the walls hide the panel
+    assert (out["planes"][0, 0:3] == -0.2).all()
+    floor = floor_depth(poses, INTR)
+    nan = torch.full((1, 3), float("nan"))
+    beyond = torch.tensor([[-0.4, -0.4, -0.4]])
+    open_doorway(out, through, room, floor, ground_reach(poses, INTR, floor, bounds), nan, beyond)
+    draw_open_door(out, panel[None], door_rgb)
+    drawn = (out["planes"][0, 0:3] == door_rgb[0][:, None, None]).all(dim=0)
+    assert drawn.any() and not drawn[~through[0]].any()  # seen through the doorway only
+    assert (out["labels"][0][drawn] == CLASS_ID["door"]).all()
+    assert torch.allclose(out["planes"][0, 3][drawn], panel[drawn].float())
+
+
+def test_the_closed_doors_colour_is_read_where_the_frame_shows_the_doorway():
+    from world_model.model.compositing import door_colour
+
+    _, room, _, through = _door_camera()
+    rgb = torch.zeros(3, 64, 64)
+    rgb[:, through[0]] = torch.tensor([0.3, -0.1, 0.2])[:, None]
+    depth = room[0].float().clone()
+    assert torch.allclose(door_colour(rgb, depth, through[0], room[0]), torch.tensor([0.3, -0.1, 0.2]))
+    hidden = torch.full_like(depth, 0.5)  # something in front of the whole view: the door is not seen
+    assert torch.isnan(door_colour(rgb, hidden, through[0], room[0])).all()

@@ -151,6 +151,39 @@ def open_doorway(
     out["colour"] = torch.where(show[..., None], byte, out["colour"])
 
 
+def draw_open_door(out: dict[str, torch.Tensor], door: torch.Tensor, door_rgb: torch.Tensor) -> None:
+    """Draw the open door's panel in place where it is the nearest surface: ``door [B, H, W]``
+    (``reproject.open_door_depth``) nearer than the depth drawn, in ``door_rgb [B, 3]`` (NaN rows: not
+    drawn)."""
+    planes, labels = out["planes"], out["labels"]
+    dev, dtype = planes.device, planes.dtype
+    door, door_rgb = door.to(dev, dtype), door_rgb.to(dev, dtype)
+    depth = planes[:, 3]
+    show = (door < depth) & torch.isfinite(door_rgb).all(dim=1)[:, None, None]
+    colour = door_rgb[:, :, None, None].expand_as(planes[:, 0:3])
+    planes[:, 0:3] = torch.where(show[:, None], colour, planes[:, 0:3])
+    depth.copy_(torch.where(show, door, depth))
+    labels.copy_(torch.where(show, torch.full_like(labels, CLASS_ID["door"]), labels))
+    byte = ((colour + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    out["colour"] = torch.where(show[..., None], byte, out["colour"])
+
+
+DOOR_PIXELS_MIN = 8  # the first frame must show this many pixels of the closed door to know its colour
+
+
+def door_colour(
+    rgb: torch.Tensor, depth: torch.Tensor, through: torch.Tensor, room: torch.Tensor
+) -> torch.Tensor:
+    """The closed door's colour ``[3]`` (median, in [-1, 1]) in one frame ``rgb [3, H, W]``: the pixels whose
+    ray leaves the room through the doorway (``through [H, W]``) and that show the wall's plane there
+    (``depth`` within ``DOORWAY_OCCLUSION`` of ``room [H, W]``), so the door itself; NaN where the frame
+    shows fewer than ``DOOR_PIXELS_MIN`` of them."""
+    seen = through & (depth.to(room.dtype) >= room * (1 - DOORWAY_OCCLUSION))
+    if int(seen.sum()) < DOOR_PIXELS_MIN:
+        return torch.full((3,), float("nan"))
+    return rgb.float()[:, seen].median(dim=1).values
+
+
 LAYOUT_CLASSES = ("sky", "floor", "wall", "ceiling")  # the surfaces one colour describes well enough
 PALETTE_PIXELS_MIN = 16  # a surface needs this many pixels in the first frame to have a palette colour
 

@@ -42,6 +42,8 @@ from world_model.model.collision import obstacle_points, obstacle_points_many, r
 from world_model.model.compositing import (
     BEYOND_ROOM_RGB,
     composite_props,
+    door_colour,
+    draw_open_door,
     fill_unseen,
     ground_depth,
     keep_warped_depth,
@@ -75,6 +77,7 @@ from world_model.model.reproject import (
     doorway_pixels,
     floor_depth,
     ground_reach,
+    open_door_depth,
     room_depth,
     zbuffer_torch,
 )
@@ -366,6 +369,11 @@ class LearnedWorldModel(WorldModel):
         room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
         laid_out = (self.config.layout_fill or self.config.open_door) and room_known  # rules that use colours
         palette = surface_palette(given[0], out["labels"][0]).cpu() if laid_out else None  # on the host
+        if palette is not None and len(info.doorway) == 5:  # the closed door's colour, where it shows
+            p = torch.from_numpy(pose[None])
+            room = room_depth(p, self.intr, torch.tensor([info.bounds], dtype=torch.float64))
+            through = doorway_pixels(p, self.intr, room, torch.tensor([info.doorway], dtype=torch.float64))
+            palette[CLASS_ID["door"]] = door_colour(given[0].cpu(), entry.depth.cpu(), through[0], room[0])
         top = wall_top(depth, semantic, pose, self.intr)
         sid = self._sessions.add(
             _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles, palette, top)
@@ -642,16 +650,18 @@ class LearnedWorldModel(WorldModel):
     ) -> None:
         """``compositing.open_doorway`` for the sessions whose door is open and whose room's doorway is
         known: the floor in its first-frame colour (while the lights are as they were then), and above it
-        a courtyard's sky in its first-frame colour or the grey outside a room."""
+        a courtyard's sky in its first-frame colour or the grey outside a room; then the door's panel,
+        turned outwards on its hinge, in the colour the first frame showed it in (``draw_open_door``)."""
         rows = [b for b, s in enumerate(ss) if s.state.door_open and len(s.info.doorway) == 5]
         if not rows:
             return
         nan = torch.full((3,), float("nan"))
-        floor_rgb, beyond_rgb = [], []
+        floor_rgb, beyond_rgb, door_rgb = [], [], []
         for b in rows:
             s = ss[b]
             lit = s.palette is not None and s.state.lights_on == WorldState().lights_on
             floor_rgb.append(s.palette[CLASS_ID["floor"]] if lit else nan)
+            door_rgb.append(s.palette[CLASS_ID["door"]] if lit else nan)
             if s.info.family == "room":
                 beyond_rgb.append(torch.full((3,), BEYOND_ROOM_RGB))
             else:
@@ -666,6 +676,7 @@ class LearnedWorldModel(WorldModel):
         sub = {k: out[k][idx.to(out[k].device)] for k in ("planes", "labels", "colour")}
         rgb = torch.stack(floor_rgb), torch.stack(beyond_rgb)
         open_doorway(sub, through, room[idx], plane, ground, *rgb)
+        draw_open_door(sub, open_door_depth(pose, self.intr, doorway, bounds), torch.stack(door_rgb))
         for k in ("planes", "labels", "colour"):
             out[k][idx.to(out[k].device)] = sub[k]
 

@@ -92,6 +92,40 @@ def doorway_pixels(
     )
 
 
+def open_door_depth(
+    poses: torch.Tensor, intr: Intrinsics, doorway: torch.Tensor, bounds: torch.Tensor
+) -> torch.Tensor:
+    """The z-depth ``[B, H, W]`` at which each pixel's ray from cameras ``poses [B, 4, 4]`` meets the open
+    door: the panel of the doorway ``doorway [B, 5]`` (``SceneInfo.doorway``, hinge at its first end) turned
+    90 degrees on its hinge to the outside of the room ``bounds [B, 4]``, as the engine opens it; inf where
+    the ray misses it (no occlusion test: nearer surfaces hide it by depth)."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)
+    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :3, :3])  # per unit camera z
+    doorway, bounds = doorway.to(poses.dtype), bounds.to(poses.dtype)
+    hinge, span = doorway[:, 0:2], doorway[:, 2:4] - doorway[:, 0:2]
+    width = span.norm(dim=-1).clamp_min(1e-9)
+    u = span / width[:, None]  # along the closed door: the open panel's normal
+    out_ = torch.stack([-u[:, 1], u[:, 0]], dim=-1)
+    centre = (bounds[:, :2] + bounds[:, 2:]) / 2
+    away = torch.where(((hinge - centre) * out_).sum(-1, keepdim=True) < 0, -out_, out_)  # to the outside
+    cam = poses[:, :2, 3]
+    facing = (world[..., :2] * u[:, None, None]).sum(-1)
+    gap = ((hinge - cam) * u).sum(-1)[:, None, None]
+    t = gap / torch.where(facing.abs() > 1e-9, facing, torch.full_like(facing, 1e-9))
+    hit = cam[:, None, None] + t[..., None] * world[..., :2]
+    along = ((hit - hinge[:, None, None]) * away[:, None, None]).sum(-1)
+    height = poses[:, None, None, 2, 3] + t * world[..., 2]
+    on = (
+        (facing.abs() > 1e-9)
+        & (t > 0)
+        & (along >= 0)
+        & (along <= width[:, None, None])
+        & (height >= 0)
+        & (height <= doorway[:, None, None, 4])
+    )
+    return torch.where(on, t, torch.full_like(t, float("inf")))
+
+
 GROUND_MARGIN = 2.5  # the engine's floor reaches this many room widths (lengths) beyond the walls
 
 
