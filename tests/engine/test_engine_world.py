@@ -410,3 +410,25 @@ def test_a_renderer_mujoco_cannot_load_is_a_clear_import_error():
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: MuJoCo could not load its offscreen renderer")
     assert "MUJOCO_GL='no-such-renderer'" in last and "libegl1" in last
+
+
+def test_the_scenes_doorway_is_where_the_engine_hangs_the_closed_door(room_world, courtyard_world):
+    from world_model.backend import SceneInfo
+
+    for world in (room_world, courtyard_world):
+        x0, y0, x1, y1, height = world.spec.doorway
+        m, d = world.model, world.data
+        panel = d.geom_xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "door:panel")]
+        assert np.allclose(panel[:2], [(x0 + x1) / 2, (y0 + y1) / 2], atol=0.011)  # the closed panel fills it
+        assert np.hypot(x1 - x0, y1 - y0) == pytest.approx(1.0) and panel[2] == pytest.approx(
+            height / 2, abs=0.02
+        )
+        bx0, by0, bx1, by1 = world.spec.bounds
+        on_wall = min(abs(x0 - bx0), abs(x0 - bx1)) < 1e-9 or min(abs(y0 - by0), abs(y0 - by1)) < 1e-9
+        assert on_wall and (x0 == x1 or y0 == y1)  # in the line of one wall
+    info = SceneInfo(
+        1, "room", np.eye(4), np.zeros((0, 4, 4)), [], (0.0, 0.0, 4.0, 3.0), (1.0, 0.0, 2.0, 0.0, 2.1)
+    )
+    assert SceneInfo.from_dict(info.to_dict()).doorway == info.doorway
+    older = {k: v for k, v in info.to_dict().items() if k != "doorway"}  # from a server before the doorway
+    assert SceneInfo.from_dict(older).doorway == ()
