@@ -109,7 +109,7 @@ class SceneSpec:
         """The doorway the closed door fills: its bottom edge's ends (x0, y0, x1, y1) and its height."""
         (x, y), yaw = self.door_hinge, self.door_yaw
         ends = (x, y, x + DOOR_WIDTH * math.cos(yaw), y + DOOR_WIDTH * math.sin(yaw))
-        return (*(round(v, 9) for v in ends), DOOR_HEIGHT)
+        return (*(round(v, 9) for v in ends), DOOR_HEIGHT)  # to 1 nm: the banked values, float noise aside
 
 
 def _color(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float, float]:

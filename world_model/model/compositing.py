@@ -113,6 +113,14 @@ def wall_depth(out: dict[str, torch.Tensor], room: torch.Tensor) -> None:
     depth.copy_(torch.where(wall, room, torch.where(inside, torch.minimum(depth, room), depth)))
 
 
+def _paint(out: dict[str, torch.Tensor], show: torch.Tensor, colour: torch.Tensor) -> None:
+    """Where ``show [B, H, W]``, the frame's colour becomes ``colour [B, 3, H, W]`` (in [-1, 1]), in the
+    planes and in the colour bytes alike, in place."""
+    planes = out["planes"]
+    planes[:, 0:3] = torch.where(show[:, None], colour, planes[:, 0:3])
+    out["colour"] = torch.where(show[..., None], from_unit(colour), out["colour"])
+
+
 BEYOND_ROOM_RGB = 72 / 127.5 - 1.0  # what a room's open doorway shows above the floor (the engine's grey
 # outside of a room, 72/255 in every channel, std 3, through 32 training scenes' open doors); in [-1, 1]
 DOORWAY_OCCLUSION = 0.05  # a pixel shows the doorway where its surface is no more than this much nearer
@@ -143,12 +151,10 @@ def open_doorway(
     floor_rgb, beyond_rgb = floor_rgb.to(dev, dtype), beyond_rgb.to(dev, dtype)
     colour = torch.where(on_floor[:, None], floor_rgb[:, :, None, None], beyond_rgb[:, :, None, None])
     show &= torch.isfinite(colour).all(dim=1)
-    planes[:, 0:3] = torch.where(show[:, None], colour, planes[:, 0:3])
+    _paint(out, show, colour)
     depth.copy_(torch.where(show, torch.where(on_floor, floor, torch.full_like(floor, SKY_M)), depth))
     beyond = torch.where(on_floor, CLASS_ID["floor"], CLASS_ID["sky"]).to(labels.dtype)
     labels.copy_(torch.where(show, beyond, labels))
-    byte = ((colour + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    out["colour"] = torch.where(show[..., None], byte, out["colour"])
 
 
 def draw_open_door(out: dict[str, torch.Tensor], door: torch.Tensor, door_rgb: torch.Tensor) -> None:
@@ -160,12 +166,9 @@ def draw_open_door(out: dict[str, torch.Tensor], door: torch.Tensor, door_rgb: t
     door, door_rgb = door.to(dev, dtype), door_rgb.to(dev, dtype)
     depth = planes[:, 3]
     show = (door < depth) & torch.isfinite(door_rgb).all(dim=1)[:, None, None]
-    colour = door_rgb[:, :, None, None].expand_as(planes[:, 0:3])
-    planes[:, 0:3] = torch.where(show[:, None], colour, planes[:, 0:3])
+    _paint(out, show, door_rgb[:, :, None, None].expand_as(planes[:, 0:3]))
     depth.copy_(torch.where(show, door, depth))
     labels.copy_(torch.where(show, torch.full_like(labels, CLASS_ID["door"]), labels))
-    byte = ((colour + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    out["colour"] = torch.where(show[..., None], byte, out["colour"])
 
 
 DOOR_PIXELS_MIN = 8  # the first frame must show this many pixels of the closed door to know its colour
@@ -248,6 +251,4 @@ def fill_unseen(
     b = torch.arange(len(layout), device=rgb.device)[:, None, None]
     colour = palettes[b, layout.to(rgb.device)]  # [B, H, W, 3]
     use = ~covered.to(rgb.device).bool() & torch.isfinite(colour).all(dim=-1)
-    planes[:, 0:3] = torch.where(use[:, None], colour.permute(0, 3, 1, 2), rgb)
-    byte = ((colour + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # as from_unit makes them
-    out["colour"] = torch.where(use[..., None], byte, out["colour"])
+    _paint(out, use, colour.permute(0, 3, 1, 2))

@@ -353,9 +353,10 @@ class LearnedWorldModel(WorldModel):
             )  # fmt: skip
             if self.config.ground:
                 ground_depth(out, torch.from_numpy(pose[None]), self.intr)
+            bounds = torch.tensor([info.bounds], dtype=torch.float64)
+            room = room_depth(torch.from_numpy(pose[None]), self.intr, bounds)
             if self.config.walls:
-                bounds = torch.tensor([info.bounds], dtype=torch.float64)
-                wall_depth(out, room_depth(torch.from_numpy(pose[None]), self.intr, bounds))
+                wall_depth(out, room)
         state = WorldState()
         out["planes"] = memory_planes(given, out["depth"], out["labels"])  # remembered as given
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
@@ -370,9 +371,8 @@ class LearnedWorldModel(WorldModel):
         laid_out = (self.config.layout_fill or self.config.open_door) and room_known  # rules that use colours
         palette = surface_palette(given[0], out["labels"][0]).cpu() if laid_out else None  # on the host
         if palette is not None and len(info.doorway) == 5:  # the closed door's colour, where it shows
-            p = torch.from_numpy(pose[None])
-            room = room_depth(p, self.intr, torch.tensor([info.bounds], dtype=torch.float64))
-            through = doorway_pixels(p, self.intr, room, torch.tensor([info.doorway], dtype=torch.float64))
+            doorway = torch.tensor([info.doorway], dtype=torch.float64)
+            through = doorway_pixels(torch.from_numpy(pose[None]), self.intr, room, doorway)
             palette[CLASS_ID["door"]] = door_colour(given[0].cpu(), entry.depth.cpu(), through[0], room[0])
         top = wall_top(depth, semantic, pose, self.intr)
         sid = self._sessions.add(

@@ -31,6 +31,13 @@ def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.T
     return torch.as_tensor(pixel_rays(intr), dtype=torch.float32, device=device)
 
 
+def world_rays(poses: torch.Tensor, intr: Intrinsics, axes: int = 3) -> torch.Tensor:
+    """Each pixel's ray from cameras ``poses [B, 4, 4]`` in world axes, per unit of camera z: ``[B, H, W,
+    axes]`` (x, y, z; ``axes=2``: x and y only)."""
+    rays = camera_rays(intr, poses.device).to(poses.dtype)
+    return torch.einsum("hwj,bij->bhwi", rays, poses[:, :axes, :3])
+
+
 def floor_depth(poses: torch.Tensor, intr: Intrinsics) -> torch.Tensor:
     """The z-depth ``[B, H, W]`` at which each pixel's ray meets the floor (the plane z = 0) from cameras
     ``poses [B, 4, 4]``; inf where the ray does not go down to it."""
@@ -45,8 +52,7 @@ def room_depth(poses: torch.Tensor, intr: Intrinsics, bounds: torch.Tensor) -> t
     """The z-depth ``[B, H, W]`` at which each pixel's ray from cameras ``poses [B, 4, 4]`` leaves the
     room's footprint ``bounds [B, 4]`` (x0, y0, x1, y1: the walls' inner faces, where the camera may stand),
     going through its walls; inf for a camera outside it or with bounds that are not finite (no room)."""
-    rays = camera_rays(intr, poses.device).to(poses.dtype)
-    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :2, :3])  # world x, y per unit camera z
+    world = world_rays(poses, intr, axes=2)
     pos = poses[:, :2, 3][:, None, None, :]
     lo, hi = bounds[:, None, None, :2], bounds[:, None, None, 2:]
     far = torch.where(world > 0, hi - pos, lo - pos)  # the wall each ray heads for, per axis
@@ -71,8 +77,7 @@ def doorway_pixels(
     """Which pixels' rays ``[B, H, W]`` (bool) from cameras ``poses [B, 4, 4]`` leave the room through its
     doorway, ``doorway [B, 5]`` (x0, y0, x1, y1, height: ``SceneInfo.doorway``; NaN rows for none), at
     ``room [B, H, W]`` (``room_depth``, where each ray leaves the room's footprint)."""
-    rays = camera_rays(intr, poses.device).to(poses.dtype)
-    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :3, :3])  # world x, y, z per unit camera z
+    world = world_rays(poses, intr)
     room = room.to(poses.dtype)
     exit_ = poses[:, None, None, :3, 3] + room[..., None] * world  # where each ray leaves the footprint
     doorway = doorway.to(poses.dtype)
@@ -99,8 +104,7 @@ def open_door_depth(
     door: the panel of the doorway ``doorway [B, 5]`` (``SceneInfo.doorway``, hinge at its first end) turned
     90 degrees on its hinge to the outside of the room ``bounds [B, 4]``, as the engine opens it; inf where
     the ray misses it (no occlusion test: nearer surfaces hide it by depth)."""
-    rays = camera_rays(intr, poses.device).to(poses.dtype)
-    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :3, :3])  # per unit camera z
+    world = world_rays(poses, intr)
     doorway, bounds = doorway.to(poses.dtype), bounds.to(poses.dtype)
     hinge, span = doorway[:, 0:2], doorway[:, 2:4] - doorway[:, 0:2]
     width = span.norm(dim=-1).clamp_min(1e-9)
@@ -135,8 +139,7 @@ def ground_reach(
     """Which pixels ``[B, H, W]`` (bool) meet the floor where the ground exists, at ``floor [B, H, W]``
     (``floor_depth``): within ``GROUND_MARGIN`` room sizes of the room ``bounds [B, 4]``, past which a
     doorway shows what lies beyond the ground."""
-    rays = camera_rays(intr, poses.device).to(poses.dtype)
-    world = torch.einsum("hwj,bij->bhwi", rays, poses[:, :2, :3])
+    world = world_rays(poses, intr, axes=2)
     hit = poses[:, None, None, :2, 3] + floor.to(poses.dtype)[..., None] * world
     bounds = bounds.to(poses.dtype)
     size = bounds[:, 2:] - bounds[:, :2]
