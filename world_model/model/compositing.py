@@ -36,6 +36,14 @@ SHADE = {True: 1.0, False: 0.065}
 OCCLUSION_MARGIN = 0.03  # a prop shows where it is no more than this fraction behind the predicted surface
 
 
+def _paint(out: dict[str, torch.Tensor], show: torch.Tensor, colour: torch.Tensor) -> None:
+    """Where ``show [B, H, W]``, the frame's colour becomes ``colour [B, 3, H, W]`` (in [-1, 1]), in the
+    planes and in the colour bytes alike, in place."""
+    planes = out["planes"]
+    planes[:, 0:3] = torch.where(show[:, None], colour, planes[:, 0:3])
+    out["colour"] = torch.where(show[..., None], from_unit(colour), out["colour"])
+
+
 def composite_props(out: dict[str, torch.Tensor], hints: torch.Tensor, lights_on: torch.Tensor) -> None:
     """Draw the props of ``hints [B, 6, H, W]`` (``WorldState.hints``) into the network's outputs ``out``
     (``planes``, ``labels``, ``colour``, as ``LearnedWorldModel._forward`` returns them), in place, for
@@ -49,10 +57,8 @@ def composite_props(out: dict[str, torch.Tensor], hints: torch.Tensor, lights_on
     painted = paint & is_object & ~shown
     shade = torch.where(lights_on.to(rgb.device), SHADE[True], SHADE[False]).to(rgb.dtype)
     colour = ((hints[:, 0:3].to(rgb.dtype) + 1) * 0.5 * shade[:, None, None, None]) * 2 - 1
-    where = (shown | painted)[:, None]
-    planes[:, 0:3] = torch.where(where, colour, rgb)
+    _paint(out, shown | painted, colour)
     planes[:, 3] = torch.where(shown, prop_depth.to(depth.dtype), depth)
-    out["colour"] = from_unit(planes[:, 0:3])
 
 
 def keep_warped_depth(out: dict[str, torch.Tensor], warp: Warp) -> None:
@@ -111,14 +117,6 @@ def wall_depth(out: dict[str, torch.Tensor], room: torch.Tensor) -> None:
     wall = known & (labels == CLASS_ID["wall"])
     inside = known & (labels != CLASS_ID["sky"]) & (labels != CLASS_ID["door"])
     depth.copy_(torch.where(wall, room, torch.where(inside, torch.minimum(depth, room), depth)))
-
-
-def _paint(out: dict[str, torch.Tensor], show: torch.Tensor, colour: torch.Tensor) -> None:
-    """Where ``show [B, H, W]``, the frame's colour becomes ``colour [B, 3, H, W]`` (in [-1, 1]), in the
-    planes and in the colour bytes alike, in place."""
-    planes = out["planes"]
-    planes[:, 0:3] = torch.where(show[:, None], colour, planes[:, 0:3])
-    out["colour"] = torch.where(show[..., None], from_unit(colour), out["colour"])
 
 
 BEYOND_ROOM_RGB = 72 / 127.5 - 1.0  # what a room's open doorway shows above the floor (the engine's grey
