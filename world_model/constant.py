@@ -25,7 +25,7 @@ from world_model.backend import (
     generate_arguments,
     start_pose_argument,
 )
-from world_model.events import EventRecord
+from world_model.events import TARGETED, EventRecord
 from world_model.geometry import Intrinsics, Viewpoint
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
 
@@ -202,7 +202,7 @@ class ConstantWorldModel(WorldModel):
                     "position": [vp.x + d * math.cos(vp.yaw), vp.y + d * math.sin(vp.yaw), 0.0],
                 }
             )
-        elif p in ("paint", "push"):
+        elif p in TARGETED:
             target = self._target(s, ev.entity)
             if target is None:
                 return

@@ -27,6 +27,7 @@ from world_model.semantics import COLORS, OBJECT_SHAPES
 
 PREDICATES: tuple[str, ...] = ("lights", "drop", "spawn", "push", "open", "close", "paint")
 DROPPABLE: tuple[str, ...] = ("ball", "box", "cylinder")
+TARGETED: tuple[str, ...] = ("paint", "push")  # predicates that act on an object already in the scene
 ANCHOR_RANGE_M: tuple[float, float] = (0.5, 3.0)
 DEFAULT_ANCHOR_M = 1.5
 # A step carries at most 16 events (the server's default), each a few words: these caps leave room for that,
@@ -136,7 +137,7 @@ def validate(ev: EventRecord) -> None:
     elif p in ("open", "close"):
         if e != "door":
             raise ValueError(f"only the door can {p}, got {e!r}")
-    elif p in ("paint", "push"):
+    elif p in TARGETED:
         if p == "paint":
             _check_color(a.get("color"))
         if not _TARGET.fullmatch(e):

@@ -121,7 +121,8 @@ def test_an_event_without_a_target_is_skipped_and_the_rest_applies(model):
     assert not session.state.lights_on and not session.state.props and session.skipped_events == 1
 
 
-def test_a_push_moves_what_the_session_sees_and_its_memory_forgets_the_old_place(model):
+def test_a_push_moves_what_the_session_sees_and_its_memory_forgets_the_old_place(tiny_weights):
+    model = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), find_objects=False))  # its labels
     sid, first, _ = model.open(first_frame=np.full((64, 64, 3), 90, np.uint8))
     session = model._sessions[sid]
     session.semantic[:] = CLASS_ID["floor"]

@@ -52,11 +52,35 @@ def test_paint_targets_the_nearest_object_pixel_and_needs_one_in_view():
     assert named.props[0].center == pytest.approx(s.props[0].center)
 
 
+def test_the_target_is_the_object_whose_centre_is_nearest_as_the_engine_picks():
+    semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
+    semantic[30:40, 10:30], depth[30:40, 10:30] = (
+        CLASS_ID["box"],
+        1.8,
+    )  # a wide box: near face 1.8 m, centre ~2.2
+    semantic[30:34, 40:44], depth[30:34, 40:44] = CLASS_ID["ball"], 2.0  # a small ball, centre ~2.1 m
+    semantic[5, 5], depth[5, 5] = CLASS_ID["ball"], 0.5  # a speck nearer still is no object
+    s = _apply(WorldState(), "paint the nearest object green", semantic, depth)
+    assert s.props[0].center[1] < 1.0  # right of the view's centre: the ball
+    assert _apply(WorldState(), "paint the nearest box green", semantic, depth).props[0].center[1] > 1.0
+
+
+def test_a_push_tips_what_stands_tall_and_leaves_what_is_squat():
+    semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
+    semantic[20:40, 30:34], depth[20:40, 30:34] = CLASS_ID["cylinder"], 2.0  # 0.18 m wide, 1.5 m tall
+    (tipped,) = _apply(WorldState(), "push the nearest cylinder", semantic, depth).props
+    # on its side (resting on its radius), over its far edge: its radius plus its half height further on
+    assert tipped.center[2] == pytest.approx(tipped.radius) and tipped.center[0] > 3.0 + 0.3
+    semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
+    semantic[34:40, 20:44], depth[34:40, 20:44] = CLASS_ID["cylinder"], 2.0  # 1 m wide, 0.9 m tall
+    assert not _apply(WorldState(), "push the nearest cylinder", semantic, depth).props
+
+
 def test_the_version_changes_only_when_the_lights_or_the_door_change():
     # memories of an older version are replaced by newer views of the same place: props are drawn from the
     # state in every view, so a drop or paint must not make every remembered place stale
     semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
-    semantic[30:34, 30:34], depth[30:34, 30:34] = CLASS_ID["box"], 2.0
+    semantic[33:36, 20:44], depth[33:36, 20:44] = CLASS_ID["box"], 2.0  # squat: a push leaves it
     s = _apply(WorldState(), "drop a red ball")
     s = _apply(s, "paint the nearest box green", semantic, depth)
     s = _apply(s, "push the nearest box", semantic, depth)
@@ -98,9 +122,10 @@ def test_a_push_redraws_a_ball_further_on_and_memory_forgets_where_it_was():
     assert gone.center[0] - seen_at[0] == pytest.approx(ball.radius) and gone.radius > ball.radius
     hint = s.hints(POSE[None], INTR)[0, 3] > 0
     assert 0 < hint.sum() < 64  # drawn smaller, further off
-    # a box stays put, as the engine's push leaves it
-    semantic[28:36, 28:36] = CLASS_ID["box"]
-    assert not WorldState().apply(parse_prompt("push the nearest box")[0], POSE, depth, semantic, INTR).props
+    # a squat box stays put, as the engine's push leaves it
+    squat, at = FLOOR.copy(), EMPTY_DEPTH.copy()
+    squat[34:36, 16:48], at[34:36, 16:48] = CLASS_ID["box"], 2.0
+    assert not WorldState().apply(parse_prompt("push the nearest box")[0], POSE, at, squat, INTR).props
 
     bank = MemoryBank()
     t = torch.from_numpy(depth)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from world_model.engine import mujoco
-from world_model.events import DEFAULT_ANCHOR_M, EventRecord
+from world_model.events import DEFAULT_ANCHOR_M, TARGETED, EventRecord
 from world_model.semantics import COLORS
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 DROP_HEIGHT = 1.2
 PUSH_SPEED = 1.5  # m/s the push aims to give the object
 PUSH_SECONDS = 0.2
-TARGETED = ("paint", "push")  # predicates that act on an object already in the scene
 
 
 def resolve_targets(world: GroundTruthWorld, records: list[EventRecord]) -> list[int | None]:

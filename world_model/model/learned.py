@@ -34,7 +34,7 @@ from world_model.backend import (
     generate_arguments,
     start_pose_argument,
 )
-from world_model.events import EventRecord
+from world_model.events import TARGETED, EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
@@ -73,6 +73,7 @@ from world_model.model.device import (
 from world_model.model.memory import MemoryBank, add_many, retrieve_many
 from world_model.model.native import available as native_available
 from world_model.model.network import FiLMBlock, WorldNet, depth_from_inverse
+from world_model.model.object_finder import DEFAULT_FINDER, ObjectFinder, load_finder
 from world_model.model.reproject import (
     doorway_pixels,
     floor_depth,
@@ -132,6 +133,8 @@ class LearnedConfig:
     open_door: bool = True  # an open door shows the floor and the outside through its doorway (the
     # room's plan, SceneInfo.doorway; see compositing.open_doorway), where memory still has the closed door
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
+    find_objects: bool = True  # targeted events (push, paint) find their object in the frame with the
+    # ObjectFinder (object_finder.py); False: in the network's own semantic labels, which miss most objects
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
@@ -278,6 +281,7 @@ class LearnedWorldModel(WorldModel):
         self.checkpoint = "in training" if weights is None else file_hash(weights)
         self.bank = StartBank.load(cfg.start_bank) if Path(cfg.start_bank).is_file() else None
         self._oracle = None
+        self._finder: ObjectFinder | None = None  # loaded at the first targeted event
         self._sessions: SessionTable[_Session] = SessionTable(first_id=0)
         # (batch size, first sampling step) the network has run; a new one makes long-lived objects (_run)
         self._shapes_run: set[tuple[int, bool]] = set()
@@ -456,17 +460,25 @@ class LearnedWorldModel(WorldModel):
     def _apply_events(self, ss: list[_Session], events: list[list[EventRecord]]) -> None:
         for s, evs in zip(ss, events, strict=True):
             for ev in evs:
-                rgb = None
-                if ev.predicate == "push":  # the pushed object is redrawn in the colour it was seen in
+                rgb, semantic = None, s.semantic
+                if ev.predicate in TARGETED:  # found in the frame the camera shows; a push redraws its colour
                     rgb = (s.memory.latest.rgb.float().cpu().numpy().transpose(1, 2, 0) + 1) * 0.5
+                    if self.config.find_objects:
+                        semantic = self._objects(rgb)
                 try:
-                    state = s.state.apply(ev, s.pose, s.depth, s.semantic, self.intr, s.info.bounds, rgb)
+                    state = s.state.apply(ev, s.pose, s.depth, semantic, self.intr, s.info.bounds, rgb)
                 except ValueError:  # nothing in view to paint: skipped, as the engine skips what it cannot do
                     s.skipped_events += 1
                     continue
                 for gone in state.vacated[len(s.state.vacated) :]:  # memory forgets what a push moved
                     s.memory.forget(gone.center, gone.radius, gone.top, self.intr)
                 s.state = state
+
+    def _objects(self, rgb: np.ndarray) -> np.ndarray:
+        """The ObjectFinder's semantic classes ``[H, W]`` for the frame ``rgb [H, W, 3]`` in [0, 1]."""
+        if self._finder is None:
+            self._finder = load_finder(DEFAULT_FINDER)
+        return self._finder.find(rgb.astype(np.float32))
 
     def _commit(
         self, ss: list[_Session], step: NextFrame, out: dict[str, torch.Tensor]

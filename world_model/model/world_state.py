@@ -29,10 +29,14 @@ PROP_SIZE: dict[str, tuple[float, float]] = {
 }
 PAINT_RADIUS_M = 0.35
 HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
-# Where a push leaves an object, per shape, as the engine's push does it (``engine.physics_events``: 1.5 m/s
-# for 0.2 s away from the camera) measured 10 frames later in 40 training scenes: a ball rolls about 1.07 m
-# (on until a wall stops it), a cylinder or capsule tips over 0.35-0.6 m on, a box or table stays put.
-PUSH_M: dict[str, float] = {"ball": 1.0, "cylinder": 0.45, "capsule": 0.45}
+# Where the engine's push (``engine.physics_events``: 1.5 m/s in 0.2 s, away from the camera) leaves an
+# object, measured on the 411 objects of training scenes 0-39 (docs/world_model.md): a ball rolls on, about
+# 1 m in the 10 frames after the push (until a wall stops it); every capsule tips over; a cylinder tips where
+# it is tall (all with half height / radius above 3, half of those between 2 and 3, 1 in 26 below 2);
+# boxes and tables move less than 2 cm.
+BALL_ROLL_M = 1.0
+TIP_ASPECT = 2.5  # a cylinder this much taller than wide on screen tips over
+MIN_OBJECT_PIXELS = 4  # fewer connected pixels of a class are not taken for an object
 VACATED_MARGIN_M = 0.1  # memory forgets this much around a pushed object's old place
 
 
@@ -175,25 +179,49 @@ def _placed(ev: EventRecord, pose: np.ndarray, bounds: tuple[float, float, float
     return Prop("object", ev.entity, color, (float(xy[0]), float(xy[1]), half), radius, half)
 
 
-def _target_pixel(entity: str, depth: np.ndarray, semantic: np.ndarray) -> tuple[int, int]:
-    """The nearest object pixel ``(v, u)`` in view matching ``"nearest [colour] [shape]"``; a named object
+def _target_region(
+    entity: str, pose: np.ndarray, depth: np.ndarray, semantic: np.ndarray, intr: Intrinsics
+) -> np.ndarray:
+    """The pixels ``[H, W]`` (bool) of the object in view that ``"nearest [colour] [shape]"`` names, picked
+    as the engine picks (``engine.physics_events.resolve_target``): of the objects of that shape, the one
+    whose centre is nearest the camera. An object is a connected region of its class of at least
+    ``MIN_OBJECT_PIXELS``; its centre is its points' median, half its width further away. A named object
     ``"shape#n"`` is taken as the nearest of its shape (the model sees classes, not instances)."""
     words = [w.split("#")[0] for w in entity.replace("nearest", "").replace("object", "").split()]
     shapes = [w for w in words if w in OBJECT_SHAPES]
-    classes = np.array([CLASS_ID[s] for s in shapes]) if shapes else OBJECT_CLASS_IDS
-    mask = np.isin(semantic, classes) & np.isfinite(depth)
-    if not mask.any():
+    classes = [CLASS_ID[s] for s in shapes] if shapes else list(OBJECT_CLASS_IDS)
+    best, best_distance = None, math.inf
+    for c in classes:
+        count, parts = cv2.connectedComponents((semantic == c).astype(np.uint8), connectivity=4)
+        for k in range(1, count):
+            pixels = (parts == k) & np.isfinite(depth)
+            if pixels.sum() < MIN_OBJECT_PIXELS:
+                continue
+            points = unproject(depth, pose, intr, pixels)[:, :2]
+            distance = float(np.linalg.norm(np.median(points, axis=0) - pose[:2, 3])) + _half_width(
+                points, pose
+            )
+            if distance < best_distance:
+                best, best_distance = pixels, distance
+    if best is None:
         raise ValueError(f"no {' '.join(shapes) or 'object'} in view to target for {entity!r}")
-    d = np.where(mask, depth, np.inf)
-    v, u = np.unravel_index(int(np.argmin(d)), d.shape)
-    return int(v), int(u)
+    return best
+
+
+def _half_width(points: np.ndarray, pose: np.ndarray) -> float:
+    """Half the extent across the view of floor-plane ``points [N, 2]`` seen from ``pose``."""
+    away = points.mean(axis=0) - pose[:2, 3]
+    away = away / max(float(np.linalg.norm(away)), 1e-9)
+    width = points @ np.array([-away[1], away[0]])
+    return float(width.max() - width.min()) / 2
 
 
 def _target_point(
     entity: str, pose: np.ndarray, depth: np.ndarray, semantic: np.ndarray, intr: Intrinsics
 ) -> tuple[float, float, float]:
-    """World point of the object pixel ``_target_pixel`` picks."""
-    v, u = _target_pixel(entity, depth, semantic)
+    """World point of the targeted object's (``_target_region``) nearest pixel."""
+    region = _target_region(entity, pose, depth, semantic, intr)
+    v, u = np.unravel_index(int(np.argmin(np.where(region, depth, np.inf))), depth.shape)
     ray = pixel_rays(intr)[v, u] * float(depth[v, u])
     p = pose[:3, :3] @ ray + pose[:3, 3]
     return float(p[0]), float(p[1]), float(p[2])
@@ -209,34 +237,41 @@ def _pushed(
     rgb: np.ndarray | None,
     lights_on: bool,
 ) -> tuple[Prop, Vacated] | None:
-    """The pushed object redrawn where the push leaves it, and the place it left, from what the camera sees:
-    the object is the connected region of its class around the targeted pixel; its width across the view
-    gives its radius, its nearest point plus that radius its centre, its pixels' median its colour. None for
-    shapes a push does not move (``PUSH_M``)."""
+    """The pushed object redrawn where the push leaves it, and the place it left, from what the camera sees
+    of the object ``_target_region`` picks: its width across the view gives its radius, its nearest point
+    plus that radius its centre, its pixels' median its colour. What the engine's push does to each shape
+    (``PUSH_TIPS``): a ball rolls on ``BALL_ROLL_M``; a capsule, or a cylinder that stands more than
+    ``TIP_ASPECT`` times as tall as it is wide on screen, tips over away from the camera (its centre moves its
+    radius plus its half height, and it lies on its side); anything else stays put: None."""
     from world_model.model.compositing import SHADE
 
-    v, u = _target_pixel(entity, depth, semantic)
-    shape = SEMANTIC_CLASSES[int(semantic[v, u])]
-    if shape not in PUSH_M:
+    pixels = _target_region(entity, pose, depth, semantic, intr)
+    shape = SEMANTIC_CLASSES[int(semantic[pixels][0])]
+    rows, cols = np.nonzero(pixels)
+    aspect = (rows.max() - rows.min() + 1) / (cols.max() - cols.min() + 1)
+    tips = shape == "capsule" or (shape == "cylinder" and aspect > TIP_ASPECT)
+    if shape != "ball" and not tips:
         return None
-    _, parts = cv2.connectedComponents((semantic == semantic[v, u]).astype(np.uint8), connectivity=4)
-    pixels = (parts == parts[v, u]) & np.isfinite(depth)
     points = unproject(depth, pose, intr, pixels)
     away = points[:, :2].mean(axis=0) - pose[:2, 3]
     away = away / max(float(np.linalg.norm(away)), 1e-9)
     across = np.array([-away[1], away[0]])
     width = points[:, :2] @ across
-    radius = float(np.clip((width.max() - width.min()) / 2, 0.05, 0.6))
+    radius = float(np.clip(_half_width(points[:, :2], pose), 0.05, 0.6))
     center = points[:, :2] @ away
     xy = (center.min() + radius) * away + float(np.median(width)) * across
     top = float(points[:, 2].max())
+    if shape == "ball":
+        shift = BALL_ROLL_M
+    else:  # over its far edge: its centre moves its radius plus its half height
+        shift = radius + float(np.clip(aspect * radius, radius, 0.6))
+    half = radius  # a ball, or a cylinder or capsule lying on its side
     if rgb is None:
         color = (0.5, 0.5, 0.5)
     else:
         seen = np.median(rgb[pixels], axis=0) / SHADE[lights_on]
         color = tuple(float(c) for c in np.clip(seen, 0.0, 1.0))
-    half = radius if shape == "ball" else min(radius, top / 2)  # a cylinder or capsule lies on its side
-    moved = xy + PUSH_M[shape] * away
+    moved = xy + shift * away
     if bounds is not None and all(math.isfinite(b) for b in bounds):
         m = radius + 0.05
         moved = np.clip(moved, [bounds[0] + m, bounds[1] + m], [bounds[2] - m, bounds[3] - m])
