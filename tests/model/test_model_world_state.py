@@ -122,6 +122,9 @@ def test_a_push_redraws_a_ball_further_on_and_memory_forgets_where_it_was():
     assert gone.center[0] - seen_at[0] == pytest.approx(ball.radius) and gone.radius > ball.radius
     hint = s.hints(POSE[None], INTR)[0, 3] > 0
     assert 0 < hint.sum() < 64  # drawn smaller, further off
+    push = parse_prompt("push the nearest ball")[0]
+    walled = WorldState().apply(push, POSE, depth, semantic, INTR, (0.0, 0.0, 4.5, 2.0), rgb).props[0]
+    assert walled.center[0] == pytest.approx(4.5 - walled.radius - 0.05)  # it rolls on until the wall
     # a squat box stays put, as the engine's push leaves it
     squat, at = FLOOR.copy(), EMPTY_DEPTH.copy()
     squat[34:36, 16:48], at[34:36, 16:48] = CLASS_ID["box"], 2.0

@@ -30,11 +30,11 @@ PROP_SIZE: dict[str, tuple[float, float]] = {
 PAINT_RADIUS_M = 0.35
 HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
 # Where the engine's push (``engine.physics_events``: 1.5 m/s in 0.2 s, away from the camera) leaves an
-# object, measured on the 411 objects of training scenes 0-39 (docs/world_model.md): a ball rolls on, about
-# 1 m in the 10 frames after the push (until a wall stops it); every capsule tips over; a cylinder tips where
-# it is tall (all with half height / radius above 3, half of those between 2 and 3, 1 in 26 below 2);
-# boxes and tables move less than 2 cm.
-BALL_ROLL_M = 1.0
+# object, measured on the 411 objects of training scenes 0-39 (docs/world_model.md): a ball rolls on until
+# a wall or an object stops it (1 m in 10 frames, 2.3 m in 70; drawn where it stops: at the room's wall, at
+# most BALL_ROLL_M on); every capsule tips over; a cylinder tips where it is tall (all with half height /
+# radius above 3, half of those between 2 and 3, 1 in 26 below 2); boxes and tables move less than 2 cm.
+BALL_ROLL_M = 5.0
 TIP_ASPECT = 2.5  # a cylinder this much taller than wide on screen tips over
 MIN_OBJECT_PIXELS = 4  # fewer connected pixels of a class are not taken for an object
 VACATED_MARGIN_M = 0.1  # memory forgets this much around a pushed object's old place
@@ -239,10 +239,10 @@ def _pushed(
 ) -> tuple[Prop, Vacated] | None:
     """The pushed object redrawn where the push leaves it, and the place it left, from what the camera sees
     of the object ``_target_region`` picks: its width across the view gives its radius, its nearest point
-    plus that radius its centre, its pixels' median its colour. What the engine's push does to each shape
-    (``PUSH_TIPS``): a ball rolls on ``BALL_ROLL_M``; a capsule, or a cylinder that stands more than
-    ``TIP_ASPECT`` times as tall as it is wide on screen, tips over away from the camera (its centre moves its
-    radius plus its half height, and it lies on its side); anything else stays put: None."""
+    plus that radius its centre, its pixels' median its colour. What the engine's push does to each shape:
+    a ball rolls on to the room's wall (at most ``BALL_ROLL_M``); a capsule, or a cylinder that stands more
+    than ``TIP_ASPECT`` times as tall as it is wide on screen, tips over away from the camera (its centre
+    moves its radius plus its half height, and it lies on its side); anything else stays put: None."""
     from world_model.model.compositing import SHADE
 
     pixels = _target_region(entity, pose, depth, semantic, intr)
