@@ -198,9 +198,8 @@ def _target_region(
             if pixels.sum() < MIN_OBJECT_PIXELS:
                 continue
             points = unproject(depth, pose, intr, pixels)[:, :2]
-            distance = float(np.linalg.norm(np.median(points, axis=0) - pose[:2, 3])) + _half_width(
-                points, pose
-            )
+            middle = np.median(points, axis=0)
+            distance = float(np.linalg.norm(middle - pose[:2, 3])) + _half_width(points, pose)
             if distance < best_distance:
                 best, best_distance = pixels, distance
     if best is None:
