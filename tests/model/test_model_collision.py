@@ -8,7 +8,6 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.collision import (
     OBSTACLE_RADIUS_M,
     RECENT_FRAMES,
-    floor_contacts,
     obstacle_points,
     obstacle_points_many,
     remember,
@@ -35,20 +34,6 @@ def test_object_points_sit_where_the_depth_puts_them():
     assert len(_facing("wall")) == len(_facing("floor")) == 0  # the bounds keep the camera off walls
     depth = np.full((32, 32), np.inf, np.float32)
     assert len(obstacle_points(depth, np.full((32, 32), CLASS_ID["box"], np.uint8), CAMERA, INTR)) == 0
-
-
-def test_objects_stand_where_the_ray_under_them_meets_the_floor():
-    intr = Intrinsics.from_fov(64, 64, 70.0)
-    pose = pose_from_yaw_pitch(np.array([1.0, 2.0, 1.2]), 0.0, 0.0)  # eye 1.2 m up, looking along +x
-    mask = np.zeros((64, 64), bool)
-    mask[30:48, 30:34] = True  # its lowest pixels: row 47, centre 15.5 px under the horizon
-    points = floor_contacts(mask, pose, intr)
-    assert points.shape == (4, 2)
-    assert np.allclose(points[:, 0], 1.0 + 1.2 * intr.fy / (47.5 - intr.cy), atol=1e-6)
-    assert np.all(np.abs(points[:, 1] - 2.0) < 0.15)  # 4 columns wide, 3.7 m off
-    mask[48:, 30:32] = True  # running off the bottom of the frame: where it stands is not seen
-    assert len(floor_contacts(mask, pose, intr)) == 2
-    assert len(floor_contacts(np.zeros((64, 64), bool), pose, intr)) == 0
 
 
 def test_a_move_into_an_object_stays_and_a_move_past_it_slides():

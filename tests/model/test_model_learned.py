@@ -7,7 +7,7 @@ import torch
 from world_model.backends import make_backend
 from world_model.events import parse_prompt
 from world_model.geometry import pose_from_yaw_pitch
-from world_model.model.collision import OBSTACLE_RADIUS_M, floor_contacts, obstacle_points
+from world_model.model.collision import obstacle_points
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.start_bank import StartBank
 from world_model.semantics import CLASS_ID
@@ -161,31 +161,6 @@ def test_the_camera_stops_short_of_an_object_it_has_seen(tiny_weights):
         (frames,) = m.generate([session], straight_poses(4, 0.1), [[]])
         travel = np.linalg.norm(frames.poses[:, :3, 3] - first.poses[0, :3, 3], axis=1)
         assert np.allclose(travel, 0.1)  # 0.1 m is allowed (0.4 m clear), 0.2 m is not (0.3 m clear)
-
-
-def test_a_session_opened_against_an_object_the_finder_sees_stops_at_it(tiny_weights, monkeypatch):
-    """Where the finder sees an object standing in the first frame, the camera stops short of it, whatever
-    the network's labels say."""
-    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
-    ball = np.zeros((64, 64), np.uint8)
-    ball[24:62, 20:44] = CLASS_ID["ball"]  # close ahead
-    monkeypatch.setattr(m, "_objects", lambda rgb: ball)
-    sid, first, _ = m.open(first_frame=np.full((64, 64, 3), 90, np.uint8))
-    s = m._sessions[sid]
-    standing = floor_contacts(ball > 0, first.poses[0], m.intr)
-    assert len(standing) == 24 and np.array_equal(s.obstacles[-1][-24:], standing)
-    ahead = float(np.min(standing[:, 0] - first.poses[0, 0, 3]))  # the start view looks along +x
-    for step, allowed in (
-        (ahead - OBSTACLE_RADIUS_M - 0.05, True),
-        (ahead - OBSTACLE_RADIUS_M + 0.05, False),
-    ):
-        fork = m.fork(sid)
-        m._sessions[fork].obstacles = (
-            standing,
-        )  # only where it stands (the tiny network's labels are random)
-        (frames,) = m.generate([fork], straight_poses(1, step), [[]])
-        travel = np.linalg.norm(frames.poses[0, :3, 3] - first.poses[0, :3, 3])
-        assert travel == pytest.approx(step if allowed else 0.0)
 
 
 def test_registered_as_the_learned_backend(tiny_weights):

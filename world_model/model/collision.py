@@ -61,22 +61,6 @@ def obstacle_points_many(
     return [p[(p[:, 2] > lo) & (p[:, 2] < hi), :2] for p in unproject_many(depth, poses, intr, keep)]
 
 
-def floor_contacts(objects: np.ndarray, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
-    """Floor-plan points ``[N, 2]`` where the objects of the mask ``objects [H, W]`` (bool) seen from ``pose``
-    stand: in each column, where the ray through its lowest object pixel meets the floor (z = 0), when that
-    pixel is not the frame's last row (the object may go on below) and the ray points down. Unlike the
-    predicted depth of the object's own pixels (often drawn at the wall behind it), this needs only the
-    camera's height and the mask."""
-    h = objects.shape[0]
-    cols = np.flatnonzero(objects.any(axis=0))
-    rows = h - 1 - np.argmax(objects[::-1, cols], axis=0)  # the lowest object pixel of each column
-    keep = rows < h - 1
-    rays = shared_pixel_rays(intr)[rows[keep], cols[keep]] @ pose[:3, :3].T  # world directions
-    down = rays[:, 2] < -1e-6
-    t = -pose[2, 3] / rays[down, 2]
-    return pose[:2, 3] + t[:, None] * rays[down, :2]
-
-
 def _obstacle_points_native(
     depth: np.ndarray, semantic: np.ndarray, poses: np.ndarray, intr: Intrinsics
 ) -> list[np.ndarray]:

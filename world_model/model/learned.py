@@ -38,13 +38,7 @@ from world_model.events import TARGETED, EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
-from world_model.model.collision import (
-    floor_contacts,
-    obstacle_points,
-    obstacle_points_many,
-    remember,
-    slide_many,
-)
+from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
 from world_model.model.compositing import (
     BEYOND_ROOM_RGB,
     composite_props,
@@ -374,11 +368,9 @@ class LearnedWorldModel(WorldModel):
         memory.add(entry, self.intr)
         depth = entry.depth.cpu().numpy()
         semantic = out["labels"][0].cpu().numpy()
-        obstacles: tuple[np.ndarray, ...] = ()
-        if (
-            self.config.collide
-        ):  # where the objects in view stand, when the finder is on (see _first_obstacles)
-            obstacles = remember((), self._first_obstacles(image, depth, semantic, pose))
+        obstacles = (
+            remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
+        )
         room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
         laid_out = (self.config.layout_fill or self.config.open_door) and room_known  # rules that use colours
         palette = surface_palette(given[0], out["labels"][0]).cpu() if laid_out else None  # on the host
@@ -481,19 +473,6 @@ class LearnedWorldModel(WorldModel):
                 for gone in state.vacated[len(s.state.vacated) :]:  # memory forgets what a push moved
                     s.memory.forget(gone.center, gone.radius, gone.top, self.intr)
                 s.state = state
-
-    def _first_obstacles(
-        self, image: np.ndarray, depth: np.ndarray, semantic: np.ndarray, pose: np.ndarray
-    ) -> np.ndarray:
-        """Obstacle points ``[N, 2]`` of a session's first frame: its object pixels placed by predicted depth
-        (as for every frame), and with ``find_objects`` where the objects the finder sees in ``image`` stand
-        on the floor (``collision.floor_contacts``): a camera re-opened against an object (closed-loop
-        planning puts it where the real one is) then stops at it, where the network's labels miss it."""
-        points = obstacle_points(depth, semantic, pose, self.intr)
-        if not self.config.find_objects:
-            return points
-        standing = floor_contacts(self._objects(image.astype(np.float32) / 255) > 0, pose, self.intr)
-        return np.concatenate([points, standing])
 
     def _objects(self, rgb: np.ndarray) -> np.ndarray:
         """The ObjectFinder's semantic classes ``[H, W]`` for the frame ``rgb [H, W, 3]`` in [0, 1]."""
