@@ -30,7 +30,7 @@ for _i, _shape in enumerate(OBJECT_SHAPES, 1):
     TO_FINDER[CLASS_ID[_shape]] = _i
 
 
-def load_frames(data: Path, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_frames(data: Path, stride: int) -> tuple[np.ndarray, ...]:
     """(train rgb, train labels, held-out rgb, held-out labels, plus depth of the held-out frames) from
     the shards of ``data``: rgb ``[N, H, W, 3]`` uint8, finder labels ``[N, H, W]`` uint8."""
     manifest = json.loads((data / "manifest.json").read_text())
