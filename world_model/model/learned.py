@@ -478,7 +478,7 @@ class LearnedWorldModel(WorldModel):
         """The ObjectFinder's semantic classes ``[H, W]`` for the frame ``rgb [H, W, 3]`` in [0, 1]."""
         if self._finder is None:
             self._finder = load_finder(DEFAULT_FINDER)
-        return self._finder.find(rgb.astype(np.float32))
+        return self._finder.find(rgb)
 
     def _commit(
         self, ss: list[_Session], step: NextFrame, out: dict[str, torch.Tensor]

@@ -27,6 +27,8 @@ from world_model.semantics import CLASS_ID, OBJECT_SHAPES
 FINDER_CLASSES = ("none", *OBJECT_SHAPES)
 # finder class -> semantic class id (0, "sky", stands for "no object": callers only look for objects)
 TO_SEMANTIC = np.array([0, *(CLASS_ID[s] for s in OBJECT_SHAPES)], np.uint8)
+TO_FINDER = np.zeros(256, np.int64)  # semantic class id -> finder class (0, "none", for all but objects)
+TO_FINDER[TO_SEMANTIC[1:]] = np.arange(1, len(FINDER_CLASSES))
 DEFAULT_FINDER = Path(__file__).parent / "weights" / "object_finder.safetensors"
 WIDTHS = (16, 32, 64)
 FORMAT = "dreamx-object-finder"

@@ -21,13 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from world_model.model.object_finder import FINDER_CLASSES, ObjectFinder, save_finder
-from world_model.semantics import CLASS_ID, OBJECT_SHAPES
-
-# semantic class id -> finder class (0 "none" for everything that is not an object)
-TO_FINDER = np.zeros(256, np.int64)
-for _i, _shape in enumerate(OBJECT_SHAPES, 1):
-    TO_FINDER[CLASS_ID[_shape]] = _i
+from world_model.model.object_finder import FINDER_CLASSES, TO_FINDER, ObjectFinder, save_finder
 
 
 def load_frames(data: Path, stride: int) -> tuple[np.ndarray, ...]:
@@ -117,7 +111,6 @@ def main() -> None:
         tensors = load_file(str(state_path))
         finder.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         start = int(tensors["step"])
-        opt.load_state_dict({"state": {}, "param_groups": opt.state_dict()["param_groups"]})
         for i, p_ in enumerate(finder.parameters()):
             if f"opt.{i}.exp_avg" in tensors:
                 opt.state[p_] = {k: tensors[f"opt.{i}.{k}"] for k in ("exp_avg", "exp_avg_sq")}

@@ -256,7 +256,7 @@ def _pushed(
     away = away / max(float(np.linalg.norm(away)), 1e-9)
     across = np.array([-away[1], away[0]])
     width = points[:, :2] @ across
-    radius = float(np.clip(_half_width(points[:, :2], pose), 0.05, 0.6))
+    radius = float(np.clip((width.max() - width.min()) / 2, 0.05, 0.6))
     center = points[:, :2] @ away
     xy = (center.min() + radius) * away + float(np.median(width)) * across
     top = float(points[:, 2].max())
