@@ -30,7 +30,7 @@ from agents.policies import (
     resolve_env_id,
     run_episodes,
 )
-from world_model.options import check_options
+from world_model.options import check_options, model_flag_overrides
 
 
 @dataclass
@@ -149,6 +149,7 @@ def main() -> None:
             sys.exit(f"dreamx-eval-agent: {exc}")
         print(format_report(report))
 
+    sys.argv[1:] = model_flag_overrides(sys.argv[1:], "env_kwargs.backend_options")  # the model flags
     _main()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 
 from agents.planners import PLANNERS, PlannerConfig, make_planner
 from dreamx_env.planning import relocate
-from world_model.options import check_options
+from world_model.options import check_options, model_flag_overrides
 
 RESYNC_GAP_M = 1e-3  # a planning camera this far from the real one is put back (``resync``)
 
@@ -205,6 +206,7 @@ def main() -> None:
         summary = run_plan(plan_config(OmegaConf.to_container(cfg, resolve=True)))
         print(format_summary(summary))
 
+    sys.argv[1:] = model_flag_overrides(sys.argv[1:], "plan_backend_options")  # the model flags
     _main()
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.policies import ALGOS, PolicyCard, resolve_env_id
-from world_model.options import check_options
+from world_model.options import check_options, model_flag_overrides
 
 
 @dataclass
@@ -277,6 +277,7 @@ def main() -> None:
             sys.exit(f"dreamx-train-agent: {exc}")
         print(format_summary(summary))
 
+    sys.argv[1:] = model_flag_overrides(sys.argv[1:], "env_kwargs.backend_options")  # the model flags
     _main()
 
 

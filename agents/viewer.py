@@ -45,6 +45,7 @@ from agents.minimap import Minimap
 from agents.policies import TRUSTED_FILES_NOTE, PolicyPilot, find_card, resolve_env_id
 from agents.video import FALLBACK_NOTE, VideoWriter
 from world_model.events import EVENT_MENU
+from world_model.options import add_model_arguments, model_options
 
 HELP = [
     "W/S A/D move   J/L I/K look   (hold; combos work)",
@@ -104,6 +105,7 @@ class Viewer:
                 self.pilot.check(self.env.observation_space)
             if config.truth:
                 truth_kwargs = dict(kwargs, backend="oracle", server=config.truth_server)
+                truth_kwargs.pop("backend_options", None)  # the learned model's, not the truth's
                 self.truth_env = gym.make(config.env_id, max_episode_steps=10**9, **truth_kwargs)
         except BaseException:
             self.env.close()
@@ -404,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--policy-control", action="store_true", help="start with the policy in control")
     p.add_argument("--truth", action="store_true", help="show the ground truth (oracle) side by side")
     p.add_argument("--truth-server", default=None, help="a running oracle dreamx-serve (default: embedded)")
+    add_model_arguments(p)
     args = p.parse_args(join_script_value(sys.argv[1:] if argv is None else argv))
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
@@ -414,11 +417,12 @@ def main(argv: list[str] | None = None) -> None:
     card = find_card(args.policy) if args.policy else None  # the policy's env, unless told otherwise
     env_id = resolve_env_id(args.env) if args.env else card.env_id if card else "DreamX/Explore-v0"
     chunk = args.frames_per_step or (card.env_kwargs.get("frames_per_step", 4) if card else 1)
+    options = model_options(args)
     config = ViewerConfig(
         env_id, args.backend, args.server, args.seed, args.resolution, chunk, args.window,
         args.fps, args.script, args.screenshot, args.record, max_frames=args.max_frames,
         policy=args.policy, policy_algo=args.algo, policy_control=args.policy_control, truth=args.truth,
-        truth_server=args.truth_server,
+        truth_server=args.truth_server, env_kwargs={"backend_options": options} if options else {},
     )  # fmt: skip
     summary = Viewer(config).run()
     print(

@@ -6,6 +6,7 @@ numbers: reward, revisit similarity, and the simulator's frames per second.
 
     dreamx-demo                                  # embedded default backend, 64x64
     dreamx-demo --backend oracle --resolution 128 --out outputs/demo
+    dreamx-demo --weights learned_fast --cpu-compile   # the learned backend's options, as on every CLI
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from world_model.options import add_model_arguments, model_options
 
 # (move keys, look keys, event prompt, steps): a tour out, round a corner, and back the same way.
 TOUR: list[tuple[str, str, str, int]] = [
@@ -32,7 +35,9 @@ TOUR: list[tuple[str, str, str, int]] = [
 ]
 
 
-def run(backend: str | None, resolution: int, seed: int, out: Path) -> dict[str, float]:
+def run(
+    backend: str | None, resolution: int, seed: int, out: Path, backend_options: dict | None = None
+) -> dict[str, float]:
     import gymnasium as gym
 
     import dreamx_env  # noqa: F401  (registers the envs)
@@ -41,6 +46,8 @@ def run(backend: str | None, resolution: int, seed: int, out: Path) -> dict[str,
     kwargs = {"resolution": resolution, "scene_seed": seed, "info_frames": True}
     if backend:
         kwargs["backend"] = backend
+    if backend_options:
+        kwargs["backend_options"] = backend_options
     env = gym.make("DreamX/Explore-v0", **kwargs)
     frames, rewards, similarities = [], [], []
     try:
@@ -102,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resolution", type=int, default=64, help="square image size in pixels")
     parser.add_argument("--seed", type=int, default=7, help="scene seed (training scenes: below 100000)")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output path without suffix")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
-    stats = run(args.backend, args.resolution, args.seed, args.out)
+    stats = run(args.backend, args.resolution, args.seed, args.out, model_options(args))
     print(f"backend: {stats['backend']}  (embedded server, started and stopped by the env)")
     print(
         f"{stats['steps']} steps, {stats['frames']} frames in {stats['seconds']:.2f} s "

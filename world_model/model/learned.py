@@ -84,6 +84,7 @@ from world_model.model.reproject import (
 )
 from world_model.model.start_bank import DEFAULT_BANK, StartBank
 from world_model.model.world_state import HINT_CHANNELS, WorldState
+from world_model.options import PRECISIONS
 from world_model.semantics import CLASS_ID, SEMANTIC_CLASSES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -93,7 +94,6 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
 SHIPPED_WEIGHTS = ("learned_v1", "learned_v2", "learned_fast")
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
-PRECISIONS = ("auto", "fp32", "bf16")
 # retrieval runs on the host for every batch where the C kernels are built (on an H100's host, retrieval at
 # batch 32 took 0.054-0.058 ms a frame there against 0.109-0.126 on the GPU, at 256 0.029-0.032 against
 # 0.049-0.051); without them, on the device above this many sessions (fewer: its ~30 launches cost more)

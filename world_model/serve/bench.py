@@ -31,17 +31,20 @@ from typing import Any
 import numpy as np
 
 from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument
+from world_model.options import add_model_arguments, model_options
 from world_model.serve.batching import BatchPolicy
 from world_model.serve.bench_clients import bench_clients, turning_poses
 from world_model.serve.bench_sb3 import bench_sb3
 
 
-def backend_options(backend: str, resolution: int) -> tuple[str, dict[str, Any]]:
-    """``"constant-flat"`` is the constant backend without objects: the cheapest possible frames."""
+def backend_options(backend: str, resolution: int, model: dict | None = None) -> tuple[str, dict[str, Any]]:
+    """The backend's name and options. ``"constant-flat"`` is the constant backend without objects: the
+    cheapest possible frames; ``model`` (the learned model's flags: weights, precision, cpu_compile) goes
+    to the learned backend only."""
     kwargs: dict[str, Any] = {"height": resolution, "width": resolution}
     if backend == "constant-flat":
         return "constant", dict(kwargs, draw_objects=False)
-    return backend, kwargs
+    return backend, kwargs | (model or {} if backend == "learned" else {})
 
 
 def bench_env(
@@ -59,8 +62,7 @@ def bench_env(
     from dreamx_env.envs.explore import ExploreVectorEnv
 
     lanes = min(lanes, num_envs)
-    name, kwargs = backend_options(backend, resolution)
-    kwargs |= options or {}
+    name, kwargs = backend_options(backend, resolution, options)
     env = ExploreVectorEnv(
         num_envs=num_envs,
         backend=name,
@@ -95,12 +97,14 @@ def bench_env(
     }
 
 
-def bench_raw(backend: str, num_envs: int, seconds: float, resolution: int, frames: int) -> dict[str, Any]:
+def bench_raw(
+    backend: str, num_envs: int, seconds: float, resolution: int, frames: int, options: dict | None = None
+) -> dict[str, Any]:
     from dreamx_env.client import SimulatorClient
     from dreamx_env.launcher import launch
     from world_model.serve.requests import SceneSpec
 
-    name, kwargs = backend_options(backend, resolution)
+    name, kwargs = backend_options(backend, resolution, options)
     server = {"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)}
     with launch(backend=name, backend_kwargs=kwargs, server=server) as srv:
         client = SimulatorClient(srv.address)
@@ -138,7 +142,7 @@ def measure_clients(args: argparse.Namespace) -> list[dict[str, Any]]:
         args.backends, args.clients, args.think_ms, args.max_wait_ms, args.active_window_ms
     )
     for backend, n, think, wait, window in grid:
-        name, kwargs = backend_options(backend, args.resolution)
+        name, kwargs = backend_options(backend, args.resolution, model_options(args))
         server = {"max_wait_ms": wait, "active_window_ms": window, "max_sessions": max(256, 2 * n)}
         head = f"{'clients':7} {backend:13} {n:>7} {think:>6g} {wait:>5g} {window:>6g}"
         try:
@@ -158,7 +162,7 @@ def measure_sb3(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     print(f"\n{'path':22} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'servers':>8}  ({args.env_id})")
     for backend, n in itertools.product(args.backends, args.sb3):
-        name, kwargs = backend_options(backend, args.resolution)
+        name, kwargs = backend_options(backend, args.resolution, model_options(args))
         try:
             r = bench_sb3(
                 name,
@@ -245,14 +249,21 @@ def main(argv: list[str] | None = None) -> None:
         help="--sb3: also time make_vec_env with share_server=False (a server process per env)",
     )
     p.add_argument("--json", help="write the results here")
+    add_model_arguments(p)
     args = p.parse_args(argv)
     if args.lanes < 1:
         p.error("--lanes must be >= 1")
     results = []
     if args.envs:
         print(f"{'path':5} {'backend':13} {'envs':>5} {'env-steps/s':>12} {'ms/step':>9}")
-    runs = [("env", functools.partial(bench_env, warmup_frames=args.warmup_frames, lanes=args.lanes))]
-    runs += [("raw", bench_raw)] if args.raw else []
+    model = model_options(args)
+    runs = [
+        (
+            "env",
+            functools.partial(bench_env, warmup_frames=args.warmup_frames, lanes=args.lanes, options=model),
+        )
+    ]
+    runs += [("raw", functools.partial(bench_raw, options=model))] if args.raw else []
     for backend in args.backends:
         for n in args.envs:
             for path, run in runs:

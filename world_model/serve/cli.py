@@ -25,13 +25,14 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
 import zmq
 
 from world_model.backends import DEFAULT_BACKEND
-from world_model.options import check_options
+from world_model.options import check_options, model_flag_overrides
 from world_model.serve.broker import Broker, BrokerConfig
 from world_model.serve.requests import Limits
 from world_model.serve.server import ServerConfig, SimulatorServer
@@ -115,6 +116,7 @@ def main() -> None:
     def _main(cfg: DictConfig) -> None:
         run(role_config(OmegaConf.to_container(cfg, resolve=True)))
 
+    sys.argv[1:] = model_flag_overrides(sys.argv[1:], "backend_kwargs")  # the model flags
     _main()
 
 
