@@ -29,13 +29,13 @@ from dreamx_env.launcher import EmbeddedServer, LaunchConfig, embedded_cluster
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
 from dreamx_env.server_pool import POOL, SharedServer
 from world_model.backends import DEFAULT_BACKEND
-from world_model.engine.scenes import SPLITS
 from world_model.events import EventRecord, parse_prompt, validate
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
 from world_model.serve.cluster import LocalCluster
 from world_model.serve.protocol import ErrorCode
 from world_model.serve.requests import SceneSpec, check_scene_seed
+from world_model.splits import SPLITS
 
 # Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]

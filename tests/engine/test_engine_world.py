@@ -15,12 +15,13 @@ import pytest
 
 from world_model.engine import mujoco  # selects the offscreen GL backend before MuJoCo loads
 from world_model.engine.mjcf import PARK_Z, SPARES, scene_to_mjcf
-from world_model.engine.scenes import EYE_HEIGHT, FAMILIES, make_scene, split_of
+from world_model.engine.scenes import EYE_HEIGHT, FAMILIES, make_scene
 from world_model.engine.world import CAMERA_RADIUS, NIGHT_SKY, GroundTruthWorld, RenderConfig
 from world_model.events import EventRecord, as_records
 from world_model.geometry import Viewpoint, reproject, unproject
 from world_model.metrics import psnr
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
+from world_model.splits import split_of
 
 RENDER = RenderConfig(height=48, width=64)
 ROOM_SEED, COURTYARD_SEED = 0, 1

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from world_model.engine.dataset import FORMAT_VERSION, MANIFEST, render_trajectory, write_shard
-from world_model.engine.scenes import SPLITS
 from world_model.engine.trajectories import DEFAULT_KEYMAP, KINDS, make_trajectory, min_frames
 from world_model.engine.world import GroundTruthWorld, RenderConfig
 from world_model.options import check_options
+from world_model.splits import SPLITS
 
 _RNG_SALT = 0x7EA1
 # Settings that may change between runs into one output_dir; any other change would mix datasets.

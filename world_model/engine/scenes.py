@@ -2,7 +2,7 @@
 
 ``make_scene(seed)`` is pure numpy (no MuJoCo): the same seed gives the same ``SceneSpec`` bit for bit.
 ``world_model.engine.mjcf.scene_to_mjcf`` turns a spec into a MuJoCo model.
-Seeds below 100000 are for training; 100000-199999 are the validation split (see ``SPLITS``).
+Seeds below 100000 are for training; 100000-199999 are the validation split (``world_model.splits``).
 """
 
 from __future__ import annotations
@@ -16,17 +16,9 @@ from world_model.geometry import Viewpoint
 from world_model.semantics import COLORS, OBJECT_SHAPES
 
 FAMILIES: tuple[str, ...] = ("room", "courtyard")
-SPLITS: dict[str, tuple[int, int]] = {"train": (0, 100_000), "validation": (100_000, 200_000)}
 EYE_HEIGHT = 1.0
 DOOR_WIDTH, DOOR_HEIGHT = 1.0, 2.1
 WALL_THICKNESS = 0.2
-
-
-def split_of(seed: int) -> str:
-    for name, (lo, hi) in SPLITS.items():
-        if lo <= seed < hi:
-            return name
-    return "test"
 
 
 @dataclass(frozen=True)

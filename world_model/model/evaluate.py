@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from world_model.engine.dataset import render_trajectory
-from world_model.engine.scenes import SPLITS, make_scene
+from world_model.engine.scenes import make_scene
 from world_model.engine.trajectories import Trajectory, make_trajectory
 from world_model.engine.world import GroundTruthWorld, RenderConfig
 from world_model.events import EVENT_MENU, parse_prompt
@@ -53,6 +53,7 @@ from world_model.model.learned import (
     LearnedWorldModel,
     add_weights_argument,
 )
+from world_model.splits import SPLITS
 
 HORIZONS = (1, 4, 16, 64, 256)
 REVISIT_KINDS = ("out_and_back", "closed_loop", "translate_rotate")

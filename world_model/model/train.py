@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from world_model.engine.scenes import SPLITS
 from world_model.model.checkpoint import load_train_state, load_weights, save_train_state, save_weights
 from world_model.model.conditioning import (
     assemble,
@@ -41,6 +40,7 @@ from world_model.model.network import WorldNet, inverse_depth
 from world_model.model.reproject import floor_depth
 from world_model.model.rollouts import SelfRollouts
 from world_model.options import check_options
+from world_model.splits import SPLITS
 
 
 @dataclass
