@@ -1,6 +1,7 @@
 """dreamx-bench: a tiny run (batch 1 and 2, 0.2 s per point, one and two lanes) reports every section and
 draws the plot; the yardstick is DIAMOND-size; WorldNet's FLOP count grows with the batch and the pixels."""
 
+import argparse
 import json
 
 import pytest
@@ -55,6 +56,7 @@ def test_report_names_the_cpu_its_instruction_sets_and_the_precision_that_ran(ou
     machine = results["machine"]
     assert machine["cpu_model"]
     assert machine["cpu_instruction_sets"] == [f for f in CPU_INSTRUCTION_SETS if f in cpu_features()]
+    assert machine["torch_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256")
     assert results["settings"]["precision"] == "auto"  # the default, resolved per device as below
     ran = "bf16" if cpu_features() & NATIVE_BF16 else "fp32"
     assert results["learned"]["precision"] == results["yardstick"]["precision"] == {"cpu": ran}
@@ -150,3 +152,19 @@ def test_asking_for_a_missing_gpu_fails_clearly(capsys):
     assert "torch sees no CUDA device" in capsys.readouterr().err
     assert parse_args(["--devices", "cpu", "cpu"]).devices == ["cpu"]
     assert parse_args(["--no-cuda"]).devices == ["cpu"]
+
+
+def test_settings_take_turns_and_each_gets_a_figure_per_batch_size():
+    from world_model.bench.settings import compare
+
+    result = compare("learned_v1", ["auto:eager", "fp32:eager"], [1, 2], rounds=2, warmup_calls=1)
+    assert set(result["ms_per_frame"]) == {"auto:eager", "fp32:eager"}
+    assert all(set(ms) == {"1", "2"} and min(ms.values()) > 0 for ms in result["ms_per_frame"].values())
+
+
+@pytest.mark.parametrize("text", ["fp16:eager", "fp32", "fp32:jit"])
+def test_a_malformed_setting_is_refused_with_the_form_it_needs(text):
+    from world_model.bench.settings import parse_setting
+
+    with pytest.raises(argparse.ArgumentTypeError, match="PRECISION:FORM"):
+        parse_setting(text)

@@ -33,6 +33,8 @@ def describe_machine() -> dict[str, Any]:
     return {
         "cpu_model": cpu_model(),
         "cpu_instruction_sets": [f for f in CPU_INSTRUCTION_SETS if f in cpu_features()],
+        # the widest code torch's CPU kernels use here (lower where ATEN_CPU_CAPABILITY caps it)
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
