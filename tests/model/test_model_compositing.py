@@ -308,7 +308,8 @@ def test_an_open_doorway_shows_the_floor_going_on_and_the_outside_above_it():
 
 def test_the_open_door_turns_outwards_on_its_hinge_and_shows_through_its_doorway():
     from world_model.model.compositing import draw_open_door, open_doorway
-    from world_model.model.reproject import camera_rays, ground_reach, open_door_depth
+    from world_model.model.reproject import ground_reach, open_door_depth
+    from world_model.model.splat_rules import camera_rays
 
     poses, room, doorway, through = _door_camera()
     bounds = torch.tensor([[0.0, 0.0, 4.0, 3.0]], dtype=torch.float64)

@@ -100,7 +100,7 @@ def test_native_splat_uses_the_given_threads():
 def test_the_learned_backend_warps_with_the_kernel_and_gets_the_torch_frames(tiny_weights, monkeypatch):
     calls = []
     kernel = native.splat_native
-    monkeypatch.setattr(native, "splat_native", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    monkeypatch.setattr(reproject, "splat_native", lambda *a, **k: calls.append(1) or kernel(*a, **k))
     cfg = LearnedConfig(weights=str(tiny_weights), device="cpu")
     frames = {}
     for use in (True, False):

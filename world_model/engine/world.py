@@ -15,6 +15,7 @@ import numpy as np
 
 from world_model.engine import mujoco
 from world_model.engine.mjcf import FRAME_DT, SPARES, TIMESTEP, scene_to_mjcf
+from world_model.engine.physics_events import apply_event, resolve_targets
 from world_model.engine.renderer import SceneRenderer
 from world_model.engine.scenes import SceneSpec, make_scene
 from world_model.geometry import Intrinsics, KeyMap, Viewpoint, apply_deltas, key_deltas, pixel_rays
@@ -201,15 +202,11 @@ class GroundTruthWorld:
 
     def check_events(self, records) -> None:
         """Raise ``ValueError`` if an event names an object this world lacks; changes nothing."""
-        from world_model.engine.physics_events import resolve_targets
-
         resolve_targets(self, records)
 
     def apply_events(self, records) -> None:
         """Apply ``records`` in order, all or nothing: their targets are resolved first, against the world
         before any of them acts, so a missing target raises ``ValueError`` with the world unchanged."""
-        from world_model.engine.physics_events import apply_event, resolve_targets
-
         for record, target in zip(records, resolve_targets(self, records), strict=True):
             apply_event(self, record, target)
             self.wake()

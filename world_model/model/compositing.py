@@ -27,7 +27,8 @@ from world_model.geometry import Intrinsics, unproject
 from world_model.model.conditioning import SKY_M, Warp
 from world_model.model.data import from_unit
 from world_model.model.network import depth_from_inverse
-from world_model.model.reproject import camera_rays, floor_depth
+from world_model.model.reproject import floor_depth
+from world_model.model.splat_rules import camera_rays
 from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS, SEMANTIC_CLASSES
 
 # A prop's pixel colour over its albedo, lights on and off: the engine's renders of dropped red balls and

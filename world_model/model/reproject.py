@@ -16,19 +16,10 @@ import torch
 from world_model.geometry import Intrinsics, pixel_rays
 from world_model.model.device import triton_available
 from world_model.model.native import available as _native_available
+from world_model.model.splat_native import splat_native
+from world_model.model.splat_rules import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, KEY_SHIFT, MIN_Z, camera_rays
 
-DEPTH_QUANTUM = 1e-4  # metres: z-buffer keys are depths in this unit, then the source point index
-KEY_SHIFT = 32
-MIN_Z = 1e-3  # metres in front of the target camera for a point to land
-FOOTPRINT_DEPTH_FACTOR = 1.01  # footprint writes sit this much behind the point's own pixel
 SAME_SURFACE = 0.05  # with priorities, depths within this fraction of the nearest count as its surface
-
-
-@functools.lru_cache(maxsize=8)
-def camera_rays(intr: Intrinsics, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Camera-frame rays ``[H, W, 3]`` with z = 1 through every pixel centre (made once per camera and
-    device; do not modify)."""
-    return torch.as_tensor(pixel_rays(intr), dtype=torch.float32, device=device)
 
 
 def world_rays(poses: torch.Tensor, intr: Intrinsics, axes: int = 3) -> torch.Tensor:
@@ -192,8 +183,6 @@ def splat(
         if use_native is not None
         else dev.type == "cpu" and zbuffer is None and _native_available()
     ):
-        from world_model.model.splat_native import splat_native
-
         return splat_native(feats, depth, rel, groups, n_groups, intr, priority, tolerance, footprint, far)
     if not stacked:
         feats, depth = stack_sources(feats, depth)
@@ -202,7 +191,7 @@ def splat(
     n, c, h, w = feats.shape
     args = (depth, rel, groups, n_groups, intr, priority, tolerance, footprint)
     if triton:
-        from world_model.model.splat_triton import zbuffer_triton
+        from world_model.model.splat_triton import zbuffer_triton  # needs triton, optional on the CPU
 
         best, z = zbuffer_triton(*args), _project(depth, rel, intr)[0]
     else:

@@ -12,7 +12,7 @@ import torch
 
 from world_model.geometry import Intrinsics
 from world_model.model.native import load
-from world_model.model.reproject import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, MIN_Z, camera_rays
+from world_model.model.splat_rules import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, MIN_Z, camera_rays
 
 
 @functools.lru_cache(maxsize=8)

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from world_model.geometry import Intrinsics
-from world_model.model.reproject import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, KEY_SHIFT, MIN_Z
+from world_model.model.splat_rules import DEPTH_QUANTUM, FOOTPRINT_DEPTH_FACTOR, KEY_SHIFT, MIN_Z
 
 BLOCK = 256
 
