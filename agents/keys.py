@@ -1,6 +1,7 @@
 """Held keys -> DreamX actions, and the viewer's key scripts (``dreamx-play --script "W*10,J*5,1"``).
 
-Keys are the design §4 keys: W/S forward/back, A/D strafe left/right, J/L turn left/right, I/K look up/down.
+Keys are the camera keys of ``world_model.geometry``: W/S forward/back, A/D strafe left/right, J/L turn
+left/right, I/K look up/down.
 Opposite keys held together cancel; the rest combine (W+J walks in an arc). :func:`keys_to_action` gives the
 ``MultiDiscrete([move, look, event])`` action indexing ``geometry.MOVE_COMBOS``, ``geometry.LOOK_COMBOS`` and
 ``events.EVENT_MENU``.

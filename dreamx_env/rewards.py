@@ -6,7 +6,7 @@ arriving: a camera that stays put (within the same tolerances of where it stoppe
 most, when it arrives, however long it stays, so standing still earns nothing. The similarity is a
 PSNR mapped to [0, 1]; the reward is ``weight * (similarity - neutral)``. A positive weight rewards a
 world that looks the same when you come back; a negative weight turns the agent into an adversary that
-searches for inconsistencies (and is charged for consistent revisits). Evaluation (design §9) uses
+searches for inconsistencies (and is charged for consistent revisits). Evaluation (``dreamx-eval``) uses
 |Δyaw| ≤ 2°, |Δt| ≤ 0.1 m; these defaults are looser so that revisits happen often enough to learn from.
 """
 

@@ -225,7 +225,7 @@ def reproject(
 
 @dataclass(frozen=True)
 class KeyMap:
-    """Per-frame camera motion for held keys (design §4). Distances in metres, angles in degrees."""
+    """Per-frame camera motion for held keys. Distances in metres, angles in degrees."""
 
     move_step: float = 0.10
     strafe_step: float = 0.10

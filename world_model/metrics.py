@@ -1,7 +1,7 @@
 """Image and camera metrics: the one source of truth for rewards, evaluation and benchmarks.
 
 Frames are ``[H, W, 3]`` uint8 (or float in [0, 255]); poses are camera-to-world 4x4 in the conventions of
-``world_model.geometry``. Revisit pairs follow design §9 (DreamX's protocol): two frames of one rollout
+``world_model.geometry``. Revisit pairs follow DreamX's protocol: two frames of one rollout
 whose cameras are within ``max_dist_m`` and ``max_yaw_deg`` of each other, at least ``min_gap`` of the
 rollout apart.
 """

@@ -1,4 +1,4 @@
-"""Actions -> held keys -> camera poses for a chunk of frames (design §4), batched over environments.
+"""Actions -> held keys -> camera poses for a chunk of frames, batched over environments.
 
 Three action sets:
 

@@ -37,7 +37,7 @@ from world_model.serve.protocol import ErrorCode
 from world_model.serve.requests import SceneSpec, check_scene_seed
 from world_model.splits import SPLITS
 
-# Design §6: training seeds are below 100000; 100000-199999 is the validation split, never a default.
+# training seeds are below 100000; 100000-199999 is the validation split, never a default (world_model.splits)
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]
 VALIDATION_SEEDS: tuple[int, int] = SPLITS["validation"]
 OBS_KEYS: tuple[str, ...] = ("rgb", "depth", "semantic")

@@ -3,7 +3,8 @@
 Naming conventions the world relies on: the camera is ``eye`` on the mocap body ``eye_body``;
 objects are bodies named after ``ObjectSpec.name`` (``"box#3"``); spare bodies for drops and spawns are
 ``spare:<shape>:<n>``, parked under the floor until an event brings them in; the door body is ``door``
-with hinge joint ``door_hinge``. Fast offscreen settings follow design §6 (no MSAA, small shadow maps);
+with hinge joint ``door_hinge``. Offscreen settings for speed: no MSAA (which also keeps the depth buffer
+right), small shadow maps;
 the floor plane's rendering grid is coarse (its triangle count dominated render time), and the sky is
 painted by the world, not a skybox.
 """

@@ -1,7 +1,8 @@
 """Camera trajectories for the ground-truth engine: held keys per frame plus an event schedule.
 
 A trajectory of T frames holds ``keys[0..T-1]``. Frame 0 is where the camera starts (``keys[0] == ""``);
-frame t > 0 is reached by holding ``keys[t]`` for one frame from frame t-1 (key map of design §4), so
+frame t > 0 is reached by holding ``keys[t]`` for one frame from frame t-1 (the key map of
+``world_model.geometry``), so
 ``geometry.key_trajectory(start, keys)[t]`` is the viewpoint of frame t when nothing blocks the camera.
 ``events[t]`` are applied just before frame t is rendered.
 

@@ -1,4 +1,4 @@
-"""``dreamx-eval``: the learned model against the MuJoCo ground truth on validation seeds (design §9).
+"""``dreamx-eval``: the learned model against the MuJoCo ground truth on validation seeds.
 
     dreamx-eval                                   # 64 validation seeds, shipped weights -> reports/learned_v1
     dreamx-eval --seeds 100000 100004 --quick     # a smoke run

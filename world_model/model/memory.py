@@ -1,4 +1,4 @@
-"""Per-session memory of what was seen, and retrieval by camera geometry (design §7, WorldMem-style).
+"""Per-session memory of what was seen, and retrieval by camera geometry (WorldMem-style).
 
 Every generated frame is kept with its predicted depth, pose, time and world state. The bank keeps the
 latest frame plus *keyframes*: a frame becomes a keyframe unless a keyframe of the same look of the world

@@ -1,6 +1,7 @@
 """What the learned model knows about a session's world beyond its pixels: persistent event state.
 
-Events change the world for good (design §5). The learned model keeps them as a small structured state:
+Events change the world for good (``world_model.events``: the records and the prompts they come from).
+The learned model keeps them as a small structured state:
 lights and door bits (fed to the network as FiLM conditioning) and *props*, 3D things events put in the
 world (a dropped ball, a painted object), drawn into every target camera as hint channels. Props are placed
 the way the engine places them (``engine.physics_events``: drops land ``anchor`` metres ahead, paint hits the
