@@ -11,7 +11,7 @@ from world_model.bench.cli import main
 from world_model.bench.diamond_ref import DiamondRefUNet, sample_next_frame
 from world_model.bench.flops import worldnet_flops
 from world_model.bench.machine import CPU_INSTRUCTION_SETS
-from world_model.model.bench import bench as bench_learned
+from world_model.bench.model import bench as bench_learned
 from world_model.model.device import NATIVE_BF16, cpu_features
 from world_model.model.network import IN_CHANNELS, WorldNet
 

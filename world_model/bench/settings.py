@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from world_model.bench.machine import describe_machine
-from world_model.model.bench import walk
+from world_model.bench.model import walk
 from world_model.model.learned import LearnedConfig, LearnedWorldModel, add_weights_argument
 from world_model.options import PRECISIONS
 
