@@ -4,10 +4,10 @@ import torch
 
 from world_model.events import parse_prompt
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
-from world_model.model.compositing import SHADE, composite_props
+from world_model.model.compositing import composite_props
 from world_model.model.data import from_unit
 from world_model.model.reproject import floor_depth
-from world_model.model.world_state import WorldState
+from world_model.model.world_state import SHADE, WorldState
 from world_model.semantics import CLASS_ID, COLORS
 
 INTR = Intrinsics.from_fov(64, 64, 70.0)

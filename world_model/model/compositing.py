@@ -29,11 +29,9 @@ from world_model.model.data import from_unit
 from world_model.model.network import depth_from_inverse
 from world_model.model.reproject import floor_depth
 from world_model.model.splat_rules import camera_rays
+from world_model.model.world_state import SHADE
 from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS, SEMANTIC_CLASSES
 
-# A prop's pixel colour over its albedo, lights on and off: the engine's renders of dropped red balls and
-# blue boxes in training scenes 5000-5011 gave 0.96-1.2 (on) and 0.06-0.08 (off) per channel
-SHADE = {True: 1.0, False: 0.065}
 OCCLUSION_MARGIN = 0.03  # a prop shows where it is no more than this fraction behind the predicted surface
 
 

@@ -11,8 +11,8 @@ import torch
 
 from world_model.geometry import Intrinsics
 from world_model.model.memory import MemoryEntry, camera_distance
-from world_model.model.network import inverse_depth
-from world_model.model.reproject import SAME_SURFACE, splat
+from world_model.model.network import depth_from_inverse, inverse_depth
+from world_model.model.reproject import SAME_SURFACE, splat, view_points
 from world_model.model.world_state import HINT_CHANNELS, WorldState
 from world_model.semantics import CLASS_ID
 
@@ -187,9 +187,6 @@ def entries_from_outputs(
     carry ``labels`` (the semantic argmax) and metric ``depth`` to save computing them again, or all that a
     memory keeps as ``planes`` (:func:`memory_planes`); ``host_depth`` is that depth already copied to the
     host, if the caller has it."""
-    from world_model.model.network import depth_from_inverse
-    from world_model.model.reproject import view_points
-
     depth = out["depth"] if "depth" in out else depth_from_inverse(out["inv_depth"].detach().float())
     if "planes" in out:
         frames = out["planes"]

@@ -40,6 +40,7 @@ from world_model.model.network import WorldNet, inverse_depth
 from world_model.model.reproject import floor_depth
 from world_model.model.rollouts import SelfRollouts
 from world_model.options import check_options
+from world_model.semantics import SEMANTIC_CLASSES
 from world_model.splits import SPLITS
 
 
@@ -381,8 +382,6 @@ def _class_weights(
     pixel-weighted mean of 1 (classes never seen get the largest weight); None for ``balance`` 0."""
     if balance == 0.0:
         return None
-    from world_model.semantics import SEMANTIC_CLASSES
-
     sample = store.semantic[rows[:: max(1, len(rows) // 64)], ::8]  # 64 trajectories, every 8th frame
     share = np.bincount(sample.ravel(), minlength=len(SEMANTIC_CLASSES)) / sample.size
     weight = np.where(share > 0, np.maximum(share, 1e-6), share[share > 0].min()) ** -balance
