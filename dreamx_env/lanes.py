@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from dreamx_env.client import ClientConfig, OpenResult, ServerError, SimulatorClient, StepResult
 from world_model.events import EventRecord
-from world_model.serve.protocol import ErrorCode, bad_event_text
-from world_model.serve.requests import SceneSpec
+from world_model.wire.client import ClientConfig, OpenResult, ServerError, SimulatorClient, StepResult
+from world_model.wire.protocol import ErrorCode, bad_event_text
+from world_model.wire.requests import SceneSpec
 
 
 class LanedClient:

@@ -35,9 +35,9 @@ from typing import Any
 
 import zmq
 
-from dreamx_env.client import ServerUnavailable, SimulatorClient
 from world_model.backends import DEFAULT_BACKEND, check_backend
 from world_model.serve.cluster import ClusterConfig, LocalCluster
+from world_model.wire.client import ServerUnavailable, SimulatorClient
 
 
 @dataclass

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient
 from dreamx_env.launcher import EmbeddedServer
 from world_model.serve.cluster import LocalCluster
+from world_model.wire.client import ClientConfig, ServerUnavailable, SimulatorClient
 
 Server = EmbeddedServer | LocalCluster
 

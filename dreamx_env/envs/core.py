@@ -14,14 +14,6 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from dreamx_env.client import (
-    ClientConfig,
-    OpenResult,
-    ServerError,
-    ServerUnavailable,
-    SimulatorClient,
-    StepResult,
-)
 from dreamx_env.envs.actions import EVENT_RECORDS, ActionMapper, chunk_poses, level_pose
 from dreamx_env.envs.task import EpisodeState, Frame, RewardConfig, Task, Timing, new_episode, score_step
 from dreamx_env.lanes import LanedClient
@@ -33,9 +25,17 @@ from world_model.events import EventRecord, parse_prompt, validate
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES
 from world_model.serve.cluster import LocalCluster
-from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import SceneSpec, check_scene_seed
 from world_model.splits import SPLITS
+from world_model.wire.client import (
+    ClientConfig,
+    OpenResult,
+    ServerError,
+    ServerUnavailable,
+    SimulatorClient,
+    StepResult,
+)
+from world_model.wire.protocol import ErrorCode
+from world_model.wire.requests import SceneSpec, check_scene_seed
 
 # training seeds are below 100000; 100000-199999 is the validation split, never a default (world_model.splits)
 TRAIN_SEEDS: tuple[int, int] = SPLITS["train"]

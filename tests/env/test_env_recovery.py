@@ -10,11 +10,11 @@ import pytest
 import zmq
 
 import dreamx_env  # noqa: F401
-from dreamx_env.client import ServerError
 from world_model.constant import ConstantWorldModel
 from world_model.serve.broker import Broker, BrokerConfig
-from world_model.serve.protocol import ErrorCode
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.client import ServerError
+from world_model.wire.protocol import ErrorCode
 
 
 def wait_for(condition, what: str, timeout_s: float = 10.0) -> None:

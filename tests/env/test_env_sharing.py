@@ -14,8 +14,8 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import dreamx_env  # noqa: F401
 from dreamx_env import launcher
-from dreamx_env.client import ServerUnavailable, SimulatorClient
 from dreamx_env.server_pool import POOL
+from world_model.wire.client import ServerUnavailable, SimulatorClient
 
 # The constant backend in an embedded subprocess: the default path, started in well under a second. The
 # idle timeout is a setting no other test uses, so these envs share servers only among themselves.
@@ -143,7 +143,7 @@ def test_backend_processes_share_the_cores(closing, monkeypatch):
 
 
 def test_bench_serve_times_make_vec_env_against_the_adapter(tmp_path, capsys):
-    from world_model.serve.bench import main
+    from world_model.bench.serve import main
 
     before = POOL.servers()
     out = tmp_path / "sb3.json"

@@ -3,7 +3,7 @@
 import numpy as np
 
 from world_model.serve.batching import BatchPolicy, StepBatcher
-from world_model.serve.requests import StepRequest
+from world_model.wire.requests import StepRequest
 
 
 class Clock:

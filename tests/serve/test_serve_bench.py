@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 
+from world_model.bench.serve import main
+from world_model.bench.serve_clients import bench_clients, turning_poses
 from world_model.geometry import pose_problem
-from world_model.serve.bench import main
-from world_model.serve.bench_clients import bench_clients, turning_poses
 
 
 def test_lock_step_clients_are_batched_together_and_every_step_is_counted():
@@ -49,7 +49,7 @@ def test_turning_poses_turn_the_camera_3_degrees_a_frame():
 
 
 def test_the_env_path_steps_a_vector_env_with_the_default_actions():
-    from world_model.serve.bench import bench_env
+    from world_model.bench.serve import bench_env
 
     r = bench_env("constant", 2, 0.3, 32, 2, warmup_frames=4)
     assert r["env_steps_per_s"] > 0

@@ -14,16 +14,16 @@ import pytest
 import zmq
 from process_checks import alive
 
-from dreamx_env.client import ClientConfig, ServerError, SimulatorClient
 from dreamx_env.envs.explore import ExploreEnv, ExploreVectorEnv
 from dreamx_env.planning import imagine
 from world_model.constant import ConstantConfig, ConstantWorldModel
 from world_model.serve.broker import HANDLE_SHIFT, Broker, BrokerConfig
 from world_model.serve.cluster import ClusterConfig, LocalCluster
 from world_model.serve.link import BrokerRefused
-from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
-from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.client import ClientConfig, ServerError, SimulatorClient
+from world_model.wire.protocol import ErrorCode, Message, MsgType, decode, encode
+from world_model.wire.requests import SceneSpec
 
 FAST = {"heartbeat_s": 0.1, "heartbeat_timeout_s": 1.0}
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import zmq
 
-from dreamx_env.client import ServerError, SimulatorClient
 from world_model.constant import ConstantWorldModel
 from world_model.serve import budgets
 from world_model.serve.batching import PendingStep
-from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
-from world_model.serve.requests import SceneSpec, StepRequest
 from world_model.serve.worker import BackendWorker
+from world_model.wire.client import ServerError, SimulatorClient
+from world_model.wire.protocol import ErrorCode, Message, MsgType, decode, encode
+from world_model.wire.requests import SceneSpec, StepRequest
 
 
 def poses(b: int, t: int = 1, k: int = 4) -> np.ndarray:

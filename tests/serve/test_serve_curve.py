@@ -8,10 +8,10 @@ import pytest
 import zmq
 
 import dreamx_env  # noqa: F401
-from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient
 from world_model.constant import ConstantWorldModel
 from world_model.serve.broker import Broker, BrokerConfig
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.client import ClientConfig, ServerUnavailable, SimulatorClient
 
 
 def keypair() -> tuple[str, str]:

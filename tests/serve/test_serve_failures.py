@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from process_checks import alive
 
-from dreamx_env.client import ClientConfig, RequestTooLarge, ServerError, SimulatorClient
 from world_model.constant import ConstantWorldModel
 from world_model.serve.broker import Broker, BrokerConfig
-from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.client import ClientConfig, RequestTooLarge, ServerError, SimulatorClient
+from world_model.wire.protocol import ErrorCode
+from world_model.wire.requests import SceneSpec
 
 FAST = {"heartbeat_s": 0.1, "heartbeat_timeout_s": 2.0}
 

@@ -9,8 +9,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from dreamx_env.client import SimulatorClient
-from world_model.serve.protocol import (
+from world_model.wire.client import SimulatorClient
+from world_model.wire.protocol import (
     ENVELOPE_SIZE,
     MAGIC,
     PROTOCOL_VERSION,
@@ -19,7 +19,7 @@ from world_model.serve.protocol import (
     decode,
     encode,
 )
-from world_model.serve.requests import SceneSpec
+from world_model.wire.requests import SceneSpec
 
 JUNK = [
     None,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import zmq
 
-from dreamx_env.client import ClientConfig, ServerError, SimulatorClient
 from world_model.constant import ConstantWorldModel
 from world_model.serve.broker import HANDLE_SHIFT, Broker, BrokerConfig
-from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
-from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.client import ClientConfig, ServerError, SimulatorClient
+from world_model.wire.protocol import ErrorCode, Message, MsgType, decode, encode
+from world_model.wire.requests import SceneSpec
 
 HEARTBEAT_TIMEOUT_S = 0.6
 FAST = {"heartbeat_s": 0.1, "heartbeat_timeout_s": 2.0}  # broker <-> worker
@@ -64,8 +64,8 @@ def start(serving, tmp_path, role: str, workers: int = 2, broker: dict | None = 
 
 KILLED_CLIENT = """
 import sys, time
-from dreamx_env.client import SimulatorClient
-from world_model.serve.requests import SceneSpec
+from world_model.wire.client import SimulatorClient
+from world_model.wire.requests import SceneSpec
 client = SimulatorClient(sys.argv[1])
 client.info()  # learns the server's heartbeat time-out
 print(*client.open([SceneSpec(0), SceneSpec(1)]).sessions, flush=True)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from process_checks import alive
 
-from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient
 from dreamx_env.envs.explore import ExploreEnv
 from dreamx_env.launcher import launch
 from world_model.backends import DEFAULT_BACKEND, make_backend
+from world_model.wire.client import ClientConfig, ServerUnavailable, SimulatorClient
 
 
 def wait_dead(pid: int, timeout: float) -> bool:

@@ -6,7 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from world_model.serve.protocol import (
+from world_model.wire.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
     Message,

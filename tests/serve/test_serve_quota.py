@@ -2,10 +2,10 @@
 
 import pytest
 
-from dreamx_env.client import ServerError, SimulatorClient
-from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig
+from world_model.wire.client import ServerError, SimulatorClient
+from world_model.wire.protocol import ErrorCode
+from world_model.wire.requests import SceneSpec
 
 
 def test_a_client_gets_at_most_its_quota_and_others_still_get_theirs(serve):

@@ -1,8 +1,8 @@
-"""Request checks (``world_model.serve.requests``) called directly: each bad field is named."""
+"""Request checks (``world_model.wire.requests``) called directly: each bad field is named."""
 
 import pytest
 
-from world_model.serve.requests import BadRequest, Limits, event_records
+from world_model.wire.requests import BadRequest, Limits, event_records
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import zmq
 
-from dreamx_env.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient
 from world_model.constant import ConstantWorldModel
 from world_model.events import EventRecord, parse_prompt
-from world_model.serve.addresses import check_bind_address
-from world_model.serve.protocol import ErrorCode, Message, MsgType, decode, encode
-from world_model.serve.requests import SceneSpec
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.addresses import check_bind_address
+from world_model.wire.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient
+from world_model.wire.protocol import ErrorCode, Message, MsgType, decode, encode
+from world_model.wire.requests import SceneSpec
 
 
 def still_poses(b: int, k: int = 4) -> np.ndarray:

@@ -5,9 +5,9 @@ import numpy as np
 
 from world_model.constant import ConstantWorldModel
 from world_model.serve.batching import PendingStep
-from world_model.serve.protocol import ErrorCode, MsgType
-from world_model.serve.requests import SceneSpec, StepRequest
 from world_model.serve.worker import BackendWorker
+from world_model.wire.protocol import ErrorCode, MsgType
+from world_model.wire.requests import SceneSpec, StepRequest
 
 
 def _worker() -> BackendWorker:

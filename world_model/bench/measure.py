@@ -13,11 +13,11 @@ from world_model.bench.diamond_ref import DiamondRefConfig, DiamondRefUNet, samp
 from world_model.bench.flops import forward_flops, worldnet_flops
 from world_model.bench.model import bench as bench_learned
 from world_model.bench.report import HEADER, point_line
+from world_model.bench.serve import bench_env, failure_reason
 from world_model.bench.timing import WARMUP_FRAMES, synchronizer, time_calls
 from world_model.model.acceleration import CompiledForward
 from world_model.model.device import resolve_precision
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
-from world_model.serve.bench import bench_env, failure_reason
 
 YARDSTICK_NOTE = "randomly initialised DIAMOND-size UNet: a speed yardstick only, its frames are noise"
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from world_model.serve.requests import StepRequest
+from world_model.wire.requests import StepRequest
 
 
 @dataclass

@@ -52,8 +52,8 @@ from typing import Any
 
 import zmq
 
-from world_model.serve import requests as rq
-from world_model.serve.addresses import (
+from world_model.wire import requests as rq
+from world_model.wire.addresses import (
     bind_router,
     check_allow_list,
     check_bind_address,
@@ -61,7 +61,7 @@ from world_model.serve.addresses import (
     is_local,
     start_allow_lists,
 )
-from world_model.serve.protocol import (
+from world_model.wire.protocol import (
     REQUEST_NAMES,
     REQUEST_TYPES,
     ErrorCode,

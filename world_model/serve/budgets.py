@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from world_model.serve.protocol import ErrorCode
-from world_model.serve.requests import OUTPUT_DTYPES, SceneSpec, StepRequest
+from world_model.wire.protocol import ErrorCode
+from world_model.wire.requests import OUTPUT_DTYPES, SceneSpec, StepRequest
 
 POSE_BYTES = 16 * 8  # one float64 4x4 pose
 RGB_BYTES = 3

@@ -34,8 +34,8 @@ import zmq
 from world_model.backends import DEFAULT_BACKEND
 from world_model.options import check_options, model_flag_overrides
 from world_model.serve.broker import Broker, BrokerConfig
-from world_model.serve.requests import Limits
 from world_model.serve.server import ServerConfig, SimulatorServer
+from world_model.wire.requests import Limits
 
 ROLES = ("server", "broker", "worker")
 

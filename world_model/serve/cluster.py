@@ -101,7 +101,7 @@ class LocalCluster:
 
     def wait_for_workers(self, n: int, timeout_s: float) -> None:
         """Block until ``n`` workers are registered with the broker."""
-        from dreamx_env.client import ClientConfig, ServerUnavailable, SimulatorClient
+        from world_model.wire.client import ClientConfig, ServerUnavailable, SimulatorClient
 
         deadline = time.monotonic() + timeout_s
         with SimulatorClient(self.address, ClientConfig(timeout_s=1.0)) as client:

@@ -24,8 +24,8 @@ from typing import Any
 
 import zmq
 
-from world_model.serve.addresses import is_local
-from world_model.serve.protocol import Message, MsgType, encode
+from world_model.wire.addresses import is_local
+from world_model.wire.protocol import Message, MsgType, encode
 
 log = logging.getLogger("world_model.serve")
 

@@ -9,7 +9,7 @@
 - Binds loopback, ``ipc://`` or ``inproc://`` only, unless CURVE keys are configured; with CURVE,
   ``client_public_keys`` (if given) lists the only client keys admitted.
 - Sessions whose client sent no request for ``idle_timeout_s`` are closed; so are, sooner, those of a
-  client that heartbeats (``dreamx_env.client`` does while it holds sessions) once it has been silent for
+  client that heartbeats (``SimulatorClient`` does while it holds sessions) once it has been silent for
   ``client_heartbeat_timeout_s`` (30 s; a killed env's sessions do not wait out the 600 s). At most
   ``max_sessions`` live, at most ``max_sessions_per_client`` of them one client's (so one client cannot
   take them all).
@@ -41,8 +41,13 @@ from world_model.backends import DEFAULT_BACKEND, make_backend
 from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
 from world_model.serve import budgets
-from world_model.serve import requests as rq
-from world_model.serve.addresses import (
+from world_model.serve.batching import BatchPolicy, StepBatcher
+from world_model.serve.link import BrokerLink
+from world_model.serve.sessions import ClientState, SessionError, SessionTable
+from world_model.serve.threads import ThreadTuner
+from world_model.serve.worker import BackendWorker, Job
+from world_model.wire import requests as rq
+from world_model.wire.addresses import (
     bind_router,
     check_allow_list,
     check_bind_address,
@@ -50,9 +55,7 @@ from world_model.serve.addresses import (
     curve_keypair,
     start_allow_lists,
 )
-from world_model.serve.batching import BatchPolicy, StepBatcher
-from world_model.serve.link import BrokerLink
-from world_model.serve.protocol import (
+from world_model.wire.protocol import (
     PROTOCOL_VERSION,
     REQUEST_NAMES,
     ErrorCode,
@@ -63,9 +66,6 @@ from world_model.serve.protocol import (
     encode,
     error_message,
 )
-from world_model.serve.sessions import ClientState, SessionError, SessionTable
-from world_model.serve.threads import ThreadTuner
-from world_model.serve.worker import BackendWorker, Job
 
 log = logging.getLogger("world_model.serve")
 

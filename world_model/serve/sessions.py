@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from world_model.serve.protocol import ErrorCode
+from world_model.wire.protocol import ErrorCode
 
 
 class SessionError(Exception):

@@ -21,9 +21,9 @@ import numpy as np
 from world_model.backend import Frames, UnknownSession, WorldModel
 from world_model.events import EventRecord
 from world_model.serve.batching import PendingStep
-from world_model.serve.protocol import ErrorCode, Message, MsgType, bad_event_text, error_message
-from world_model.serve.requests import OUTPUT_DTYPES, SceneSpec, StepRequest
 from world_model.serve.threads import ThreadTuner
+from world_model.wire.protocol import ErrorCode, Message, MsgType, bad_event_text, error_message
+from world_model.wire.requests import OUTPUT_DTYPES, SceneSpec, StepRequest
 
 log = logging.getLogger("world_model.serve")
 

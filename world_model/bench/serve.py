@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from world_model.bench.serve_clients import bench_clients, turning_poses
+from world_model.bench.serve_sb3 import bench_sb3
 from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument
 from world_model.options import add_model_arguments, model_options
 from world_model.serve.batching import BatchPolicy
-from world_model.serve.bench_clients import bench_clients, turning_poses
-from world_model.serve.bench_sb3 import bench_sb3
 
 
 def backend_options(backend: str, resolution: int, model: dict | None = None) -> tuple[str, dict[str, Any]]:
@@ -100,9 +100,9 @@ def bench_env(
 def bench_raw(
     backend: str, num_envs: int, seconds: float, resolution: int, frames: int, options: dict | None = None
 ) -> dict[str, Any]:
-    from dreamx_env.client import SimulatorClient
     from dreamx_env.launcher import launch
-    from world_model.serve.requests import SceneSpec
+    from world_model.wire.client import SimulatorClient
+    from world_model.wire.requests import SceneSpec
 
     name, kwargs = backend_options(backend, resolution, options)
     server = {"max_batch": max(64, num_envs), "max_sessions": max(256, 2 * num_envs)}

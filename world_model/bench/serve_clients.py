@@ -41,9 +41,9 @@ def bench_clients(
 ) -> dict[str, Any]:
     """``clients`` client threads, one session each, on one embedded server (subprocess) with the
     ``server`` options (``ServerConfig`` fields: ``max_wait_ms``, ``active_window_ms``, ...)."""
-    from dreamx_env.client import SimulatorClient
     from dreamx_env.launcher import launch
-    from world_model.serve.requests import SceneSpec
+    from world_model.wire.client import SimulatorClient
+    from world_model.wire.requests import SceneSpec
 
     rel = turning_poses(1, frames)
     warmup_steps = max(2, -(-warmup_frames // frames))
@@ -106,7 +106,7 @@ def bench_clients(
 
 def _batch_sizes(address: str) -> dict[str, int]:
     """The server's count of generate calls by batch size (its INFO)."""
-    from dreamx_env.client import SimulatorClient
+    from world_model.wire.client import SimulatorClient
 
     with SimulatorClient(address) as client:
         return dict(client.info()["stats"]["batch_sizes"])

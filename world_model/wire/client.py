@@ -1,4 +1,4 @@
-"""``SimulatorClient``: the DEALER side of the simulator protocol (``world_model.serve.protocol``).
+"""``SimulatorClient``: the DEALER side of the simulator protocol (``world_model.wire.protocol``).
 
 Each call sends one request and waits for its reply. While waiting, the client re-sends the same request
 id every ``retry_interval_s``; the server answers a retry of a finished request with the cached reply and
@@ -32,9 +32,9 @@ import zmq
 
 from world_model.backend import SceneInfo
 from world_model.events import EventRecord
-from world_model.serve.addresses import check_public_key, curve_keypair
-from world_model.serve.protocol import Message, MsgType, ProtocolError, decode, encode
-from world_model.serve.requests import SceneSpec
+from world_model.wire.addresses import check_public_key, curve_keypair
+from world_model.wire.protocol import Message, MsgType, ProtocolError, decode, encode
+from world_model.wire.requests import SceneSpec
 
 
 class ServerUnavailable(ConnectionError):
@@ -47,7 +47,7 @@ class RequestTooLarge(ValueError):
 
 
 class ServerError(RuntimeError):
-    """The server answered with an ERROR. ``code`` is a ``world_model.serve.protocol.ErrorCode`` value."""
+    """The server answered with an ERROR. ``code`` is a ``world_model.wire.protocol.ErrorCode`` value."""
 
     def __init__(self, code: str, message: str, address: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"simulator server at {address} refused the request ({code}): {message}")
