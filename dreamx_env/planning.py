@@ -24,9 +24,6 @@ from typing import Any
 import numpy as np
 from gymnasium.vector.utils import batch_space
 
-from dreamx_env.envs.actions import EVENT_RECORDS
-from dreamx_env.envs.task import Frame, score_step
-
 
 @dataclass
 class Imagination:
@@ -55,39 +52,11 @@ def imagine(
         )
     n, t = actions.shape[:2]
     flat = core.mapper.check(actions.reshape(n * t, *single.shape), batch_space(single, n * t))
-    flat = flat.reshape(n, t, *single.shape)
-    pose = np.repeat(core.frames[env_index].poses[-1:], n, axis=0)
-    rel, events = [], [[] for _ in range(n)]
-    for step in range(t):
-        r, absolute, event_ids = core.relative_chunk(pose, flat[:, step])
-        pose = absolute[:, -1]  # relative chunks do not depend on where collisions stop the camera
-        rel.append(r)
-        for i, e in enumerate(event_ids):
-            events[i].append(list(EVENT_RECORDS[e]) + (core.queued[env_index] if step == 0 else []))
-    forks = core.client.fork(core.sessions[env_index], n)
-    try:
-        res = core.client.step(forks, np.stack(rel, axis=1), events, core.outputs, "last")
-    finally:
-        core.client.close_sessions(forks)
-    f = res.frames
-    rewards, terminated = np.zeros((n, t)), np.zeros((n, t), bool)
-    for i in range(n):
-        state = core.states[env_index].clone()
-        for s in range(t):
-            if s and terminated[i, s - 1]:
-                terminated[i, s] = True
-                continue
-            frame = Frame(
-                f["rgb"][i, s, -1],
-                f["poses"][i, s],
-                f["depth"][i, s, -1] if "depth" in f else None,
-                f["semantic"][i, s, -1] if "semantic" in f else None,
-                [str(e) for e in events[i][s]],
-            )
-            rewards[i, s], terminated[i, s], _ = score_step(core.task, state, frame, core.weights)
+    rewards, terminated, frames, final_poses = core.imagine(env_index, flat.reshape(n, t, *single.shape))
     returns = (rewards * gamma ** np.arange(t)).sum(axis=1)
-    frames = np.ascontiguousarray(f["rgb"][:, :, -1]) if return_frames else None
-    return Imagination(rewards, returns, terminated, f["poses"][:, -1, -1].copy(), frames)
+    return Imagination(
+        rewards, returns, terminated, final_poses, np.ascontiguousarray(frames) if return_frames else None
+    )
 
 
 def relocate(env: Any, pose: np.ndarray, env_index: int = 0) -> None:

@@ -407,6 +407,46 @@ class DreamXCore:
         self.step_ms = (time.perf_counter() - t_start) * 1000
         return rewards, terminated, infos
 
+    def imagine(self, i: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Roll checked ``actions [N, T, *action]`` out from row ``i``'s state without changing it: the
+        server forks its session N times (world state, memory, pose), runs all N sequences in one STEP of
+        horizon T, and the forks are closed; rewards are scored on copies of the episode's reward state.
+        Queued ``command()`` events apply at the first imagined step of every sequence (and stay queued).
+        Returns rewards [N, T] (0 after an imagined episode ends), terminated [N, T], the last frame of
+        each step [N, T, H, W, 3] and the camera poses reached [N, 4, 4]."""
+        self.require_episode("imagine")
+        n, t = actions.shape[:2]
+        pose = np.repeat(self.frames[i].poses[-1:], n, axis=0)
+        rel, events = [], [[] for _ in range(n)]
+        for step in range(t):
+            r, absolute, event_ids = self.relative_chunk(pose, actions[:, step])
+            pose = absolute[:, -1]  # relative chunks do not depend on where collisions stop the camera
+            rel.append(r)
+            for j, e in enumerate(event_ids):
+                events[j].append(list(EVENT_RECORDS[e]) + (self.queued[i] if step == 0 else []))
+        forks = self.client.fork(self.sessions[i], n)
+        try:
+            res = self.client.step(forks, np.stack(rel, axis=1), events, self.outputs, "last")
+        finally:
+            self.client.close_sessions(forks)
+        f = res.frames
+        rewards, terminated = np.zeros((n, t)), np.zeros((n, t), bool)
+        for j in range(n):
+            state = self.states[i].clone()
+            for s in range(t):
+                if s and terminated[j, s - 1]:
+                    terminated[j, s] = True
+                    continue
+                frame = Frame(
+                    f["rgb"][j, s, -1],
+                    f["poses"][j, s],
+                    f["depth"][j, s, -1] if "depth" in f else None,
+                    f["semantic"][j, s, -1] if "semantic" in f else None,
+                    [str(e) for e in events[j][s]],
+                )
+                rewards[j, s], terminated[j, s], _ = score_step(self.task, state, frame, self.weights)
+        return rewards, terminated, f["rgb"][:, :, -1], f["poses"][:, -1, -1].copy()
+
     @staticmethod
     def _frame(res: StepResult, i: int, events: list[str]) -> Frame:
         f = res.frames
