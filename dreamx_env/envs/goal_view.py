@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from gymnasium import spaces
 from dreamx_env.envs.base import DreamXEnv, DreamXVectorEnv
 from dreamx_env.envs.task import Frame, RewardConfig, Task
 from world_model.backend import SceneInfo
-from world_model.geometry import rotation_angle_deg
+from world_model.geometry import Viewpoint, rotation_angle_deg
 
 
 @dataclass
@@ -19,6 +20,26 @@ class GoalViewConfig:
     success_dist_m: float = 0.3
     success_angle_deg: float = 15.0
     angle_weight_m: float = 0.5  # metres of distance per radian of viewing-direction error
+    goal_pose_obs: bool = False  # also observe where the goal is from the camera ("goal_pose")
+
+
+# The "goal_pose" observation: the goal's position from the camera on the floor plane, in metres along the
+# camera's heading and to its left, and how far the goal view is turned (yaw, as its sine and cosine) and
+# tilted (pitch, radians) from the camera's. What a robot's odometry and a known goal give (PointGoal).
+GOAL_POSE_FIELDS = ("ahead_m", "left_m", "sin_yaw", "cos_yaw", "pitch_rad")
+GOAL_POSE_BOUND = np.array([100.0, 100.0, 1.0, 1.0, math.pi], np.float32)  # no scene is 100 m across
+
+
+def goal_from_camera(camera: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """The goal pose ``goal [4, 4]`` seen from the camera pose ``camera [4, 4]``, as ``GOAL_POSE_FIELDS``."""
+    cam, aim = Viewpoint.from_pose(camera), Viewpoint.from_pose(goal)
+    dx, dy = aim.x - cam.x, aim.y - cam.y
+    cy, sy = math.cos(cam.yaw), math.sin(cam.yaw)
+    turn = aim.yaw - cam.yaw
+    return np.array(
+        [dx * cy + dy * sy, -dx * sy + dy * cy, math.sin(turn), math.cos(turn), aim.pitch - cam.pitch],
+        np.float32,
+    )
 
 
 class GoalViewTask(Task):
@@ -28,7 +49,10 @@ class GoalViewTask(Task):
     default_reward = RewardConfig(progress=1.0, success=10.0, step=-0.01)
 
     def observation_spaces(self) -> dict[str, spaces.Space]:
-        return {"goal": spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)}
+        out: dict[str, spaces.Space] = {"goal": spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)}
+        if self.config.goal_pose_obs:
+            out["goal_pose"] = spaces.Box(-GOAL_POSE_BOUND, GOAL_POSE_BOUND, dtype=np.float32)
+        return out
 
     def scene_request(self, rng: np.random.Generator) -> dict[str, Any]:
         return {"view_goal": int(rng.integers(0, 2**16))}  # the server renders goal_poses[i % G]
@@ -42,7 +66,7 @@ class GoalViewTask(Task):
 
     def begin(self, scene: SceneInfo, frame: Frame, view: np.ndarray | None, request: dict, rng: Any) -> dict:
         goal = scene.goal_poses[request["view_goal"] % len(scene.goal_poses)]
-        st = {"pose": goal, "image": np.asarray(view, np.uint8).copy()}
+        st = {"pose": goal, "image": np.asarray(view, np.uint8).copy(), "camera": frame.poses[-1].copy()}
         st["distance"] = self._distance(*self._errors(st, frame.poses[-1]))
         return st
 
@@ -50,11 +74,15 @@ class GoalViewTask(Task):
         dist, angle = self._errors(st, frame.poses[-1])
         d = self._distance(dist, angle)
         gained, st["distance"] = st["distance"] - d, d
+        st["camera"] = frame.poses[-1].copy()
         success = dist <= self.config.success_dist_m and angle <= self.config.success_angle_deg
         return gained, success, {"goal_distance_m": dist, "goal_angle_deg": angle}
 
     def observe(self, st: dict) -> dict[str, np.ndarray]:
-        return {"goal": st["image"].copy()}
+        out = {"goal": st["image"].copy()}
+        if self.config.goal_pose_obs:
+            out["goal_pose"] = goal_from_camera(st["camera"], st["pose"])
+        return out
 
 
 class GoalViewEnv(DreamXEnv):
@@ -75,7 +103,11 @@ class GoalViewEnv(DreamXEnv):
     ## Observation Space
 
     ``Dict(rgb=Box(0, 255, (H, W, 3), uint8), goal=Box(0, 255, (H, W, 3), uint8))`` (+ ``depth``,
-    ``semantic`` with ``obs_keys``). Use SB3's ``MultiInputPolicy``.
+    ``semantic`` with ``obs_keys``). With ``goal_pose_obs=True``, also ``goal_pose``, 5 float32 in
+    ``Box(-GOAL_POSE_BOUND, GOAL_POSE_BOUND)``: where the goal is from the camera (metres ahead and to the
+    left on the floor plan, the sine and cosine of the goal view's yaw from the camera's, and its pitch
+    difference in radians), as a robot's odometry would give it (PointGoal navigation); the goal image
+    stays. Use SB3's ``MultiInputPolicy``.
 
     ## Rewards
 
@@ -99,7 +131,7 @@ class GoalViewEnv(DreamXEnv):
 
     ## Arguments
 
-    As ExploreEnv, plus ``success_dist_m``, ``success_angle_deg`` and ``angle_weight_m``.
+    As ExploreEnv, plus ``success_dist_m``, ``success_angle_deg``, ``angle_weight_m`` and ``goal_pose_obs``.
 
     ## Version History
 
