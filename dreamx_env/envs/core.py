@@ -437,24 +437,19 @@ class DreamXCore:
                 if s and terminated[j, s - 1]:
                     terminated[j, s] = True
                     continue
-                frame = Frame(
-                    f["rgb"][j, s, -1],
-                    f["poses"][j, s],
-                    f["depth"][j, s, -1] if "depth" in f else None,
-                    f["semantic"][j, s, -1] if "semantic" in f else None,
-                    [str(e) for e in events[j][s]],
-                )
+                frame = self._frame(res, j, [str(e) for e in events[j][s]], s)
                 rewards[j, s], terminated[j, s], _ = score_step(self.task, state, frame, self.weights)
         return rewards, terminated, f["rgb"][:, :, -1], f["poses"][:, -1, -1].copy()
 
     @staticmethod
-    def _frame(res: StepResult, i: int, events: list[str]) -> Frame:
+    def _frame(res: StepResult, i: int, events: list[str], chunk: int = 0) -> Frame:
+        """Row ``i``'s frame after chunk ``chunk`` of a step's reply (its last frame; every pose)."""
         f = res.frames
         return Frame(
-            f["rgb"][i, 0, -1],
-            f["poses"][i, 0],
-            f["depth"][i, 0, -1] if "depth" in f else None,
-            f["semantic"][i, 0, -1] if "semantic" in f else None,
+            f["rgb"][i, chunk, -1],
+            f["poses"][i, chunk],
+            f["depth"][i, chunk, -1] if "depth" in f else None,
+            f["semantic"][i, chunk, -1] if "semantic" in f else None,
             events,
         )
 

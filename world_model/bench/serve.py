@@ -44,7 +44,9 @@ def backend_options(backend: str, resolution: int, model: dict | None = None) ->
     kwargs: dict[str, Any] = {"height": resolution, "width": resolution}
     if backend == "constant-flat":
         return "constant", dict(kwargs, draw_objects=False)
-    return backend, kwargs | (model or {} if backend == "learned" else {})
+    if backend == "learned":
+        kwargs |= model or {}
+    return backend, kwargs
 
 
 def bench_env(
