@@ -119,21 +119,6 @@ def invert_pose(pose: np.ndarray) -> np.ndarray:
     return inv
 
 
-def relative_pose(reference: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """``pose`` expressed in the camera frame of ``reference``: ``reference @ result == pose``."""
-    return invert_pose(reference) @ pose
-
-
-def chunk_relative(previous_last: np.ndarray, chunk_poses: np.ndarray) -> np.ndarray:
-    """Poses ``[K, 4, 4]`` of a chunk made relative to the last pose of the previous chunk."""
-    return invert_pose(previous_last)[None] @ chunk_poses
-
-
-def compose(reference: np.ndarray, relative: np.ndarray) -> np.ndarray:
-    """Absolute poses from poses relative to ``reference`` (inverse of :func:`chunk_relative`)."""
-    return reference @ relative
-
-
 def rotation_angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> float:
     """Angle in degrees of the rotation taking ``rot_a`` to ``rot_b``."""
     cos = (np.trace(rot_a.T @ rot_b) - 1.0) / 2.0

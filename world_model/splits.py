@@ -7,11 +7,3 @@ that code which only needs the ranges (the env, a client of a remote server) doe
 from __future__ import annotations
 
 SPLITS: dict[str, tuple[int, int]] = {"train": (0, 100_000), "validation": (100_000, 200_000)}
-
-
-def split_of(seed: int) -> str:
-    """The split a scene seed belongs to: ``train``, ``validation``, or ``test`` (every other seed)."""
-    for name, (lo, hi) in SPLITS.items():
-        if lo <= seed < hi:
-            return name
-    return "test"

@@ -10,8 +10,6 @@ from world_model.geometry import (
     KeyMap,
     Viewpoint,
     apply_deltas,
-    chunk_relative,
-    compose,
     invert_pose,
     key_deltas,
     key_trajectory,
@@ -19,7 +17,6 @@ from world_model.geometry import (
     pixel_rays,
     pose_from_yaw_pitch,
     project,
-    relative_pose,
     reproject,
     rotation_angle_deg,
     step_keys,
@@ -128,7 +125,7 @@ def test_viewpoint_from_pose_inverts_pose(yaw_deg, pitch_deg):
     assert np.allclose(back.pose(), v.pose())
 
 
-def test_invert_relative_chunk_relative_and_compose_round_trip():
+def test_invert_pose_undoes_a_pose():
     rng = np.random.default_rng(0)
     views = [
         Viewpoint(*rng.uniform(-3, 3, 3), rng.uniform(-math.pi, math.pi), rng.uniform(-1, 1))
@@ -137,17 +134,6 @@ def test_invert_relative_chunk_relative_and_compose_round_trip():
     poses = np.stack([v.pose() for v in views])
     assert np.allclose(invert_pose(poses[0]) @ poses[0], np.eye(4))
     assert np.allclose(invert_pose(poses) @ poses, np.eye(4)[None])  # batched
-    assert np.allclose(poses[0] @ relative_pose(poses[0], poses[1]), poses[1])
-
-    previous_last, chunk = poses[0], poses[1:]
-    rel = chunk_relative(previous_last, chunk)
-    assert rel.shape == (4, 4, 4)
-    assert np.allclose(compose(previous_last, rel), chunk)
-    assert np.allclose(chunk_relative(chunk[-1], chunk[-1:])[0], np.eye(4))  # a pose relative to itself
-    # a chunk-relative pose does not depend on where the walk happened in the world
-    shift = Viewpoint(5.0, -4.0, 0.0, 1.0).pose()
-    shift[2, 3] = 0.0
-    assert np.allclose(chunk_relative(shift @ previous_last, shift[None] @ chunk), rel)
 
 
 def test_rotation_angle_deg():

@@ -21,7 +21,7 @@ from world_model.events import EventRecord, as_records
 from world_model.geometry import Viewpoint, reproject, unproject
 from world_model.metrics import psnr
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
-from world_model.splits import split_of
+from world_model.splits import SPLITS
 
 RENDER = RenderConfig(height=48, width=64)
 ROOM_SEED, COURTYARD_SEED = 0, 1
@@ -112,9 +112,7 @@ def test_scenes_over_seeds_have_both_families_6_to_15_objects_and_several_lights
 
 
 def test_seed_splits():
-    assert split_of(0) == split_of(99_999) == "train"
-    assert split_of(100_000) == split_of(199_999) == "validation"
-    assert split_of(200_000) == "test"
+    assert SPLITS == {"train": (0, 100_000), "validation": (100_000, 200_000)}  # the reports' promise
 
 
 def test_mjcf_compiles_with_named_parts_and_parked_spares():

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -123,42 +122,3 @@ def read_manifest(root: str | Path) -> dict:
             f"version {FORMAT_VERSION}: regenerate the dataset"
         )
     return manifest
-
-
-def _split(shard: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
-    return {name: array[i] for name, array in shard.items()}
-
-
-def iter_trajectories(root: str | Path) -> Iterator[dict[str, np.ndarray]]:
-    """Every trajectory of the dataset at ``root``, shard by shard in seed order: a dict with the
-    per-trajectory arrays (``rgb [T,H,W,3]`` ... ``events [T]``) and 0-d ``seed``, ``trajectory``,
-    ``kind``."""
-    for entry in read_manifest(root)["shards"]:
-        shard = load_shard(Path(root) / entry["file"])
-        for i in range(len(shard["seed"])):
-            yield _split(shard, i)
-
-
-class ShardDataset:
-    """Random access to the trajectories of a dataset (a map-style dataset for a torch ``DataLoader``):
-    ``dataset[i]`` is the dict of :func:`iter_trajectories`. Keeps the last shard read in memory, so read
-    in shard order (or shuffle shards, then trajectories within them) to avoid reloading."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.manifest = read_manifest(root)
-        self._index = [
-            (entry["file"], i) for entry in self.manifest["shards"] for i in range(entry["trajectories"])
-        ]
-        self._cached: tuple[str, dict[str, np.ndarray]] | None = None
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"trajectory {i} out of range for a dataset of {len(self)}")
-        file, j = self._index[i]
-        if self._cached is None or self._cached[0] != file:
-            self._cached = (file, load_shard(self.root / file))
-        return _split(self._cached[1], j)

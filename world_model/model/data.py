@@ -8,7 +8,6 @@ replace the latest one by the model's own prediction (model-generated context ag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from world_model.engine.dataset import read_manifest
-from world_model.events import EventRecord
+from world_model.engine.dataset import decode_events, read_manifest
 from world_model.geometry import Intrinsics
 from world_model.model.memory import MemoryEntry, select
 from world_model.model.reproject import view_points
@@ -94,21 +92,21 @@ class TrajectoryStore:
         """World state at every frame of trajectory ``n``, replaying its events through ``WorldState``."""
         if n not in self._states:
             state, out = WorldState(), []
+            events = decode_events(self.events[n])
             for t in range(self.frames):
-                if self.events[n, t]:
-                    for d in json.loads(str(self.events[n, t])):
-                        try:
-                            state = state.apply(
-                                EventRecord.from_dict(d),
-                                self.poses[n, t - 1].astype(np.float64),
-                                self.depth[n, t - 1].astype(np.float32),
-                                self.semantic[n, t - 1],
-                                self.intr,
-                                _bounds(int(self.seed[n])),
-                                self.rgb[n, t - 1].astype(np.float32) / 255.0,
-                            )
-                        except ValueError:  # the model would not see a target here: it skips the event
-                            pass
+                for record in events.get(t, []):
+                    try:
+                        state = state.apply(
+                            record,
+                            self.poses[n, t - 1].astype(np.float64),
+                            self.depth[n, t - 1].astype(np.float32),
+                            self.semantic[n, t - 1],
+                            self.intr,
+                            _bounds(int(self.seed[n])),
+                            self.rgb[n, t - 1].astype(np.float32) / 255.0,
+                        )
+                    except ValueError:  # the model would not see a target here: it skips the event
+                        pass
                 out.append(state)
             self._states[n] = out
         return self._states[n]

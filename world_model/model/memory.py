@@ -351,10 +351,6 @@ class MemoryBank:
             shadow |= near & (seen >= self.same_view)
         return shadow & other
 
-    def retrieve(self, pose: np.ndarray, intr: Intrinsics, k: int, now: int) -> list[MemoryEntry]:
-        """The latest frame and the keyframes that best cover the view from ``pose``."""
-        return retrieve_many([self], pose[None], intr, k, [now])[0][0]
-
 
 def _cleared(
     entry: MemoryEntry, center: tuple[float, float], radius: float, top: float, intr: Intrinsics

@@ -179,13 +179,6 @@ def encode(msg: Message) -> list[bytes | memoryview]:
     return [envelope, header, *buffers]
 
 
-def peek_request_id(frames: list[bytes]) -> int:
-    """Best-effort request id of a (possibly broken) message, for addressing an ERROR reply."""
-    if frames and len(frames[0]) == ENVELOPE_SIZE and bytes(frames[0][:2]) == MAGIC:
-        return _ENVELOPE.unpack(bytes(frames[0]))[3]
-    return 0
-
-
 def peek_envelope(frame: Any) -> tuple[int, int] | None:
     """``(type, request id)`` of a message's envelope frame, or None if it is not a DreamX envelope of this
     version. For routing without decoding the rest (the broker's path for replies)."""
