@@ -58,7 +58,7 @@ HELP_HINT = "H: keys and help"
 @dataclass
 class ViewerConfig:
     env_id: str = "DreamX/Explore-v0"
-    backend: str | None = None  # None: world_model.backends.DEFAULT_BACKEND
+    backend: str | None = None  # None: world_model.backend_registry.DEFAULT_BACKEND
     server: str | None = None  # address of a running dreamx-serve; None: an embedded one
     seed: int = 0  # scene seed and reset seed
     resolution: int = 64

@@ -35,7 +35,7 @@ from typing import Any
 
 import zmq
 
-from world_model.backends import DEFAULT_BACKEND, check_backend
+from world_model.backend_registry import DEFAULT_BACKEND, check_backend
 from world_model.serve.cluster import ClusterConfig, LocalCluster
 from world_model.wire.client import ServerUnavailable, SimulatorClient
 

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         "--backend",
         default=None,
         help="oracle | learned | constant (default: the embedded "
-        "default backend, world_model.backends.DEFAULT_BACKEND)",
+        "default backend, world_model.backend_registry.DEFAULT_BACKEND)",
     )
     parser.add_argument("--resolution", type=int, default=64, help="square image size in pixels")
     parser.add_argument("--seed", type=int, default=7, help="scene seed (training scenes: below 100000)")

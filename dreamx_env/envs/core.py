@@ -20,7 +20,7 @@ from dreamx_env.lanes import LanedClient
 from dreamx_env.launcher import EmbeddedServer, LaunchConfig, embedded_cluster
 from dreamx_env.rewards import CoverageConfig, RevisitConfig
 from dreamx_env.server_pool import POOL, SharedServer
-from world_model.backends import DEFAULT_BACKEND
+from world_model.backend_registry import DEFAULT_BACKEND
 from world_model.events import EventRecord, parse_prompt, validate
 from world_model.geometry import KeyMap, invert_pose
 from world_model.semantics import SEMANTIC_CLASSES

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+import world_model.host_memory as host_memory
 import world_model.model.device as device
 import world_model.model.learned as learned
 from world_model.model.checkpoint import load_weights
@@ -88,9 +89,9 @@ def test_explicit_bf16_on_a_cpu_without_it_warns_once_and_runs(tiny_weights, mon
 
 @glibc_only
 def test_keep_freed_memory_sets_glibc_malloc_unless_told_not_to(monkeypatch):
-    assert device.keep_freed_memory.__wrapped__() is True
+    assert host_memory.keep_freed_memory.__wrapped__() is True
     monkeypatch.setenv("DREAMX_MALLOC_DEFAULT", "1")
-    assert device.keep_freed_memory.__wrapped__() is False
+    assert host_memory.keep_freed_memory.__wrapped__() is False
 
 
 def test_the_cpu_backend_keeps_freed_memory(tiny_weights, monkeypatch):

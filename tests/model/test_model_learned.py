@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from world_model.backends import make_backend
+from world_model.backend_registry import make_backend
 from world_model.events import parse_prompt
 from world_model.geometry import pose_from_yaw_pitch
 from world_model.model.collision import obstacle_points
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.start_bank import StartBank
-from world_model.semantics import CLASS_ID
+from world_model.semantics import CLASS_ID, OBJECT_CLASS_IDS
 
 from .helpers import straight_poses, turning_poses
 
@@ -118,7 +118,7 @@ def test_an_event_without_a_target_is_skipped_and_the_rest_applies(model):
     model._sessions[sid].semantic[:] = 1  # nothing but floor in view
     model.generate([sid], straight_poses(2), [parse_prompt("lights off and paint the nearest box red")])
     session = model._sessions[sid]
-    assert not session.state.lights_on and not session.state.props and session.skipped_events == 1
+    assert not session.state.lights_on and not session.state.props
 
 
 def test_a_push_moves_what_the_session_sees_and_its_memory_forgets_the_old_place(tiny_weights):
@@ -305,3 +305,26 @@ def test_an_open_door_shows_what_lies_beyond_its_doorway():
     assert through.sum() > 50 and changed.any() and not changed[~through].any()
     shown = {tuple(int(c) for c in px) for px in frames[True].rgb[0][changed]}
     assert shown <= {floor, beyond}
+
+
+def test_finder_labels_put_the_objects_the_finder_sees_in_the_labels_memory_and_obstacles(tiny_weights):
+    from world_model.engine.world import GroundTruthWorld, RenderConfig
+    from world_model.model.object_finder import load_finder
+
+    world = GroundTruthWorld(203, RenderConfig(64, 64, 70.0))  # a training scene with objects in view
+    view = world.observe()
+    world.close()
+    seen = load_finder().find(view.rgb) > 0
+    assert seen.sum() > 60
+    labels, points = {}, {}
+    for flag in (False, True):
+        m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), finder_labels=flag))
+        sid, first, _ = m.open(first_frame=view.rgb, start_pose=view.pose)
+        labels[flag], points[flag] = first.semantic[0], m._sessions[sid].obstacles[-1]
+        (frames,) = m.generate([sid], straight_poses(1, 0.0), [[]])  # the same view again
+        if flag:  # generated frames are labelled by the finder on their own colour too
+            found = load_finder().find(frames.rgb[0]) > 0
+            assert (np.isin(frames.semantic[0][found], OBJECT_CLASS_IDS)).all()
+    assert np.isin(labels[True][seen], OBJECT_CLASS_IDS).all()
+    assert np.isin(labels[False][seen], OBJECT_CLASS_IDS).mean() < 0.5  # the tiny network's own labels
+    assert len(points[True]) > len(points[False]) + 30  # and they block the camera

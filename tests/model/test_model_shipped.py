@@ -4,7 +4,7 @@ follow events and revisits."""
 import numpy as np
 import pytest
 
-from world_model.backends import DEFAULT_BACKEND
+from world_model.backend_registry import DEFAULT_BACKEND
 from world_model.events import parse_prompt
 from world_model.model.learned import (
     DEFAULT_WEIGHTS,

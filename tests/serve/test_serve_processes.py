@@ -12,7 +12,7 @@ from process_checks import alive
 
 from dreamx_env.envs.explore import ExploreEnv
 from dreamx_env.launcher import launch
-from world_model.backends import DEFAULT_BACKEND, make_backend
+from world_model.backend_registry import DEFAULT_BACKEND, make_backend
 from world_model.wire.client import ClientConfig, ServerUnavailable, SimulatorClient
 
 

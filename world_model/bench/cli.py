@@ -46,7 +46,7 @@ from world_model.bench.machine import describe_machine
 from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
 from world_model.bench.report import plot_frames_per_s, ratio_lines
 from world_model.bench.timing import add_warmup_argument
-from world_model.model.device import keep_freed_memory
+from world_model.host_memory import keep_freed_memory
 from world_model.model.learned import PRECISIONS, LearnedConfig, add_weights_argument
 
 # large enough to run near the peak, small enough to take well under a second per matmul

@@ -1,4 +1,4 @@
-"""Build the MuJoCo model (MJCF XML) of a ``SceneSpec``.
+"""Build the MuJoCo model (MJCF XML) of a ``ProceduralScene``.
 
 Naming conventions the world relies on: the camera is ``eye`` on the mocap body ``eye_body``;
 objects are bodies named after ``ObjectSpec.name`` (``"box#3"``); spare bodies for drops and spawns are
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from world_model.engine.scenes import DOOR_HEIGHT, DOOR_WIDTH, SceneSpec
+from world_model.engine.scenes import DOOR_HEIGHT, DOOR_WIDTH, ProceduralScene
 from world_model.semantics import COLORS
 
 SPARES: tuple[tuple[str, tuple[float, ...]], ...] = (
@@ -51,7 +51,7 @@ def _shape_geoms(shape: str, size: tuple[float, ...], rgba: str, extra: str = ""
     return [f'<geom type="{kind}" size="{_f(*size)}" rgba="{rgba}" {extra}/>']
 
 
-def scene_to_mjcf(spec: SceneSpec, height: int = 64, width: int = 64, vfov_deg: float = 70.0) -> str:
+def scene_to_mjcf(spec: ProceduralScene, height: int = 64, width: int = 64, vfov_deg: float = 70.0) -> str:
     """MJCF for ``spec`` with an offscreen buffer of at least ``height x width``."""
     p = spec.palette
     sx, sy = spec.size

@@ -1,7 +1,7 @@
 """Where a walking camera can go in a scene as built (before events move things), for trajectory planning.
 
-Pure numpy on the ``SceneSpec``: the engine's collision rule (``GroundTruthWorld.is_free``) with a margin,
-so that planned paths do not touch anything in the rendered world either.
+Pure numpy on the ``ProceduralScene``: the engine's collision rule (``GroundTruthWorld.is_free``) with a
+margin, so that planned paths do not touch anything in the rendered world either.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from world_model.engine.scenes import SceneSpec
+from world_model.engine.scenes import ProceduralScene
 from world_model.engine.world import CAMERA_RADIUS
 from world_model.geometry import KeyMap, Viewpoint, step_keys
 
 FreeSpace = Callable[[float, float], bool]
 
 
-def free_space(spec: SceneSpec, margin: float = 0.1) -> FreeSpace:
+def free_space(spec: ProceduralScene, margin: float = 0.1) -> FreeSpace:
     """``is_free(x, y)``: can the camera stand at (x, y) metres? Inside the walls and off every object's
     footprint, with ``margin`` metres to spare beyond the camera radius."""
     x0, y0, x1, y1 = spec.bounds
@@ -34,7 +34,7 @@ def free_space(spec: SceneSpec, margin: float = 0.1) -> FreeSpace:
     return is_free
 
 
-def random_start(rng: np.random.Generator, spec: SceneSpec, clearance: float = 0.4) -> Viewpoint:
+def random_start(rng: np.random.Generator, spec: ProceduralScene, clearance: float = 0.4) -> Viewpoint:
     """A random level viewpoint at least ``clearance`` m beyond the camera radius from walls and objects,
     facing a random way (the scene's own start if no such spot is found)."""
     is_free = free_space(spec, clearance)

@@ -24,7 +24,7 @@ from world_model.backend import (
 )
 from world_model.engine import mujoco
 from world_model.engine.renderer import SceneRenderer
-from world_model.engine.scenes import SceneSpec, make_scene
+from world_model.engine.scenes import ProceduralScene, make_scene
 from world_model.engine.world import GroundTruthWorld, RenderConfig, compile_scene
 from world_model.events import EventRecord
 from world_model.geometry import KeyMap, Viewpoint
@@ -43,7 +43,7 @@ class OracleConfig:
 
 @dataclass
 class _Scene:
-    spec: SceneSpec
+    spec: ProceduralScene
     model: mujoco.MjModel
     renderer: SceneRenderer
     users: int = 0

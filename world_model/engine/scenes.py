@@ -1,6 +1,6 @@
 """Procedural scenes from a seed: indoor rooms and outdoor courtyards, each with a hinged door.
 
-``make_scene(seed)`` is pure numpy (no MuJoCo): the same seed gives the same ``SceneSpec`` bit for bit.
+``make_scene(seed)`` is pure numpy (no MuJoCo): the same seed gives the same ``ProceduralScene`` bit for bit.
 ``world_model.engine.mjcf.scene_to_mjcf`` turns a spec into a MuJoCo model.
 Seeds below 100000 are for training; 100000-199999 are the validation split (``world_model.splits``).
 """
@@ -73,7 +73,7 @@ class Palette:
 
 
 @dataclass(frozen=True)
-class SceneSpec:
+class ProceduralScene:
     """Everything needed to build one world. Interior bounds are where the camera may stand."""
 
     seed: int
@@ -173,7 +173,7 @@ def _place(
     return None
 
 
-def make_scene(seed: int, family: str | None = None) -> SceneSpec:
+def make_scene(seed: int, family: str | None = None) -> ProceduralScene:
     """The procedural scene of ``seed``. ``family`` defaults to one chosen by the seed."""
     rng = np.random.default_rng([seed, 0x5CE7E])
     family = family or FAMILIES[int(rng.integers(len(FAMILIES)))]
@@ -231,7 +231,7 @@ def make_scene(seed: int, family: str | None = None) -> SceneSpec:
         spot = _place(rng, sx, sy, 0.3, taken, margin=0.4) or (start.x, start.y)
         goals.append(Viewpoint(spot[0], spot[1], EYE_HEIGHT, float(rng.uniform(-math.pi, math.pi)), 0.0))
     open_sign = -1 if door_wall in (0, 3) else 1
-    return SceneSpec(
+    return ProceduralScene(
         seed,
         family,
         (sx, sy),

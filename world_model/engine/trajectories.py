@@ -34,7 +34,7 @@ from world_model.engine.navigation import (
     stays_free,
     turn_toward_open,
 )
-from world_model.engine.scenes import EYE_HEIGHT, SceneSpec
+from world_model.engine.scenes import EYE_HEIGHT, ProceduralScene
 from world_model.events import EVENT_MENU, EventRecord, parse_prompt
 from world_model.geometry import KeyMap, Viewpoint, parse_keys, step_keys
 
@@ -284,7 +284,7 @@ def make_trajectory(
     rng: np.random.Generator,
     n_frames: int,
     keymap: KeyMap = DEFAULT_KEYMAP,
-    spec: SceneSpec | None = None,
+    spec: ProceduralScene | None = None,
     event_probability: float = 0.0,
 ) -> Trajectory:
     """A trajectory of ``kind`` (one of ``KINDS``) with ``n_frames`` frames, deterministic given ``rng``.

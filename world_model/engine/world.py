@@ -17,7 +17,7 @@ from world_model.engine import mujoco
 from world_model.engine.mjcf import FRAME_DT, SPARES, TIMESTEP, scene_to_mjcf
 from world_model.engine.physics_events import apply_event, resolve_targets
 from world_model.engine.renderer import SceneRenderer
-from world_model.engine.scenes import SceneSpec, make_scene
+from world_model.engine.scenes import ProceduralScene, make_scene
 from world_model.geometry import Intrinsics, KeyMap, Viewpoint, apply_deltas, key_deltas, pixel_rays
 from world_model.semantics import CLASS_ID
 
@@ -54,7 +54,7 @@ class Observation:
     pose: np.ndarray
 
 
-def compile_scene(spec: SceneSpec, render: RenderConfig = RenderConfig()) -> mujoco.MjModel:
+def compile_scene(spec: ProceduralScene, render: RenderConfig = RenderConfig()) -> mujoco.MjModel:
     """The MuJoCo model of ``spec`` with an offscreen buffer for ``render``'s image size."""
     return mujoco.MjModel.from_xml_string(scene_to_mjcf(spec, render.height, render.width, render.vfov_deg))
 
@@ -67,7 +67,7 @@ class GroundTruthWorld:
         seed: int,
         render: RenderConfig = RenderConfig(),  # noqa: B008  (frozen dataclasses)
         keymap: KeyMap = KeyMap(),  # noqa: B008
-        spec: SceneSpec | None = None,
+        spec: ProceduralScene | None = None,
         renderer: SceneRenderer | None = None,
         model: mujoco.MjModel | None = None,
     ) -> None:

@@ -36,6 +36,7 @@ from world_model.backend import (
 )
 from world_model.events import TARGETED, EventRecord
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
+from world_model.host_memory import keep_freed_memory
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
@@ -66,7 +67,6 @@ from world_model.model.conditioning import (
 from world_model.model.data import from_unit, to_unit
 from world_model.model.device import (
     freeze_live_objects,
-    keep_freed_memory,
     resolve_device,
     resolve_precision,
 )
@@ -135,6 +135,8 @@ class LearnedConfig:
     draw_props: bool = True  # composite event props (balls, boxes, paint) into frames (see compositing)
     find_objects: bool = True  # targeted events (push, paint) find their object in the frame with the
     # ObjectFinder (object_finder.py); False: in the network's own semantic labels, which miss most objects
+    finder_labels: bool = False  # every frame's objects, as the ObjectFinder finds them in its colour, set
+    # its semantic labels before the depth rules (the network's own labels call most object pixels floor)
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
@@ -231,7 +233,6 @@ class _Session:
     info: SceneInfo
     depth: np.ndarray  # latest predicted depth and semantics (to resolve events like "paint the nearest")
     semantic: np.ndarray
-    skipped_events: int = 0  # events with nothing in view to act on
     obstacles: tuple[np.ndarray, ...] = ()  # floor-plan points of objects recently seen (``collision``)
     palette: torch.Tensor | None = None  # the first frame's layout colours (``layout_fill``)
     top: float = float("inf")  # how high the walls go, as the first frame shows (``layout_fill``)
@@ -355,6 +356,7 @@ class LearnedWorldModel(WorldModel):
                 first_frame_warp(given), None, state_batch([WorldState()]), depth_known=False,
                 floor=self._floor(pose[None]),
             )  # fmt: skip
+            self._label_objects(out, given)
             if self.config.ground:
                 ground_depth(out, torch.from_numpy(pose[None]), self.intr)
             bounds = torch.tensor([info.bounds], dtype=torch.float64)
@@ -380,7 +382,7 @@ class LearnedWorldModel(WorldModel):
             palette[CLASS_ID["door"]] = door_colour(given[0].cpu(), entry.depth.cpu(), through[0], room[0])
         top = wall_top(depth, semantic, pose, self.intr)
         sid = self._sessions.add(
-            _Session(memory, state, pose, 0, info, depth, semantic, 0, obstacles, palette, top)
+            _Session(memory, state, pose, 0, info, depth, semantic, obstacles, palette, top)
         )
         return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
 
@@ -468,7 +470,6 @@ class LearnedWorldModel(WorldModel):
                 try:
                     state = s.state.apply(ev, s.pose, s.depth, semantic, self.intr, s.info.bounds, rgb)
                 except ValueError:  # nothing in view to paint: skipped, as the engine skips what it cannot do
-                    s.skipped_events += 1
                     continue
                 for gone in state.vacated[len(s.state.vacated) :]:  # memory forgets what a push moved
                     s.memory.forget(gone.center, gone.radius, gone.top, self.intr)
@@ -476,9 +477,12 @@ class LearnedWorldModel(WorldModel):
 
     def _objects(self, rgb: np.ndarray) -> np.ndarray:
         """The ObjectFinder's semantic classes ``[H, W]`` for the frame ``rgb [H, W, 3]`` in [0, 1]."""
-        if self._finder is None:
-            self._finder = load_finder(DEFAULT_FINDER)
-        return self._finder.find(rgb)
+        return self._object_finder().find(rgb)
+
+    def _object_finder(self) -> ObjectFinder:
+        if self._finder is None:  # loaded at first use
+            self._finder = load_finder(DEFAULT_FINDER).to(self.device)
+        return self._finder
 
     def _commit(
         self, ss: list[_Session], step: NextFrame, out: dict[str, torch.Tensor]
@@ -644,6 +648,7 @@ class LearnedWorldModel(WorldModel):
     ) -> None:
         """The configured depth rules on the network's frames ``out`` for ``step``, in place (``plane``: the
         floor's depth along each pixel's ray, ``reproject.floor_depth`` of the targets)."""
+        self._label_objects(out, out["planes"][:, :3])
         if self.config.keep_depth:
             keep_warped_depth(out, step.warp)
         if self.config.ground:
@@ -651,6 +656,16 @@ class LearnedWorldModel(WorldModel):
             ground_depth(out, poses, self.intr, rescale=self.config.ground_rescale, plane=plane)
         if step.room is not None:
             wall_depth(out, step.room)
+
+    def _label_objects(self, out: dict[str, torch.Tensor], colour: torch.Tensor) -> None:
+        """With ``finder_labels``: the objects the ObjectFinder sees in the frames' ``colour [B, 3, H, W]``
+        (in [-1, 1]) take over their
+        pixels' labels, in place, so that the depth rules leave them standing (not flattened into the floor),
+        and memory and collisions see them."""
+        if not self.config.finder_labels:
+            return
+        found = self._object_finder().object_labels(colour)
+        out["labels"] = torch.where(found > 0, found, out["labels"])
 
     def _open_doorways(
         self,

@@ -64,13 +64,20 @@ class ObjectFinder(nn.Module):
         return self.head(d1)
 
     @torch.no_grad()
+    def object_labels(self, colour: torch.Tensor) -> torch.Tensor:
+        """Semantic class ids ``[B, H, W]`` (uint8, on ``colour``'s device) of the objects in a batch of
+        frames ``colour [B, 3, H, W]`` in [-1, 1]; 0 where the finder sees no object."""
+        to_semantic = torch.from_numpy(TO_SEMANTIC).to(colour.device)
+        return to_semantic[self(colour.float()).argmax(1)]
+
+    @torch.no_grad()
     def find(self, rgb: np.ndarray) -> np.ndarray:
         """Semantic class ids ``[H, W]`` (uint8) of the objects in one frame ``rgb [H, W, 3]`` (uint8, or
         float in [0, 1]); 0 where the finder sees no object."""
         x = torch.from_numpy(np.ascontiguousarray(rgb)).float()
         x = x / 255.0 if rgb.dtype == np.uint8 else x
-        logits = self(x.permute(2, 0, 1)[None] * 2 - 1)
-        return TO_SEMANTIC[logits[0].argmax(0).numpy()]
+        x = x.to(self.head.weight.device)
+        return self.object_labels(x.permute(2, 0, 1)[None] * 2 - 1)[0].cpu().numpy()
 
 
 def save_finder(path: str | Path, finder: ObjectFinder, meta: dict[str, str]) -> None:

@@ -20,7 +20,6 @@ workers' public keys in ``worker_public_keys``; each worker gets its own keypair
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
 import os
@@ -31,7 +30,8 @@ from typing import Any
 
 import zmq
 
-from world_model.backends import DEFAULT_BACKEND
+from world_model.backend_registry import DEFAULT_BACKEND
+from world_model.host_memory import keep_freed_memory
 from world_model.options import check_options, model_flag_overrides
 from world_model.serve.broker import Broker, BrokerConfig
 from world_model.serve.server import ServerConfig, SimulatorServer
@@ -72,19 +72,6 @@ def role_config(values: dict[str, Any]) -> ServerConfig | BrokerConfig:
     if role == "server" and values.get("broker"):
         raise ValueError(f"broker={values['broker']} is an option of role=worker; add role=worker")
     return server_config({k: v for k, v in values.items() if k in server_keys})
-
-
-def keep_freed_memory() -> None:
-    """Let glibc reuse freed frame buffers instead of returning them to the OS after every batch: each
-    batch allocates megabytes of frames, and fresh pages cost a page fault each (slow in VMs; this made
-    the constant backend's frame fill 7x slower). Only done in a dedicated server process."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)
-    libc.mallopt(m_trim_threshold, 512 << 20)
 
 
 def run(config: ServerConfig | BrokerConfig) -> None:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from world_model.backends import DEFAULT_BACKEND
+from world_model.backend_registry import DEFAULT_BACKEND
 
 
 @dataclass

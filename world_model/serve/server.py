@@ -37,13 +37,13 @@ from typing import Any
 import zmq
 
 from world_model.backend import WorldModel
-from world_model.backends import DEFAULT_BACKEND, make_backend
+from world_model.backend_registry import DEFAULT_BACKEND, make_backend
 from world_model.events import EVENT_MENU, vocabulary
 from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap
 from world_model.serve import budgets
 from world_model.serve.batching import BatchPolicy, StepBatcher
 from world_model.serve.link import BrokerLink
-from world_model.serve.sessions import ClientState, SessionError, SessionTable
+from world_model.serve.sessions import ClientState, ClientTable, SessionError
 from world_model.serve.threads import ThreadTuner
 from world_model.serve.worker import BackendWorker, Job
 from world_model.wire import requests as rq
@@ -174,9 +174,9 @@ class SimulatorServer:
             return None
         return ThreadTuner
 
-    def _new_table(self, first_handle: int = 1) -> SessionTable:
+    def _new_table(self, first_handle: int = 1) -> ClientTable:
         cfg = self.config
-        return SessionTable(
+        return ClientTable(
             cfg.max_sessions,
             cfg.idle_timeout_s,
             cfg.reply_cache_per_client,

@@ -39,7 +39,7 @@ class ClientState:
         return sum(self.inflight.values())
 
 
-class SessionTable:
+class ClientTable:
     """Bookkeeping on the server's I/O thread; the backend worker maps handles to backend sessions."""
 
     def __init__(
