@@ -11,8 +11,9 @@ acts. With ``plan_backend`` or ``act_backend`` set, the planner imagines in an e
 action is taken in a second env on ``act_backend`` (either defaults to ``backend``); both are reset with the
 same seed (same scene, same goal) and both take every chosen action, so the planning env follows the real
 one. Where the backends disagree about collisions the two cameras drift apart: with ``resync`` (default)
-the planning camera is then put back where the real one is (``dreamx_env.planning.relocate``: it re-opens
-there, with a fresh view and memory), so every plan starts from the real pose (closed loop);
+the planning camera is then put back where the real one is (``dreamx_env.planning.relocate``: the learned
+model keeps what it has seen, and its frame there is the real view), so every plan starts from the real
+pose (closed loop);
 ``resync=false`` only replays the actions (open loop). The summary counts the resyncs, and ``pose_drift_m``
 is the mean over episodes of the final position gap before any resync.
 ``plan_backend_options`` and ``act_backend_options`` go to one env's backend only (``env_kwargs`` to both).

@@ -135,6 +135,14 @@ class WorldModel(ABC):
     def close(self, session: int) -> None:
         raise NotImplementedError("close(session)")
 
+    def relocate(self, session: int, scene_seed: int, pose: np.ndarray) -> tuple[int, Frames, SceneInfo]:
+        """Move ``session``'s camera to ``pose`` in its scene ``scene_seed`` (no collisions on the way), as
+        ``open`` returns it: the session id (which may be new), its frame there and the scene. This default
+        starts the session over there (closes it and opens the scene at ``pose``); a backend that can keep
+        what the session has seen overrides it."""
+        self.close(session)
+        return self.open(scene_seed, start_pose=pose)
+
     def pose(self, session: int) -> np.ndarray:
         """The session's current camera pose."""
         raise NotImplementedError("pose(session) -> [4, 4]")

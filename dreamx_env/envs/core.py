@@ -299,12 +299,12 @@ class DreamXCore:
         return res
 
     def relocate(self, i: int, pose: np.ndarray) -> None:
-        """Put row ``i``'s camera at ``pose``: its session re-opens in the same scene there (fresh memory and
-        world state), the episode goes on, and the task's progress is re-measured from ``pose`` without a
-        reward (``dreamx_env.planning.relocate``)."""
+        """Put row ``i``'s camera at ``pose`` in its scene (a RESET with ``relocate``: the session keeps what
+        it has seen where the backend can), the episode goes on, and the task's progress is re-measured from
+        ``pose`` without a reward (``dreamx_env.planning.relocate``)."""
         self.require_episode("relocate")
         st = self.states[i]
-        spec = SceneSpec(st.scene.seed, start_pose=np.asarray(pose, np.float64))
+        spec = SceneSpec(st.scene.seed, start_pose=np.asarray(pose, np.float64), relocate=True)
         try:
             opened = self.client.reset([self.sessions[i]], [spec], self.outputs)
         except ServerError as exc:

@@ -328,3 +328,23 @@ def test_finder_labels_put_the_objects_the_finder_sees_in_the_labels_memory_and_
     assert np.isin(labels[True][seen], OBJECT_CLASS_IDS).all()
     assert np.isin(labels[False][seen], OBJECT_CLASS_IDS).mean() < 0.5  # the tiny network's own labels
     assert len(points[True]) > len(points[False]) + 30  # and they block the camera
+
+
+def test_relocate_keeps_what_the_session_has_seen(tiny_weights):
+    m = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights)))
+    sid, first, info = m.open(3)
+    s = m._sessions[sid]
+    s.obstacles = (np.array([[9.0, 9.0]] * 4),)  # an object the session saw on its way
+    m.generate([sid], turning_poses(4, 0.3), [[]])
+    kept, time = len(s.memory.keyframes), s.time
+    there = pose_from_yaw_pitch(info.start_pose[:3, 3] + [0.4, 0.3, 0.0], 1.0, 0.0)
+    same, frames, _ = m.relocate(sid, 3, there)
+    assert same == sid and np.allclose(m.pose(sid), there) and s.time == time + 1
+    assert len(s.memory.keyframes) >= kept and any(np.array_equal(p, [[9.0, 9.0]] * 4) for p in s.obstacles)
+    fresh_sid, fresh, _ = m.open(3, start_pose=there)  # the frame there is the scene's own view, as opened
+    assert np.array_equal(frames.rgb, fresh.rgb)
+    with pytest.raises(ValueError, match="in scene 3"):
+        m.relocate(sid, 4, there)
+    m.generate([sid], straight_poses(1), [parse_prompt("lights off")])
+    _, dark, _ = m.relocate(sid, 3, m._sessions[fresh_sid].pose)  # once events changed the world: generated
+    assert not np.array_equal(dark.rgb, fresh.rgb) and not s.state.lights_on

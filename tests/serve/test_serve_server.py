@@ -9,6 +9,7 @@ import zmq
 
 from world_model.constant import ConstantWorldModel
 from world_model.events import EventRecord, parse_prompt
+from world_model.geometry import pose_from_yaw_pitch
 from world_model.serve.server import ServerConfig, SimulatorServer
 from world_model.wire.addresses import check_bind_address
 from world_model.wire.client import ClientConfig, ServerError, ServerUnavailable, SimulatorClient
@@ -355,3 +356,22 @@ def test_a_broker_refuses_an_empty_key_and_an_allow_list_without_curve():
         Broker(BrokerConfig(worker_public_keys=[public]))
     with pytest.raises(ValueError, match="worker_public_keys must be a 40-character"):
         Broker(BrokerConfig(worker_public_keys=[""]))
+
+
+def test_a_reset_with_relocate_moves_an_open_session_and_an_open_cannot(serve):
+    address, _, _ = serve()
+    client = SimulatorClient(address)
+    opened = client.open([SceneSpec(3)])
+    (sid,), start = opened.sessions, opened.frames["poses"][0]
+    there = pose_from_yaw_pitch(np.array([1.5, 2.0, 1.0]), 0.3, 0.0)
+    res = client.reset([sid], [SceneSpec(3, start_pose=there, relocate=True)])
+    assert res.sessions == [sid] and np.allclose(res.frames["poses"][0], there)
+    step = client.step([sid], forward_poses(1), resets={0: SceneSpec(3, start_pose=start, relocate=True)})
+    assert np.allclose(step.frames["poses"][0, 0, -1], start)  # also as a STEP's reset
+    with pytest.raises(ServerError, match="send it in a RESET") as err:
+        client.open([SceneSpec(3, start_pose=there, relocate=True)])
+    assert err.value.code == ErrorCode.BAD_REQUEST
+    client.close_sessions([sid])
+    with pytest.raises(ServerError) as err:  # a closed session cannot be moved
+        client.step([sid], forward_poses(1), resets={0: SceneSpec(3, start_pose=there, relocate=True)})
+    assert err.value.code == ErrorCode.UNKNOWN_SESSION

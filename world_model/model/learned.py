@@ -341,30 +341,10 @@ class LearnedWorldModel(WorldModel):
                 scene_seed, "image", pose, np.zeros((0, 4, 4)), [], (-np.inf, -np.inf, np.inf, np.inf)
             )
         else:
-            seed = 0 if scene_seed is None else int(scene_seed)
-            row = None if self.bank is None else self.bank.find(seed)
-            image = None if row is None else self.bank.view(row, pose)
-            if image is not None:
-                info = self.bank.info(row)
-                pose = info.start_pose if pose is None else pose
-            else:
-                image, info = self._render(seed, pose)
-                pose = info.start_pose if pose is None else pose
+            image, info, pose = self._scene_view(0 if scene_seed is None else int(scene_seed), pose)
         given = to_unit(image)[None].to(self.device)
-        with torch.no_grad():
-            out = self._net(
-                first_frame_warp(given), None, state_batch([WorldState()]), depth_known=False,
-                floor=self._floor(pose[None]),
-            )  # fmt: skip
-            self._label_objects(out, given)
-            if self.config.ground:
-                ground_depth(out, torch.from_numpy(pose[None]), self.intr)
-            bounds = torch.tensor([info.bounds], dtype=torch.float64)
-            room = room_depth(torch.from_numpy(pose[None]), self.intr, bounds)
-            if self.config.walls:
-                wall_depth(out, room)
         state = WorldState()
-        out["planes"] = memory_planes(given, out["depth"], out["labels"])  # remembered as given
+        out, room = self._first_frame(given, pose, info, state)
         entry = entries_from_outputs(out, pose[None], [0], [state], self.intr)[0]
         memory = MemoryBank(self.config.memory_capacity)
         memory.add(entry, self.intr)
@@ -385,6 +365,65 @@ class LearnedWorldModel(WorldModel):
             _Session(memory, state, pose, 0, info, depth, semantic, obstacles, palette, top)
         )
         return sid, Frames(image[None].copy(), depth[None], semantic[None], pose[None].copy()), info
+
+    def relocate(self, session: int, scene_seed: int, pose: np.ndarray) -> tuple[int, Frames, SceneInfo]:
+        """Move ``session``'s camera to ``pose`` in its scene, keeping all it has: memory, world state and
+        the objects it has seen (its obstacles), so a planner that puts the camera where a real one stands
+        keeps what the model saw on the way there. While no event has changed the world, the frame there is
+        the scene's own view (the start bank's, or the engine's, as ``open`` gives it), remembered as a
+        first frame is; once events have changed it, that view would not show them, and the frame is
+        generated there from memory, as a step's would be (without collisions)."""
+        s = self._sessions[session]
+        pose = start_pose_argument(pose)
+        if s.info.seed is None or int(scene_seed) != int(s.info.seed):
+            raise ValueError(
+                f"session {session} is in scene {s.info.seed}; it cannot relocate to scene {scene_seed}"
+            )
+        if s.state != WorldState():
+            step = self._prepare([s], pose[None])
+            rgb, depth, semantic = self._commit([s], step, self._predict(step))
+            return session, Frames(rgb, depth, semantic, pose[None].copy()), s.info
+        image, _, _ = self._scene_view(int(scene_seed), pose)
+        given = to_unit(image)[None].to(self.device)
+        out, _ = self._first_frame(given, pose, s.info, s.state)
+        entry = entries_from_outputs(out, pose[None], [s.time + 1], [s.state], self.intr)[0]
+        s.memory.add(entry, self.intr)
+        s.time, s.pose = s.time + 1, pose
+        s.depth, s.semantic = entry.depth.cpu().numpy(), out["labels"][0].cpu().numpy()
+        if self.config.collide:
+            s.obstacles = remember(s.obstacles, obstacle_points(s.depth, s.semantic, pose, self.intr))
+        return session, Frames(image[None].copy(), s.depth[None], s.semantic[None], pose[None].copy()), s.info
+
+    def _scene_view(self, seed: int, pose: np.ndarray | None) -> tuple[np.ndarray, SceneInfo, np.ndarray]:
+        """The view ``[H, W, 3]`` of scene ``seed`` from ``pose`` (``None``: its start), from the start bank
+        where it has it, else rendered once by the engine; with the scene's info and the pose."""
+        row = None if self.bank is None else self.bank.find(seed)
+        image = None if row is None else self.bank.view(row, pose)
+        if image is not None:
+            info = self.bank.info(row)
+        else:
+            image, info = self._render(seed, pose)
+        return image, info, info.start_pose if pose is None else pose
+
+    def _first_frame(
+        self, given: torch.Tensor, pose: np.ndarray, info: SceneInfo, state: WorldState
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The network's depth and labels for a given frame ``given [1, 3, H, W]`` seen from ``pose``, with
+        the depth rules; the frame remembered as given. Returns the outputs and the room's depth."""
+        with torch.no_grad():
+            out = self._net(
+                first_frame_warp(given), None, state_batch([state]), depth_known=False,
+                floor=self._floor(pose[None]),
+            )  # fmt: skip
+            self._label_objects(out, given)
+            if self.config.ground:
+                ground_depth(out, torch.from_numpy(pose[None]), self.intr)
+            bounds = torch.tensor([info.bounds], dtype=torch.float64)
+            room = room_depth(torch.from_numpy(pose[None]), self.intr, bounds)
+            if self.config.walls:
+                wall_depth(out, room)
+        out["planes"] = memory_planes(given, out["depth"], out["labels"])  # remembered as given
+        return out, room
 
     def fork(self, session: int) -> int:
         s = self._sessions[session]

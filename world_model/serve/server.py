@@ -434,6 +434,8 @@ class SimulatorServer:
         specs = rq.scene_specs(msg.meta, msg.arrays, self.config.limits)
         outputs = rq.output_list(msg.meta)
         info = self.worker.backend_info
+        if msg.type == MsgType.OPEN and any(s.relocate for s in specs):
+            raise rq.BadRequest("relocate moves the camera of an open session: send it in a RESET")
         if msg.type == MsgType.RESET:
             handles = rq.session_list(msg.meta, limit=self.config.limits.max_sessions_per_request)
             self.table.check_owned(client, handles)

@@ -12,8 +12,9 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,15 @@ class BackendWorker:
             raise UnknownSession(handle) from None
 
     def _open_one(self, handle: int, spec: SceneSpec) -> tuple[Frames, dict, np.ndarray | None]:
+        """Open ``handle``'s session as ``spec`` says (for a ``relocate``, move its open session), closing
+        the session it had."""
+        if spec.relocate:
+            sid, frames, scene = self.backend.relocate(
+                self._backend_id(handle), spec.scene_seed, spec.start_pose
+            )
+            self._ids[handle] = sid
+            return frames, scene.to_dict(), None
+        self._close_one(handle)
         sid, frames, scene = self.backend.open(
             spec.scene_seed, first_frame=spec.first_frame, start_pose=spec.start_pose
         )
@@ -137,7 +147,6 @@ class BackendWorker:
         got = []
         try:
             for h, spec in zip(handles, specs, strict=True):
-                self._close_one(h)
                 got.append(self._open_one(h, spec))
         except Exception:
             for h in handles:  # all or nothing
@@ -226,12 +235,13 @@ class BackendWorker:
         request_id: int,
         sessions: list[int],
         events: list[list[list[EventRecord]]],
-        resets: Container[int] = (),
+        resets: Mapping[int, SceneSpec] = MappingProxyType({}),
     ) -> Message | None:
         """The ERROR a STEP of ``sessions`` with ``events`` gets before anything is stepped (a session that
         is not open, then an event its world cannot carry out; rows in ``resets`` start new scenes and are
-        exempt from both), or None."""
-        missing = [h for r, h in enumerate(sessions) if r not in resets and h not in self._ids]
+        exempt from both, but a ``relocate`` moves a session that must be open), or None."""
+        fresh = {r for r, spec in resets.items() if not spec.relocate}
+        missing = [h for r, h in enumerate(sessions) if r not in fresh and h not in self._ids]
         if missing:
             return _not_open(request_id, missing)
         refused = self._refused_events(sessions, events, resets)
@@ -259,7 +269,6 @@ class BackendWorker:
         k = req.relative_poses.shape[2]
         scenes, views = [], [None] * len(req.sessions)
         for r, spec in sorted(req.resets.items()):
-            self._close_one(req.sessions[r])
             first, scene, views[r] = self._open_one(req.sessions[r], spec)
             last = (first.rgb, first.depth, first.semantic, first.poses)
             _fill(arrays, req, r, 0, Frames(*(np.repeat(a[-1:], k, 0) for a in last)))

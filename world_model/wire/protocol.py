@@ -34,18 +34,11 @@ from its first one on, the server also closes that client's sessions once it has
 included) for ``client_heartbeat_timeout_s``, besides ``idle_timeout_s`` after its last request, as for
 every client. A broker passes a client's heartbeats on to the workers that hold its sessions.
 
-A scene spec is ``{scene_seed, start_pose?, view_pose? | view_goal?, first_frame?}`` (``requests.SceneSpec``);
-an event record is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``);
-a ``bad_event`` one also ``row``, ``step`` and ``reason`` (which event of the request was refused, and why).
-
-Between a broker and its workers (``world_model.serve.broker``) the same messages travel with one more
-frame in front: the client's identity, or an empty frame for the broker's own control messages::
-
-    READY       worker -> broker  meta name, backend, max_sessions  -> REPLY meta worker, handle_base,
-                                                                      heartbeat_s, heartbeat_timeout_s
-    HEARTBEAT   both ways         meta sessions, pending, expired? (worker -> broker; expired: handles of
-                                  idle or silent clients' sessions the worker just closed)
-    DISCONNECT  worker -> broker: stopping; broker -> worker: not registered (register again)
+A scene spec is ``{scene_seed, start_pose?, view_pose? | view_goal?, first_frame?}`` (``requests.SceneSpec``),
+or, in a RESET or a STEP's resets, ``{scene_seed, start_pose, relocate: true}``: the session's camera moves
+to ``start_pose`` in the scene it is in, and it keeps what it has seen where the backend can. An event record
+is ``EventRecord.to_dict()``. ERROR replies carry ``meta {code, message}`` (``ErrorCode``); a ``bad_event``
+one also ``row``, ``step`` and ``reason`` (which event of the request was refused, and why).
 """
 
 from __future__ import annotations

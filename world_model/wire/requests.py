@@ -36,13 +36,16 @@ class Limits:
 class SceneSpec:
     """Where a session starts: a scene seed, an optional start pose, an optional extra view to render (a
     goal image: at ``view_pose``, or at the scene's goal pose ``view_goal % G``) and an optional user-given
-    first frame."""
+    first frame. With ``relocate`` (a RESET of an open session, to ``start_pose`` in the scene it is in),
+    the session is not started over: its camera moves there, and the backend keeps what the session has
+    seen where it can (``WorldModel.relocate``)."""
 
     scene_seed: int | None = None
     start_pose: np.ndarray | None = None
     view_pose: np.ndarray | None = None
     view_goal: int | None = None
     first_frame: np.ndarray | None = None
+    relocate: bool = False
 
     def to_meta(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scene_seed": self.scene_seed}
@@ -54,6 +57,8 @@ class SceneSpec:
             out["view_goal"] = int(self.view_goal)
         if self.first_frame is not None:
             out["first_frame"] = True
+        if self.relocate:
+            out["relocate"] = True
         return out
 
 
@@ -117,7 +122,7 @@ def scene_specs(
 def scene_spec(spec: Any, arrays: dict[str, np.ndarray], row: int, name: str) -> SceneSpec:
     if not isinstance(spec, dict):
         raise BadRequest(f"{name} must be a map with scene_seed[, start_pose, view_pose, first_frame]")
-    unknown = set(spec) - {"scene_seed", "start_pose", "view_pose", "view_goal", "first_frame"}
+    unknown = set(spec) - {"scene_seed", "start_pose", "view_pose", "view_goal", "first_frame", "relocate"}
     if unknown:
         raise BadRequest(f"{name} has unknown keys {sorted(unknown)}")
     seed = spec.get("scene_seed")
@@ -142,6 +147,17 @@ def scene_spec(spec: Any, arrays: dict[str, np.ndarray], row: int, name: str) ->
         ):
             raise BadRequest(f"{name}.first_frame needs an array 'first_frames' uint8 [B, H, W, 3]")
         out.first_frame = frames[row]
+    relocate = spec.get("relocate", False)
+    if not isinstance(relocate, bool):
+        raise BadRequest(f"{name}.relocate must be true or false, got {relocate!r:.100}")
+    if relocate:
+        extra = [k for k in ("view_pose", "view_goal", "first_frame") if spec.get(k) is not None]
+        if out.scene_seed is None or out.start_pose is None or extra:
+            raise BadRequest(
+                f"{name}.relocate moves a session's camera within its scene: it needs scene_seed and "
+                f"start_pose{f', and no {extra}' if extra else ''}"
+            )
+        out.relocate = True
     return out
 
 
