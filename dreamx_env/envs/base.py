@@ -154,7 +154,7 @@ class DreamXVectorEnv(VectorEnv):
         self._autoreset[:] = False
         self._steps[:] = 0
         infos = [self.core.info(i, {}) for i in range(self.num_envs)]
-        return self._observations(), _batch_infos(infos)
+        return self._observations(), self._vector_infos(infos)
 
     def step(self, actions: Any):
         self.core.require_episode("step")
@@ -170,7 +170,7 @@ class DreamXVectorEnv(VectorEnv):
         done = terminated | truncated
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset = done
-            return self._observations(), rewards, terminated, truncated, _batch_infos(infos)
+            return self._observations(), rewards, terminated, truncated, self._vector_infos(infos)
         final = {}
         rows = [int(i) for i in np.flatnonzero(done)]
         if rows:  # SAME_STEP: the finished episodes restart now (one extra, batched server call)
@@ -188,7 +188,15 @@ class DreamXVectorEnv(VectorEnv):
                 "final_info": final_info,
                 "_final_info": done.copy(),
             }
-        return self._observations(), rewards, terminated, truncated, dict(_batch_infos(infos), **final)
+        return self._observations(), rewards, terminated, truncated, dict(self._vector_infos(infos), **final)
+
+    def _vector_infos(self, infos: list[dict]) -> dict[str, Any]:
+        """Gymnasium's vector info (one array per key over envs, plus a ``_key`` mask of the envs that have
+        it), made by Gymnasium's own ``VectorEnv._add_info``."""
+        out: dict[str, Any] = {}
+        for i, info in enumerate(infos):
+            out = self._add_info(out, info, i)
+        return out
 
     def _observations(self) -> Any:
         obs = [self.core.observation(i) for i in range(self.num_envs)]
@@ -223,36 +231,6 @@ class DreamXVectorEnv(VectorEnv):
             self._window.close()
             self._window = None
         self.core.close()
-
-
-def _batch_infos(infos: list[dict]) -> dict[str, Any]:
-    """Gymnasium vector info: one array per key over envs, plus a ``_key`` mask of the envs that have it."""
-    out: dict[str, Any] = {}
-    keys = dict.fromkeys(k for info in infos for k in info)
-    for key in keys:
-        mask = np.array([key in info for info in infos])
-        values = [info.get(key) for info in infos]
-        sample = next(v for v in values if v is not None)
-        if isinstance(sample, np.ndarray):
-            arr = np.zeros((len(infos), *sample.shape), sample.dtype)
-            for i, v in enumerate(values):
-                if v is not None:
-                    arr[i] = v
-        elif isinstance(sample, (bool, np.bool_, int, float, np.number)) and not isinstance(sample, list):
-            dtype = (
-                bool
-                if isinstance(sample, (bool, np.bool_))
-                else float
-                if isinstance(sample, float)
-                else np.int64
-            )
-            arr = np.array([v if v is not None else 0 for v in values], dtype=dtype)
-        else:
-            arr = np.empty(len(infos), object)
-            for i, v in enumerate(values):
-                arr[i] = v
-        out[key], out["_" + key] = arr, mask
-    return out
 
 
 def _per_env_options(options: dict | None, num_envs: int) -> list[dict]:
