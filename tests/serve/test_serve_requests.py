@@ -25,13 +25,16 @@ def test_a_good_record_passes():
     assert ev.anchor == 2 and ev.entity == "ball"
 
 
+EYE = np.eye(4).tolist()
+
+
 @pytest.mark.parametrize(
     "spec, match",
     [
         ({"scene_seed": 1, "relocate": True}, "needs scene_seed and start_pose"),
-        ({"start_pose": np.eye(4).tolist(), "relocate": True}, "needs scene_seed and start_pose"),
-        ({"scene_seed": 1, "start_pose": np.eye(4).tolist(), "view_goal": 0, "relocate": True}, "no.*view_goal"),
-        ({"scene_seed": 1, "start_pose": np.eye(4).tolist(), "relocate": 1}, "relocate must be true or false"),
+        ({"start_pose": EYE, "relocate": True}, "needs scene_seed and start_pose"),
+        ({"scene_seed": 1, "start_pose": EYE, "view_goal": 0, "relocate": True}, "no.*view_goal"),
+        ({"scene_seed": 1, "start_pose": EYE, "relocate": 1}, "relocate must be true or false"),
     ],
 )
 def test_a_relocation_names_the_scene_and_the_pose_and_nothing_else(spec, match):

@@ -68,7 +68,8 @@ class ObjectFinder(nn.Module):
         """Semantic class ids ``[B, H, W]`` (uint8, on ``colour``'s device) of the objects in a batch of
         frames ``colour [B, 3, H, W]`` in [-1, 1]; 0 where the finder sees no object."""
         to_semantic = torch.from_numpy(TO_SEMANTIC).to(colour.device)
-        return to_semantic[self(colour.float()).argmax(1)]
+        x = colour.float().contiguous(memory_format=torch.channels_last)
+        return to_semantic[self(x).argmax(1)]
 
     @torch.no_grad()
     def find(self, rgb: np.ndarray) -> np.ndarray:
