@@ -3,9 +3,8 @@
 Behind a broker (``world_model.serve.cluster``), each lane's sessions open on the least-loaded worker, so
 the lanes of one vector env land on different workers and their frames are generated at the same time, in
 different processes. On the CPU that keeps both cores busy through the single-threaded parts of a step
-(memory, collision, the client's own work), which one process with two threads leaves half idle: measured
-on 2 cores, learned_fast bf16 compiled, batch 32, env + server, 954 frames/s in one lane on one two-thread
-server, 1050 in two lanes on two one-thread workers.
+(memory, collision, the client's own work), which one process with two threads leaves half idle (the
+measurement: ``docs/speed.md``).
 
 ``LanedClient`` has the calls of ``SimulatorClient`` that ``DreamXCore`` makes, with the same arguments
 and results: rows are split by lane, sent together and put back in order.

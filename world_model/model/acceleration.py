@@ -1,9 +1,9 @@
 """How the network runs fast on a GPU: CUDA graphs at small batch sizes, ``torch.compile`` at large ones.
 
-Measured on an H200 (fp32, shipped weights, 64x64): at batch 1 launching ~100 kernels one by one costs more
-than running them (2.25 ms per pass eagerly, 0.50 ms replayed from a graph); at batch 256 the kernels
-dominate (12.8 ms eagerly, a graph gains under 2%), and inductor's fused kernels (GroupNorm, FiLM and SiLU in
-one pass over memory) bring a pass to 5.0 ms (3.05 ms in bf16), at a one-off compile of 6-9 s per batch size.
+At small batches launching a pass's ~100 kernels one by one costs more than running them, which a graph's
+replay avoids; at large ones the kernels dominate, and inductor's fused kernels (GroupNorm, FiLM and SiLU in
+one pass over memory) save more than a graph would, at a one-off compile per batch size (the timings:
+``docs/speed.md``, "Measurements behind the code's choices").
 """
 
 from __future__ import annotations

@@ -135,8 +135,7 @@ def assemble(
     if floor is not None:
         planes.append(inverse_depth(floor.to(feats.device, torch.float32))[:, None])
     # each part cast before the concatenation: compiled, one pass writes the input in dtype (cast after, a
-    # float32 input is written, then read again to round it). learned_fast, bf16, compiled, 2-core CPU, five
-    # interleaved A/Bs at batch 32: the network took 0.52-0.56 ms a frame against 0.56-0.61
+    # float32 input is written, then read again to round it; docs/speed.md)
     planes = [p.to(dtype) for p in planes]
     return torch.cat(planes, dim=1).contiguous(memory_format=torch.channels_last)
 

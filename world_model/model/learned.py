@@ -100,12 +100,12 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_v1.safetensors"
 SHIPPED_WEIGHTS = ("learned_v1", "learned_v2", "learned_fast")
 CAMERA_RADIUS_M = 0.25
 EYE_HEIGHT_M = 1.0
-# retrieval runs on the host for every batch where the C kernels are built (on an H100's host, retrieval at
-# batch 32 took 0.054-0.058 ms a frame there against 0.109-0.126 on the GPU, at 256 0.029-0.032 against
-# 0.049-0.051); without them, on the device above this many sessions (fewer: its ~30 launches cost more)
+# retrieval runs on the host for every batch where the C kernels are built (faster there than on a GPU at
+# every batch measured, docs/speed.md); without them, on the device above this many sessions (fewer: its ~30
+# launches cost more)
 RETRIEVE_ON_HOST_UP_TO = 8
 CPU_NETWORK_BATCH = 32  # CPU: larger batches go through the network in parts this size (their activations
-# stay in cache: measured 5.0 ms a frame at 32, 8.9 at 128 for learned_v1 in fp32)
+# stay in cache; docs/speed.md)
 
 
 @dataclass
@@ -146,8 +146,8 @@ class LearnedConfig:
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
     precision: str = "auto"  # auto | fp32 | bf16; auto: bf16 where the CPU or GPU has it natively, else fp32
-    # (device.resolve_precision; CPU bf16 autocast: 1.6x the frames/s at batch 8-32 measured on an AVX512-BF16
-    # CPU, several times slower than fp32 where emulated). The shipped report was measured in fp32
+    # (device.resolve_precision; CPU bf16 autocast is faster where the CPU has bf16, several times slower than
+    # fp32 where it is emulated: docs/speed.md). The shipped reports ran in fp32
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
@@ -267,7 +267,7 @@ class LearnedWorldModel(WorldModel):
             keep_freed_memory()  # no page faults on every step's fresh tensors
         weights = None if network is not None else weights_path(cfg.weights)
         self.net, self.header = network if network is not None else load_weights(weights)
-        # channels_last: 1.4-1.5x faster convolutions on the CPU (oneDNN), the fast layout on GPUs too
+        # channels_last: oneDNN's fast layout for convolutions on the CPU (docs/speed.md), and GPUs' too
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         if not cfg.triton_norm:
             for block in self.net.modules():
@@ -543,7 +543,7 @@ class LearnedWorldModel(WorldModel):
         return self._object_finder().find(rgb)
 
     def _object_finder(self) -> ObjectFinder:
-        if self._finder is None:  # loaded at first use; channels_last: 2x faster on the CPU (oneDNN)
+        if self._finder is None:  # loaded at first use; channels_last, as the network
             self._finder = load_finder(DEFAULT_FINDER).to(self.device, memory_format=torch.channels_last)
         return self._finder
 

@@ -55,9 +55,7 @@ IN_CHANNELS = 18
 OUT_CHANNELS = 3 + 1 + len(SEMANTIC_CLASSES)  # colour correction, inverse depth, semantic logits
 STATE_DIM = 2
 # eval batches at least this large take the decoder's upsampling as a transposed convolution (``FiLMBlock.
-# forward_upsampled``); below, its extra convolutions cost more than the FLOPs they save. Measured on the
-# 2-core CPU, paired: learned_fast bf16 compiled 0.84x / 0.94x / 1.00x / 1.04x / 1.09x the plain form's
-# speed at batch 1 / 4 / 8 / 16 / 32; learned_v1 fp32 eager 0.93x / 1.07x / 1.10x at batch 1 / 4 / 8
+# forward_upsampled``); below, its extra convolutions cost more than the FLOPs they save (docs/speed.md)
 UPSAMPLED_CONV_MIN_BATCH = 8
 NEAREST_M = 0.25  # inverse depth is NEAREST_M / depth, clipped to [0, 1]: 1 at 0.25 m, 0 for the sky
 
