@@ -1,0 +1,113 @@
+"""The import graph's layering: the env above the wire, the wire below the server and the model, no loops.
+
+Every import of every module of ``world_model``, ``dreamx_env`` and ``agents`` is read from its source (the
+ones under ``if TYPE_CHECKING:`` only name types and are left out), function-local ones included."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("world_model", "dreamx_env", "agents")
+# world_model.bench measures the env and its SB3 path from above; it leaves the library for a top-level
+# benchmark package (issue 42), and until then it is the one package of world_model that imports the env
+ABOVE_THE_ENV = ("world_model.bench",)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """Line numbers of the imports under ``if TYPE_CHECKING:``."""
+    lines = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.If)
+            and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+        ):
+            lines |= {n.lineno for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return lines
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skip = _type_checking_only(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:  # relative: from the package this module is in
+                    package = name.split(".")[: len(name.split(".")) - node.level + (path.stem == "__init__")]
+                    base = ".".join([*package, *([base] if base else [])])
+                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            edges[name] |= {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def test_nothing_below_the_env_imports_it():
+    upward = [
+        (a, b)
+        for a, targets in _graph().items()
+        for b in targets
+        if (
+            a.startswith("world_model")
+            and not a.startswith(ABOVE_THE_ENV)
+            and b.split(".")[0] != "world_model"
+        )
+        or (a.startswith("dreamx_env") and b.startswith("agents"))
+    ]
+    assert upward == []
+
+
+def test_the_wire_is_below_the_server_and_the_model():
+    graph = _graph()
+    up = ("world_model.serve", "world_model.model", "world_model.engine", "world_model.bench")
+    assert [
+        (a, b) for a in graph if a.startswith("world_model.wire") for b in graph[a] if b.startswith(up)
+    ] == []
+    below = ("world_model.model", "world_model.engine")  # the backends do not know the server or the wire
+    assert [
+        (a, b)
+        for a in graph
+        if a.startswith(below)
+        for b in graph[a]
+        if b.startswith(("world_model.serve", "world_model.wire"))
+    ] == []
+
+
+def test_no_module_imports_itself_through_others():
+    graph = _graph()
+    index, low, stack, on_stack, loops = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                loops.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert loops == []
