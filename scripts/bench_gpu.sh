@@ -26,12 +26,12 @@ if [ ${#ARGS[@]} -eq 0 ]; then
   ARGS=(--batch-sizes 1 8 32 128 256 --lanes 1 2 4 --seconds 3)
 fi
 mkdir -p "$OUT/bench_cuda"
-$PY -m world_model.bench.cli --devices cuda "${ARGS[@]}" --out "$OUT/bench_cuda" | tee "$OUT/bench_cuda/bench.txt"
-$PY -m world_model.bench.model --device cuda --batch 32 256 --seconds 3 --phases \
+$PY -m dreamx_bench.cli --devices cuda "${ARGS[@]}" --out "$OUT/bench_cuda" | tee "$OUT/bench_cuda/bench.txt"
+$PY -m dreamx_bench.model --device cuda --batch 32 256 --seconds 3 --phases \
   --json "$OUT/bench_cuda/phases.json" | tee "$OUT/bench_cuda/phases.txt"
 # the Triton FiLM normalisation against torch's ops, at the graphed batch sizes where it runs
 for flag in "" --no-triton-norm; do
-  $PY -m world_model.bench.model --device cuda --batch 1 8 32 --seconds 3 $flag
+  $PY -m dreamx_bench.model --device cuda --batch 1 8 32 --seconds 3 $flag
 done | tee "$OUT/bench_cuda/triton_norm.txt"
 if [ "$TESTS" -ne 0 ]; then
   echo "bench_gpu: the CUDA tests FAILED (pytest exit $TESTS): the figures above are of failing code" >&2

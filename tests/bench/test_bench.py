@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from world_model.bench.cli import main
-from world_model.bench.diamond_ref import DiamondRefUNet, sample_next_frame
-from world_model.bench.flops import worldnet_flops
-from world_model.bench.machine import CPU_INSTRUCTION_SETS
-from world_model.bench.model import bench as bench_learned
+from dreamx_bench.cli import main
+from dreamx_bench.diamond_ref import DiamondRefUNet, sample_next_frame
+from dreamx_bench.flops import worldnet_flops
+from dreamx_bench.machine import CPU_INSTRUCTION_SETS
+from dreamx_bench.model import bench as bench_learned
 from world_model.model.device import NATIVE_BF16, cpu_features
 from world_model.model.network import IN_CHANNELS, WorldNet
 
@@ -145,7 +145,7 @@ def test_patch_variant_draws_full_frames_for_about_a_quarter_of_the_flops():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where there is no GPU")
 def test_asking_for_a_missing_gpu_fails_clearly(capsys):
-    from world_model.bench.cli import parse_args
+    from dreamx_bench.cli import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--devices", "cuda"])
@@ -155,7 +155,7 @@ def test_asking_for_a_missing_gpu_fails_clearly(capsys):
 
 
 def test_settings_take_turns_and_each_gets_a_figure_per_batch_size():
-    from world_model.bench.settings import compare
+    from dreamx_bench.settings import compare
 
     result = compare("learned_v1", ["auto:eager", "fp32:eager"], [1, 2], rounds=2, warmup_calls=1)
     assert set(result["ms_per_frame"]) == {"auto:eager", "fp32:eager"}
@@ -164,7 +164,7 @@ def test_settings_take_turns_and_each_gets_a_figure_per_batch_size():
 
 @pytest.mark.parametrize("text", ["fp16:eager", "fp32", "fp32:jit"])
 def test_a_malformed_setting_is_refused_with_the_form_it_needs(text):
-    from world_model.bench.settings import parse_setting
+    from dreamx_bench.settings import parse_setting
 
     with pytest.raises(argparse.ArgumentTypeError, match="PRECISION:FORM"):
         parse_setting(text)

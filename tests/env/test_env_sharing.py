@@ -143,7 +143,7 @@ def test_backend_processes_share_the_cores(closing, monkeypatch):
 
 
 def test_bench_serve_times_make_vec_env_against_the_adapter(tmp_path, capsys):
-    from world_model.bench.serve import main
+    from dreamx_bench.serve import main
 
     before = POOL.servers()
     out = tmp_path / "sb3.json"

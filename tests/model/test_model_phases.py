@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import world_model.model.learned as learned
-from world_model.bench.model import bench, format_phases
-from world_model.bench.phases import GC, PHASES, timed_phases
+from dreamx_bench.model import bench, format_phases
+from dreamx_bench.phases import GC, PHASES, timed_phases
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 
 from .helpers import turning_poses
@@ -88,7 +88,7 @@ def test_the_json_says_what_ran_beside_each_figure(tiny_weights, tmp_path, monke
     import json
     import sys
 
-    from world_model.bench.model import main
+    from dreamx_bench.model import main
 
     out = tmp_path / "bench.json"
     argv = ["dreamx-bench-model", "--weights", str(tiny_weights), "--batch", "1", "--seconds", "0.2"]

@@ -1,16 +1,15 @@
-"""The import graph's layering: the env above the wire, the wire below the server and the model, no loops.
+"""The import graph's layering: the benchmarks and agents on top, then the env, the wire below the server and
+the model, and no loops.
 
-Every import of every module of ``world_model``, ``dreamx_env`` and ``agents`` is read from its source (the
-ones under ``if TYPE_CHECKING:`` only name types and are left out), function-local ones included."""
+Every import of every module of ``world_model``, ``dreamx_env``, ``agents`` and ``dreamx_bench`` is read from
+its source (the ones under ``if TYPE_CHECKING:`` only name types and are left out), function-local ones
+included."""
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("world_model", "dreamx_env", "agents")
-# world_model.bench measures the env and its SB3 path from above; it leaves the library for a top-level
-# benchmark package (issue 42), and until then it is the one package of world_model that imports the env
-ABOVE_THE_ENV = ("world_model.bench",)
+PACKAGES = ("world_model", "dreamx_env", "agents", "dreamx_bench")
 
 
 def _module_name(path: Path) -> str:
@@ -52,23 +51,21 @@ def _graph() -> dict[str, set[str]]:
 
 
 def test_nothing_below_the_env_imports_it():
+    """world_model imports only itself; the env imports no agent or benchmark; nothing imports a benchmark."""
     upward = [
         (a, b)
         for a, targets in _graph().items()
         for b in targets
-        if (
-            a.startswith("world_model")
-            and not a.startswith(ABOVE_THE_ENV)
-            and b.split(".")[0] != "world_model"
-        )
-        or (a.startswith("dreamx_env") and b.startswith("agents"))
+        if (a.startswith("world_model") and b.split(".")[0] != "world_model")
+        or (a.startswith("dreamx_env") and b.startswith(("agents", "dreamx_bench")))
+        or (b.startswith("dreamx_bench") and not a.startswith("dreamx_bench"))
     ]
     assert upward == []
 
 
 def test_the_wire_is_below_the_server_and_the_model():
     graph = _graph()
-    up = ("world_model.serve", "world_model.model", "world_model.engine", "world_model.bench")
+    up = ("world_model.serve", "world_model.model", "world_model.engine")
     assert [
         (a, b) for a in graph if a.startswith("world_model.wire") for b in graph[a] if b.startswith(up)
     ] == []

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from world_model.bench.serve import main
-from world_model.bench.serve_clients import bench_clients, turning_poses
+from dreamx_bench.serve import main
+from dreamx_bench.serve_clients import bench_clients, turning_poses
 from world_model.geometry import pose_problem
 
 
@@ -49,7 +49,7 @@ def test_turning_poses_turn_the_camera_3_degrees_a_frame():
 
 
 def test_the_env_path_steps_a_vector_env_with_the_default_actions():
-    from world_model.bench.serve import bench_env
+    from dreamx_bench.serve import bench_env
 
     r = bench_env("constant", 2, 0.3, 32, 2, warmup_frames=4)
     assert r["env_steps_per_s"] > 0

@@ -19,7 +19,7 @@ At each batch size B it measures:
                  frames/s = env-steps/s x frames per step, ms per vector step, after as many untimed
                  frames per env; with --lanes N, also the envs in N lanes on a broker and N workers
   yardstick      a randomly initialised DIAMOND-size diffusion UNet (about 4.4 M parameters, 64x64, 3 Euler
-                 denoising passes per frame; world_model.bench.diamond_ref), one next frame per call. A
+                 denoising passes per frame; dreamx_bench.diamond_ref), one next frame per call. A
                  speed yardstick only: its frames are noise. It runs as the learned network does: channels-
                  last, in --precision, compiled with --cpu-compile.
 GFLOP/s counts each network's convolutions and matmuls (torch's FlopCounterMode; the learned backend's
@@ -41,11 +41,11 @@ from typing import Any
 
 import torch
 
-from world_model.bench.flops import matmul_peak
-from world_model.bench.machine import describe_machine
-from world_model.bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
-from world_model.bench.report import plot_frames_per_s, ratio_lines
-from world_model.bench.timing import add_warmup_argument
+from dreamx_bench.flops import matmul_peak
+from dreamx_bench.machine import describe_machine
+from dreamx_bench.measure import frame_rate_ratios, measure_env, measure_learned, measure_yardstick
+from dreamx_bench.report import plot_frames_per_s, ratio_lines
+from dreamx_bench.timing import add_warmup_argument
 from world_model.host_memory import keep_freed_memory
 from world_model.model.learned import PRECISIONS, LearnedConfig, add_weights_argument
 

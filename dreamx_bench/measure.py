@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from world_model.bench.diamond_ref import DiamondRefConfig, DiamondRefUNet, sample_next_frame
-from world_model.bench.flops import forward_flops, worldnet_flops
-from world_model.bench.model import bench as bench_learned
-from world_model.bench.report import HEADER, point_line
-from world_model.bench.serve import bench_env, failure_reason
-from world_model.bench.timing import WARMUP_FRAMES, synchronizer, time_calls
+from dreamx_bench.diamond_ref import DiamondRefConfig, DiamondRefUNet, sample_next_frame
+from dreamx_bench.flops import forward_flops, worldnet_flops
+from dreamx_bench.model import bench as bench_learned
+from dreamx_bench.report import HEADER, point_line
+from dreamx_bench.serve import bench_env, failure_reason
+from dreamx_bench.timing import WARMUP_FRAMES, synchronizer, time_calls
 from world_model.model.acceleration import CompiledForward
 from world_model.model.device import resolve_precision
 from world_model.model.learned import LearnedConfig, LearnedWorldModel

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from world_model.bench.timing import WARMUP_FRAMES
+from dreamx_bench.timing import WARMUP_FRAMES
 
 PATHS = ("make_vec_env", "adapter")
 

@@ -1,9 +1,9 @@
 """Which precision and compile setting is fastest on this CPU: every setting timed in interleaved rounds.
 
-    python -m world_model.bench.settings                                  # learned_v1, batch 1 and 32
-    python -m world_model.bench.settings --weights learned_fast --settings auto:eager fp32:compiled
+    python -m dreamx_bench.settings                                  # learned_v1, batch 1 and 32
+    python -m dreamx_bench.settings --weights learned_fast --settings auto:eager fp32:compiled
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
-        python -m world_model.bench.settings                              # as if the CPU had AVX2 only
+        python -m dreamx_bench.settings                              # as if the CPU had AVX2 only
 
 This machine's speed drifts by tens of percent from minute to minute, so separate ``dreamx-bench-model``
 runs cannot tell settings 10% apart. Here one model per setting is built in one process, each with its own
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from world_model.bench.machine import describe_machine
-from world_model.bench.model import walk
+from dreamx_bench.machine import describe_machine
+from dreamx_bench.model import walk
 from world_model.model.learned import LearnedConfig, LearnedWorldModel, add_weights_argument
 from world_model.options import PRECISIONS
 
@@ -86,7 +86,7 @@ def compare(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m world_model.bench.settings",
+        prog="python -m dreamx_bench.settings",
         description=__doc__.split("\n\n")[0],
         epilog="Settings are PRECISION:FORM, e.g. auto:eager (the default), fp32:compiled, bf16:eager.",
     )

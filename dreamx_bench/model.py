@@ -11,7 +11,7 @@ Sessions start from banked seeds and walk forward while turning (a circle of abo
 frames), so memory retrieval and warping do their real work; each generates ``--warmup-frames`` frames
 before it is timed, so its memory is as full as in a long episode. Prints frames/s (all sessions together)
 and milliseconds per generate call (mean, median, p95). With ``--phases``, each batch size then runs as long
-again with its phases timed (``world_model.bench.phases``) and prints milliseconds per frame for each.
+again with its phases timed (``dreamx_bench.phases``) and prints milliseconds per frame for each.
 ``dreamx-bench`` runs the same measurement next to the env path and a DIAMOND-size yardstick.
 """
 
@@ -24,8 +24,8 @@ import math
 import numpy as np
 import torch
 
-from world_model.bench.phases import timed_phases
-from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument, time_calls
+from dreamx_bench.phases import timed_phases
+from dreamx_bench.timing import WARMUP_FRAMES, add_warmup_argument, time_calls
 from world_model.model.device import DEVICES
 from world_model.model.learned import (
     PRECISIONS,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import world_model.model.learned as learned
-from world_model.bench.timing import synchronizer
+from dreamx_bench.timing import synchronizer
 
 # phase -> what it times: functions generate calls through world_model.model.learned, or the model's methods
 PHASES = {

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from world_model.bench.timing import synchronizer, time_calls
+from dreamx_bench.timing import synchronizer, time_calls
 from world_model.model.network import IN_CHANNELS, STATE_DIM, WorldNet
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from world_model.bench.timing import WARMUP_FRAMES
+from dreamx_bench.timing import WARMUP_FRAMES
 
 
 def turning_poses(sessions: int, frames: int) -> np.ndarray:

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from world_model.bench.serve_clients import bench_clients, turning_poses
-from world_model.bench.serve_sb3 import bench_sb3
-from world_model.bench.timing import WARMUP_FRAMES, add_warmup_argument
+from dreamx_bench.serve_clients import bench_clients, turning_poses
+from dreamx_bench.serve_sb3 import bench_sb3
+from dreamx_bench.timing import WARMUP_FRAMES, add_warmup_argument
 from world_model.options import add_model_arguments, model_options
 from world_model.serve.batching import BatchPolicy
 
