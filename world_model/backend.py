@@ -138,10 +138,12 @@ class WorldModel(ABC):
     def relocate(self, session: int, scene_seed: int, pose: np.ndarray) -> tuple[int, Frames, SceneInfo]:
         """Move ``session``'s camera to ``pose`` in its scene ``scene_seed`` (no collisions on the way), as
         ``open`` returns it: the session id (which may be new), its frame there and the scene. This default
-        starts the session over there (closes it and opens the scene at ``pose``); a backend that can keep
-        what the session has seen overrides it."""
+        starts the session over there (opens the scene at ``pose``, then closes the old session, which an
+        error in the opening leaves as it was); a backend that can keep what the session has seen overrides
+        it."""
+        opened = self.open(scene_seed, start_pose=pose)
         self.close(session)
-        return self.open(scene_seed, start_pose=pose)
+        return opened
 
     def pose(self, session: int) -> np.ndarray:
         """The session's current camera pose."""

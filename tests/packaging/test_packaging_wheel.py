@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ["pyproject.toml", "README.md", "dreamx_env", "world_model", "agents", "examples", "configs"]
+SOURCES = [
+    "pyproject.toml",
+    "README.md",
+    "dreamx_env",
+    "world_model",
+    "agents",
+    "dreamx_bench",
+    "examples",
+    "configs",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
