@@ -32,10 +32,24 @@ if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install -q torch==2.13.0
 fi
 
-# 3. This repository (editable) and its dependencies; skipped when this checkout is already installed.
+# 3. This repository (editable) and its dependencies; skipped when this checkout is already installed with
+# the console scripts pyproject.toml declares now (a pull that adds or moves one installs again).
 here=$(pwd -P)
 installed=$($PY -c "import world_model, os; print(os.path.dirname(os.path.dirname(os.path.realpath(world_model.__file__))))" 2>/dev/null || true)
-if [ "$installed" != "$here" ] || ! $PY -c "import pytest, ruff, wheel, rich, moviepy, imageio_ffmpeg, dreamx_env" 2>/dev/null; then
+scripts_current() {
+  $PY - <<'PYEOF' 2>/dev/null
+import importlib.metadata as md, sys
+try:
+    import tomllib
+except ImportError:  # Python 3.10: no TOML reader to compare with; take the install as current
+    sys.exit(0)
+declared = tomllib.load(open("pyproject.toml", "rb"))["project"]["scripts"]
+installed = {e.name: e.value for e in md.distribution("dreamx-env").entry_points if e.group == "console_scripts"}
+sys.exit(0 if installed == declared else 1)
+PYEOF
+}
+if [ "$installed" != "$here" ] || ! $PY -c "import pytest, ruff, wheel, rich, moviepy, imageio_ffmpeg, dreamx_env" 2>/dev/null \
+    || ! scripts_current; then
   echo "setup: installing dreamx-env from $here"
   $PY -m pip install -q -e ".[dev]"
 fi
