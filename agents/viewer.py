@@ -45,6 +45,7 @@ from agents.minimap import Minimap
 from agents.policies import TRUSTED_FILES_NOTE, PolicyPilot, find_card, resolve_env_id
 from agents.video import FALLBACK_NOTE, VideoWriter
 from world_model.events import EVENT_MENU
+from world_model.geometry import yaw_pitch
 from world_model.options import add_model_arguments, model_options
 
 HELP = [
@@ -223,8 +224,7 @@ class Viewer:
             label += "  success" if truth[1].get("success") else ""
             screen.blit(self.font.render(label, True, (255, 255, 255), (0, 0, 0)), (panel_w + 4, h - 20))
         pose = info["pose"]
-        fwd = pose[:3, 2]
-        yaw, pitch = np.degrees(np.arctan2(fwd[1], fwd[0])), np.degrees(np.arcsin(np.clip(fwd[2], -1, 1)))
+        yaw, pitch = np.degrees(yaw_pitch(pose))
         lines = [
             f"{self.backend}  {self.cfg.env_id}  scene {info['scene_seed']}  step {info['episode_step']}",
             f"FPS {self.fps:5.1f}   latency {self.latency_ms:5.1f} ms (server {self.server_ms:5.1f} ms)",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from world_model.geometry import yaw_pitch
 from world_model.metrics import psnr
 
 
@@ -70,8 +71,8 @@ class RevisitTracker:
     def observe(self, step: int, pose: np.ndarray, rgb: np.ndarray) -> Revisit | None:
         """Score ``rgb`` seen at ``pose`` against the nearest earlier visit (if any), then remember it."""
         c = self.config
-        (fx, fy, fz), (x, y, z) = pose[:3, 2].tolist(), pose[:3, 3].tolist()
-        yaw, pitch = math.atan2(fy, fx), math.asin(max(-1.0, min(1.0, fz)))
+        x, y, z = pose[:3, 3].tolist()
+        yaw, pitch = (float(a) for a in yaw_pitch(pose))
         thumb = thumbnail(rgb, c.thumb_size)
         cell = (math.floor(x / c.max_dist_m), math.floor(y / c.max_dist_m))
         max_yaw, max_pitch = math.radians(c.max_yaw_deg), math.radians(c.max_pitch_deg)

@@ -26,7 +26,7 @@ from world_model.backend import (
     start_pose_argument,
 )
 from world_model.events import TARGETED, EventRecord
-from world_model.geometry import Intrinsics, Viewpoint
+from world_model.geometry import Intrinsics, Viewpoint, yaw_pitch
 from world_model.semantics import CLASS_ID, COLORS, OBJECT_SHAPES
 
 
@@ -171,8 +171,7 @@ class ConstantWorldModel(WorldModel):
     def _level(self, poses: np.ndarray) -> np.ndarray:
         """Keep cameras ``[N, 4, 4]`` inside the walls, level (no roll) and exactly rigid."""
         h = self.config.half_size_m - 0.1
-        fwd = poses[:, :3, 2]
-        yaw, pitch = np.arctan2(fwd[:, 1], fwd[:, 0]), np.arcsin(np.clip(fwd[:, 2], -1.0, 1.0))
+        yaw, pitch = yaw_pitch(poses)
         cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
         forward = np.stack([cp * cy, cp * sy, sp], -1)
         right = np.stack([sy, -cy, np.zeros_like(cy)], -1)
@@ -237,9 +236,7 @@ class ConstantWorldModel(WorldModel):
         """Sky and floor for poses ``[N, 4, 4]``: rgb, depth, semantic, yaw and horizon row per frame."""
         c, intr = self.config, self.intr
         n, hgt, wid = len(poses), c.height, c.width
-        fwd = poses[:, :3, 2]
-        yaw = np.arctan2(fwd[:, 1], fwd[:, 0])
-        pitch = np.arcsin(np.clip(fwd[:, 2], -1, 1))
+        yaw, pitch = yaw_pitch(poses)
         x, y = poses[:, 0, 3], poses[:, 1, 3]
         horizon = intr.cy + intr.fy * np.tan(pitch)  # row of the horizon (looking up moves it down)
         sky = 128 + 100 * np.stack([np.cos(yaw), np.cos(yaw - 2.094), np.cos(yaw + 2.094)], -1)

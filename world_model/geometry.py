@@ -71,11 +71,9 @@ class Viewpoint:
     @classmethod
     def from_pose(cls, pose: np.ndarray) -> Viewpoint:
         """Inverse of :meth:`pose` for poses without roll."""
-        forward = pose[:3, 2]
-        yaw = math.atan2(forward[1], forward[0])
-        pitch = math.asin(float(np.clip(forward[2], -1.0, 1.0)))
+        yaw, pitch = yaw_pitch(pose)
         x, y, z = (float(v) for v in pose[:3, 3])
-        return cls(x, y, z, yaw, pitch)
+        return cls(x, y, z, float(yaw), float(pitch))
 
 
 def pose_from_yaw_pitch(position: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
@@ -87,6 +85,14 @@ def pose_from_yaw_pitch(position: np.ndarray, yaw: float, pitch: float) -> np.nd
     pose = np.eye(4)
     pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, position
     return pose
+
+
+def yaw_pitch(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Yaw (about +z from +x) and pitch (up positive), in radians, of camera poses ``[..., 4, 4]``: the
+    heading and elevation of each camera's forward (+z) axis, the inverse of :func:`pose_from_yaw_pitch`
+    (roll is ignored). Arrays of the leading shape (0-d for one pose)."""
+    fwd = np.asarray(poses)[..., :3, 2]
+    return np.arctan2(fwd[..., 1], fwd[..., 0]), np.arcsin(np.clip(fwd[..., 2], -1.0, 1.0))
 
 
 MAX_TRANSLATION_M = 1e4  # a camera pose further out than this is refused: no scene is that large

@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from world_model.events import EVENT_MENU, EventRecord, parse_prompt
-from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap, key_deltas
+from world_model.geometry import LOOK_COMBOS, MOVE_COMBOS, KeyMap, key_deltas, yaw_pitch
 
 ACTION_SETS: tuple[str, ...] = ("multi", "discrete", "continuous")
 DISCRETE_KEYS: tuple[str, ...] = ("", "W", "S", "A", "D", "J", "L", "I", "K", "WJ", "WL")
@@ -105,16 +105,14 @@ def poses_from_yaw_pitch(pos: np.ndarray, yaw: np.ndarray, pitch: np.ndarray) ->
 def level_pose(poses: np.ndarray) -> np.ndarray:
     """Exactly rigid, roll-free poses ``[B, 4, 4]`` with the position, yaw and pitch of ``poses``. Chunks are
     made relative to these, so round-off in the poses a backend reports cannot grow from step to step."""
-    fwd = poses[:, :3, 2]
-    yaw, pitch = np.arctan2(fwd[:, 1], fwd[:, 0]), np.arcsin(np.clip(fwd[:, 2], -1.0, 1.0))
+    yaw, pitch = yaw_pitch(poses)
     return poses_from_yaw_pitch(poses[:, :3, 3], yaw, pitch)
 
 
 def chunk_poses(start: np.ndarray, deltas: np.ndarray, frames: int, keymap: KeyMap) -> np.ndarray:
     """Absolute poses ``[B, K, 4, 4]`` reached by holding per-frame ``deltas [B, 4]`` for ``K`` frames from
     ``start [B, 4, 4]`` (rotate, then move in the horizontal plane along the new heading; pitch clamped)."""
-    fwd = start[:, :3, 2]
-    yaw, pitch = np.arctan2(fwd[:, 1], fwd[:, 0]), np.arcsin(np.clip(fwd[:, 2], -1.0, 1.0))
+    yaw, pitch = yaw_pitch(start)
     pos = start[:, :3, 3].copy()
     limit = math.radians(keymap.max_pitch_deg)
     out = np.empty((len(start), frames, 4, 4))

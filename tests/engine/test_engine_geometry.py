@@ -22,6 +22,7 @@ from world_model.geometry import (
     step_keys,
     unproject,
     unproject_many,
+    yaw_pitch,
 )
 
 START = Viewpoint(1.0, 2.0, 1.0, math.radians(30.0), 0.0)
@@ -231,3 +232,14 @@ def test_reproject_moves_content_the_right_way_and_keeps_the_nearest_surface():
     hole = np.zeros_like(valid)
     hole[12:20, 20 - shift_near : 20 - shift_far] = True
     assert not valid[hole].any() and valid[:, :-shift_far][~hole[:, :-shift_far]].all()
+
+
+def test_yaw_pitch_inverts_pose_from_yaw_pitch_one_pose_or_a_batch():
+    rng = np.random.default_rng(1)
+    yaws, pitches = rng.uniform(-math.pi, math.pi, 6), rng.uniform(-1.2, 1.2, 6)
+    poses = np.stack([pose_from_yaw_pitch(np.zeros(3), a, b) for a, b in zip(yaws, pitches, strict=True)])
+    got = yaw_pitch(poses.reshape(2, 3, 4, 4))
+    assert got[0].shape == (2, 3)
+    np.testing.assert_allclose(got[0].ravel(), yaws, atol=1e-12)
+    np.testing.assert_allclose(got[1].ravel(), pitches, atol=1e-12)
+    assert np.allclose(yaw_pitch(poses[0]), (yaws[0], pitches[0]))
