@@ -63,9 +63,8 @@ def relocate(env: Any, pose: np.ndarray, env_index: int = 0) -> None:
     """Put ``env``'s camera at ``pose`` (camera-to-world 4x4), e.g. where another env's camera really is, so
     that planning in ``env`` starts from there (closed-loop planning in a model). The session stays in its
     scene and moves to ``pose`` without collisions. The learned backend keeps its memory, world state and
-    the objects it has seen (so the obstacles that stopped the real camera still stop the planning one), and
-    its frame there is the real view (the engine renders it, as for any start pose it has not banked) while
-    no event has changed the world, else one generated from memory; other backends start the session over
-    at ``pose``. The episode goes on (goal, step count); the task's progress is re-measured from ``pose``
-    without a reward."""
+    obstacles (only the objects its own frames showed), and its frame there is the real view (the engine
+    renders it, as for any start pose it has not banked) while no event has changed the world, else one
+    generated from memory; other backends start the session over at ``pose``. The episode goes on (goal,
+    step count); the task's progress is re-measured from ``pose`` without a reward."""
     env.unwrapped.core.relocate(env_index, pose)

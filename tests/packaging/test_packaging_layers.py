@@ -41,10 +41,10 @@ def _graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
+                assert not node.level, (
+                    f"{name}:{node.lineno}: a relative import (the project imports absolutely)"
+                )
                 base = node.module or ""
-                if node.level:  # relative: from the package this module is in
-                    package = name.split(".")[: len(name.split(".")) - node.level + (path.stem == "__init__")]
-                    base = ".".join([*package, *([base] if base else [])])
                 targets = [base, *(f"{base}.{a.name}" for a in node.names)]
             edges[name] |= {t for t in targets if t in modules and t != name}
     return edges

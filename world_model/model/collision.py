@@ -81,11 +81,9 @@ def _per_frame(points: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
     return [points[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-def remember(
-    recent: tuple[np.ndarray, ...], points: np.ndarray, frames: int = RECENT_FRAMES
-) -> tuple[np.ndarray, ...]:
-    """The obstacle points of the last ``frames`` frames, ``points`` (the newest) last."""
-    return (*recent[max(0, len(recent) + 1 - frames) :], points)
+def remember(recent: tuple[np.ndarray, ...], points: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The obstacle points of the last ``RECENT_FRAMES`` frames, ``points`` (the newest) last."""
+    return (*recent[max(0, len(recent) + 1 - RECENT_FRAMES) :], points)
 
 
 def _clearance(points: np.ndarray, xy: np.ndarray) -> float:

@@ -40,7 +40,6 @@ from world_model.host_memory import keep_freed_memory
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
 from world_model.model.collision import (
-    RECENT_FRAMES,
     obstacle_points,
     obstacle_points_many,
     remember,
@@ -142,7 +141,6 @@ class LearnedConfig:
     find_objects: bool = True  # targeted events (push, paint) find their object in the frame with the
     # ObjectFinder (object_finder.py); False: in the network's own semantic labels, which miss most objects
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
-    obstacle_frames: int = RECENT_FRAMES  # ... the object surfaces of this many latest frames
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
     precision: str = "auto"  # auto | fp32 | bf16; auto: bf16 where the CPU or GPU has it natively, else fp32
@@ -166,7 +164,6 @@ def _check(cfg: LearnedConfig) -> None:
         "memory_capacity": 0,
         "near_k": 0,
         "same_surface": 0.0,
-        "obstacle_frames": 1,
     }
     for name, low in least.items():
         if getattr(cfg, name) < low:
@@ -365,7 +362,7 @@ class LearnedWorldModel(WorldModel):
         obstacles = ()
         if self.config.collide:
             points = obstacle_points(depth, semantic, pose, self.intr)
-            obstacles = remember((), points, self.config.obstacle_frames)
+            obstacles = remember((), points)
         room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
         laid_out = (self.config.layout_fill or self.config.open_door) and room_known  # rules that use colours
         palette = surface_palette(given[0], out["labels"][0]).cpu() if laid_out else None  # on the host
@@ -405,7 +402,7 @@ class LearnedWorldModel(WorldModel):
         s.depth, s.semantic = entry.depth.cpu().numpy(), out["labels"][0].cpu().numpy()
         if self.config.collide:
             points = obstacle_points(s.depth, s.semantic, pose, self.intr)
-            s.obstacles = remember(s.obstacles, points, self.config.obstacle_frames)
+            s.obstacles = remember(s.obstacles, points)
         return session, Frames(image[None].copy(), s.depth[None], s.semantic[None], pose[None].copy()), s.info
 
     def _scene_view(self, seed: int, pose: np.ndarray | None) -> tuple[np.ndarray, SceneInfo, np.ndarray]:
@@ -578,7 +575,7 @@ class LearnedWorldModel(WorldModel):
             s.pose = targets[b]
             s.depth, s.semantic = host_depth[b], host_labels[b]  # generate copies them into its arrays
             if self.config.collide:
-                s.obstacles = remember(s.obstacles, seen_objects[b], self.config.obstacle_frames)
+                s.obstacles = remember(s.obstacles, seen_objects[b])
         return colour, host_depth, host_labels
 
     def _forward(
