@@ -1,9 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from world_model.events import parse_prompt
 from world_model.geometry import Intrinsics, pose_from_yaw_pitch
-from world_model.model.world_state import WorldState
+from world_model.model.world_state import SLIDE_M, VACATED_MARGIN_M, WorldState
 from world_model.semantics import CLASS_ID
 
 INTR = Intrinsics.from_fov(64, 64, 70.0)
@@ -65,26 +67,44 @@ def test_the_target_is_the_object_whose_centre_is_nearest_as_the_engine_picks():
     assert _apply(WorldState(), "paint the nearest box green", semantic, depth).props[0].center[1] > 1.0
 
 
-def test_a_push_tips_what_stands_tall_and_leaves_what_is_squat():
+def test_a_push_tips_what_stands_tall_and_slides_what_is_squat():
     semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
     semantic[20:40, 30:34], depth[20:40, 30:34] = CLASS_ID["cylinder"], 2.0  # 0.18 m wide, 1.5 m tall
     (tipped,) = _apply(WorldState(), "push the nearest cylinder", semantic, depth).props
-    # on its side (resting on its radius), over its far edge: its radius plus its half height further on
+    # on its side (resting on its radius), over its far edge and rolled on: TIPPED_ROLL x (its radius plus
+    # its half height) further on
     assert tipped.center[2] == pytest.approx(tipped.radius) and tipped.center[0] > 3.0 + 0.3
     semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
     semantic[34:40, 20:44], depth[34:40, 20:44] = CLASS_ID["cylinder"], 2.0  # 1 m wide, 0.9 m tall
-    assert not _apply(WorldState(), "push the nearest cylinder", semantic, depth).props
+    state = _apply(WorldState(), "push the nearest cylinder", semantic, depth)
+    (slid,), (left,) = state.props, state.vacated
+    # upright (as tall as its top, which the camera saw) and SLIDE_M further away, the way it was pushed
+    top = left.top - VACATED_MARGIN_M
+    assert slid.center[2] == pytest.approx(top / 2) and slid.half_height == pytest.approx(top / 2)
+    assert slid.center[0] - left.center[0] == pytest.approx(SLIDE_M)
+    assert slid.center[1] == pytest.approx(left.center[1])
+
+
+def test_a_pushed_table_is_drawn_as_its_top_and_legs():
+    semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
+    semantic[30:40, 16:48], depth[30:40, 16:48] = CLASS_ID["table"], 2.0
+    (table,) = _apply(WorldState(), "push the nearest table", semantic, depth).props
+    assert table.shape == "table"
+    mask = WorldState(props=(table,)).hints(POSE[None], INTR)[0, 3] > 0
+    as_box = WorldState(props=(replace(table, shape="box"),)).hints(POSE[None], INTR)[0, 3] > 0
+    assert mask.any() and (mask <= as_box).all()  # within the solid box's outline, and less of it:
+    assert mask.sum() < 0.7 * as_box.sum()  # the floor shows between the legs, under the top
 
 
 def test_the_version_changes_only_when_the_lights_or_the_door_change():
     # memories of an older version are replaced by newer views of the same place: props are drawn from the
     # state in every view, so a drop or paint must not make every remembered place stale
     semantic, depth = FLOOR.copy(), EMPTY_DEPTH.copy()
-    semantic[33:36, 20:44], depth[33:36, 20:44] = CLASS_ID["box"], 2.0  # squat: a push leaves it
+    semantic[33:36, 20:44], depth[33:36, 20:44] = CLASS_ID["box"], 2.0  # a push slides it
     s = _apply(WorldState(), "drop a red ball")
     s = _apply(s, "paint the nearest box green", semantic, depth)
     s = _apply(s, "push the nearest box", semantic, depth)
-    assert s.version == 0 and len(s.props) == 2
+    assert s.version == 0 and len(s.props) == 3
     dark = _apply(s, "lights off")
     assert dark.version == 1
     assert _apply(dark, "lights off").version == 1  # already off: nothing changed
@@ -125,10 +145,11 @@ def test_a_push_redraws_a_ball_further_on_and_memory_forgets_where_it_was():
     push = parse_prompt("push the nearest ball")[0]
     walled = WorldState().apply(push, POSE, depth, semantic, INTR, (0.0, 0.0, 4.5, 2.0), rgb).props[0]
     assert walled.center[0] == pytest.approx(4.5 - walled.radius - 0.05)  # it rolls on until the wall
-    # a squat box stays put, as the engine's push leaves it
+    # a box slides, upright, as the engine's push moves it
     squat, at = FLOOR.copy(), EMPTY_DEPTH.copy()
     squat[34:36, 16:48], at[34:36, 16:48] = CLASS_ID["box"], 2.0
-    assert not WorldState().apply(parse_prompt("push the nearest box")[0], POSE, at, squat, INTR).props
+    (box,) = WorldState().apply(parse_prompt("push the nearest box")[0], POSE, at, squat, INTR).props
+    assert box.shape == "box" and box.center[2] == pytest.approx(box.half_height)
 
     bank = MemoryBank()
     t = torch.from_numpy(depth)

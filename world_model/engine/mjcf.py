@@ -29,6 +29,10 @@ SPARES: tuple[tuple[str, tuple[float, ...]], ...] = (
 PARK_Z = -5.0
 FRAME_DT = 0.1  # seconds of world time per video frame
 TIMESTEP = 0.005
+# Sliding, torsional and rolling friction of the floor and of everything that rests on it: a box on a
+# wooden floor, so a push slides boxes and tables rather than tipping them (a contact takes the larger of its
+# two geoms' coefficients, so both sides carry it).
+FRICTION = "0.5 0.02 0.001"
 
 
 def _f(*values: float) -> str:
@@ -78,7 +82,7 @@ def scene_to_mjcf(spec: ProceduralScene, height: int = 64, width: int = 64, vfov
         "</asset>",
         "<worldbody>",
         f'  <geom name="floor" type="plane" size="{_f(sx * 3, sy * 3, 2.0)}" pos="{_f(sx / 2, sy / 2, 0)}" '
-        'material="floor"/>',
+        f'material="floor" friction="{FRICTION}"/>',
     ]
     for i, ob in enumerate(spec.obstacles):
         out.append(
@@ -126,8 +130,7 @@ def scene_to_mjcf(spec: ProceduralScene, height: int = 64, width: int = 64, vfov
         )
         out.append("    <freejoint/>")
         out += [
-            "    " + g
-            for g in _shape_geoms(ob.shape, ob.size, rgba, 'density="300" friction="0.8 0.02 0.001"')
+            "    " + g for g in _shape_geoms(ob.shape, ob.size, rgba, f'density="300" friction="{FRICTION}"')
         ]
         out.append("  </body>")
     for i, (shape, size) in enumerate(SPARES):
@@ -135,7 +138,12 @@ def scene_to_mjcf(spec: ProceduralScene, height: int = 64, width: int = 64, vfov
         out.append("    <freejoint/>")
         out += [
             "    " + g
-            for g in _shape_geoms(shape, size, "0.5 0.5 0.5 1", 'density="300" contype="0" conaffinity="0"')
+            for g in _shape_geoms(
+                shape,
+                size,
+                "0.5 0.5 0.5 1",
+                f'density="300" friction="{FRICTION}" contype="0" conaffinity="0"',
+            )
         ]
         out.append("  </body>")
     out += [

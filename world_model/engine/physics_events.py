@@ -3,7 +3,8 @@
 - lights on/off: ``model.light_active`` (the dim ambient headlight stays, so "off" is dark, not black).
 - drop/spawn: a spare body (parked under the floor) is coloured, released ahead of the camera and falls;
   when every spare of a shape is in use the oldest one is recycled.
-- push: a horizontal force away from the camera for 0.2 s (``xfrc_applied``); friction stops it.
+- push: a horizontal force away from the camera for 0.2 s (``xfrc_applied``), enough to bring the object to
+  1.5 m/s against the floor's friction; friction then stops it.
 - open/close: a PD torque on the door hinge toward 0 or ±90° (``qfrc_applied``), every physics step.
 - paint: the object's geoms change colour.
 """
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 DROP_HEIGHT = 1.2
 PUSH_SPEED = 1.5  # m/s the push aims to give the object
 PUSH_SECONDS = 0.2
+GRAVITY = 9.81
 
 
 def resolve_targets(world: GroundTruthWorld, records: list[EventRecord]) -> list[int | None]:
@@ -52,10 +54,20 @@ def apply_event(world: GroundTruthWorld, ev: EventRecord, target: int | None = N
         offset = world.data.xpos[body, :2] - np.array([world.view.x, world.view.y])
         direction = offset / max(float(np.linalg.norm(offset)), 1e-6)
         mass = float(world.model.body_subtreemass[body])
-        force = np.array([*direction * mass * PUSH_SPEED / PUSH_SECONDS, 0.0])
+        accel = PUSH_SPEED / PUSH_SECONDS + _floor_friction(world, body) * GRAVITY
+        force = np.array([*direction * mass * accel, 0.0])
         world._pushes[body] = (force, int(PUSH_SECONDS / world.model.opt.timestep))
     else:  # validated records never get here
         raise ValueError(f"unhandled event {ev}")
+
+
+def _floor_friction(world: GroundTruthWorld, body: int) -> float:
+    """The sliding friction coefficient between ``body`` and the floor: MuJoCo takes the larger of the two
+    geoms' coefficients for a contact."""
+    m = world.model
+    floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    own = m.geom_friction[m.geom_bodyid == body, 0]
+    return float(max(m.geom_friction[floor, 0], own.max(initial=0.0)))
 
 
 def _set_color(world: GroundTruthWorld, k: int, color: str) -> None:

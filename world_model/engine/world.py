@@ -23,6 +23,9 @@ from world_model.semantics import CLASS_ID
 
 CAMERA_RADIUS = 0.2
 NIGHT_SKY = 0.3  # sky brightness with the lights off
+# Bumped whenever the engine renders the same scene and trajectory differently (2: pushes overcome the
+# floor's friction, surfaces at friction 0.5), so truths an older engine cached are not reused.
+ENGINE_REVISION = 2
 SETTLED_SPEED = 1e-3  # m/s or rad/s under which a world with nothing driving it is at rest
 MIN_EYE_Z, MAX_EYE_Z = 0.3, 2.2
 # MuJoCo cameras look along -z with +y up: OpenCV camera axes with y and z flipped.

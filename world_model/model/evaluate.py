@@ -33,7 +33,7 @@ from tqdm import tqdm
 from world_model.engine.dataset import render_trajectory
 from world_model.engine.scenes import make_scene
 from world_model.engine.trajectories import Trajectory, make_trajectory
-from world_model.engine.world import GroundTruthWorld, RenderConfig
+from world_model.engine.world import ENGINE_REVISION, GroundTruthWorld, RenderConfig
 from world_model.events import EVENT_MENU, parse_prompt
 from world_model.geometry import Intrinsics, reproject
 from world_model.metrics import (
@@ -77,7 +77,8 @@ def _truth_key(seed: int, traj: Trajectory, render: RenderConfig) -> str:
     """A name for the rollout ``traj`` renders in scene ``seed``: a hash of everything that decides it."""
     events = {t: [e.to_dict() for e in evs] for t, evs in sorted(traj.events.items())}
     start = None if traj.start is None else repr(traj.start)
-    text = json.dumps([seed, traj.kind, traj.keys, events, start, repr(render)], sort_keys=True, default=str)
+    decides = [seed, traj.kind, traj.keys, events, start, repr(render), ENGINE_REVISION]
+    text = json.dumps(decides, sort_keys=True, default=str)
     return f"{seed}_{traj.kind}_{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 

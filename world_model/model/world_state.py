@@ -34,12 +34,18 @@ PAINT_RADIUS_M = 0.35
 # blue boxes in training scenes 5000-5011 gave 0.96-1.2 (on) and 0.06-0.08 (off) per channel
 SHADE = {True: 1.0, False: 0.065}
 HINT_CHANNELS = 6  # rgb, object mask, paint mask, object inverse depth
-# Where the engine's push (``engine.physics_events``: 1.5 m/s in 0.2 s, away from the camera) leaves an
-# object, measured on the 411 objects of training scenes 0-39 (docs/world_model.md): a ball rolls on until
-# a wall or an object stops it (1 m in 10 frames, 2.3 m in 70; drawn where it stops: at the room's wall, at
-# most BALL_ROLL_M on); every capsule tips over; a cylinder tips where it is tall (all with half height /
-# radius above 3, half of those between 2 and 3, 1 in 26 below 2); boxes and tables move less than 2 cm.
+# Where the engine's push (``engine.physics_events``: 1.5 m/s in 0.2 s against the floor's friction, away
+# from the camera) leaves an object, measured on the 411 objects of training scenes 0-39
+# (docs/world_model.md): a ball rolls on until a wall or an object stops it (1.6 m in 10 frames, 2.4 m in
+# 30; drawn where it stops: at the room's wall, at most BALL_ROLL_M on); every capsule tips over and rolls on
+# (its centre moves 1.57x its radius plus half height in 10 frames, cylinders 1.36x: TIPPED_ROLL); a cylinder
+# tips where it is tall (all with half height / radius above 3, most of those between 2 and 3, 1 in 26
+# below 2); everything else slides SLIDE_M (medians: boxes 0.50 m, tables 0.53 m, squat cylinders 0.5 m).
 BALL_ROLL_M = 5.0
+SLIDE_M = 0.5
+TIPPED_ROLL = 1.5
+TABLE_TOP_M = 0.06  # a table's top slab and its legs' radius (engine.mjcf): how a pushed table is drawn
+TABLE_LEG_M = 0.03
 TIP_ASPECT = 2.5  # a cylinder this much taller than wide on screen tips over
 MIN_OBJECT_PIXELS = 4  # fewer connected pixels of a class are not taken for an object
 VACATED_MARGIN_M = 0.1  # memory forgets this much around a pushed object's old place
@@ -110,9 +116,8 @@ class WorldState:
             color = COLORS[ev.attributes["color"]]
             new.props = self.props + (Prop("paint", "", color, center, PAINT_RADIUS_M, PAINT_RADIUS_M),)
         elif p == "push":
-            moved = _pushed(ev.entity, pose, depth, semantic, intr, bounds, rgb, self.lights_on)
-            if moved is not None:  # a box or a table stays put, as in the engine
-                new.props, new.vacated = self.props + (moved[0],), self.vacated + (moved[1],)
+            moved, gone = _pushed(ev.entity, pose, depth, semantic, intr, bounds, rgb, self.lights_on)
+            new.props, new.vacated = self.props + (moved,), self.vacated + (gone,)
         if (new.lights_on, new.door_open) != (self.lights_on, self.door_open):
             new.version += 1  # the look changed beyond the props (drawn from the state in every view)
         return new
@@ -136,6 +141,8 @@ class WorldState:
                 rx, ry = intr.fx * prop.radius / c[2], intr.fy * prop.half_height / c[2]
                 if prop.shape == "ball" or prop.kind == "paint":
                     inside = ((uu - uc) / rx) ** 2 + ((vv - vc) / ry) ** 2 <= 1.0
+                elif prop.shape == "table":
+                    inside = _table_pixels(prop, pose, intr)
                 else:
                     inside = _box_pixels(prop, pose, intr)
                 inside &= c[2] < zbuf
@@ -148,6 +155,20 @@ class WorldState:
                 out[i, 4, inside] = float(not obj)
                 out[i, 5, inside] = inverse_depth(np.float32(c[2])) if obj else 0.0
         return out
+
+
+def _table_pixels(prop: Prop, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """Pixels ``[H, W]`` (bool) covered by a table the prop's size: its top slab and four legs."""
+    x, y, z = prop.center
+    r, top = prop.radius, 2 * prop.half_height
+    top_slab = replace(prop, center=(x, y, top - TABLE_TOP_M / 2), half_height=TABLE_TOP_M / 2)
+    slab = _box_pixels(top_slab, pose, intr)
+    inset = max(r - 0.05, TABLE_LEG_M)
+    for dx in (-inset, inset):
+        for dy in (-inset, inset):
+            leg = replace(prop, center=(x + dx, y + dy, z), radius=TABLE_LEG_M)
+            slab |= _box_pixels(leg, pose, intr)
+    return slab
 
 
 def _box_pixels(prop: Prop, pose: np.ndarray, intr: Intrinsics) -> np.ndarray:
@@ -238,20 +259,20 @@ def _pushed(
     bounds: tuple[float, float, float, float] | None,
     rgb: np.ndarray | None,
     lights_on: bool,
-) -> tuple[Prop, Vacated] | None:
+) -> tuple[Prop, Vacated]:
     """The pushed object redrawn where the push leaves it, and the place it left, from what the camera sees
     of the object ``_target_region`` picks: its width across the view gives its radius, its nearest point
     plus that radius its centre, its pixels' median its colour. What the engine's push does to each shape:
-    a ball rolls on to the room's wall (at most ``BALL_ROLL_M``); a capsule, or a cylinder that stands more
-    than ``TIP_ASPECT`` times as tall as it is wide on screen, tips over away from the camera (its centre
-    moves its radius plus its half height, and it lies on its side); anything else stays put: None."""
+    - a ball rolls on to the room's wall (at most ``BALL_ROLL_M``);
+    - a capsule, or a cylinder that stands more than ``TIP_ASPECT`` times as tall as it is wide on screen,
+      tips over away from the camera and rolls on: it lies on its side, its centre ``TIPPED_ROLL`` times its
+      radius plus its half height further on;
+    - anything else (a box, a table, a squat cylinder) slides ``SLIDE_M`` away, upright."""
     pixels = _target_region(entity, pose, depth, semantic, intr)
     shape = SEMANTIC_CLASSES[int(semantic[pixels][0])]
     rows, cols = np.nonzero(pixels)
     aspect = (rows.max() - rows.min() + 1) / (cols.max() - cols.min() + 1)
     tips = shape == "capsule" or (shape == "cylinder" and aspect > TIP_ASPECT)
-    if shape != "ball" and not tips:
-        return None
     points = unproject(depth, pose, intr, pixels)
     away = points[:, :2].mean(axis=0) - pose[:2, 3]
     away = away / max(float(np.linalg.norm(away)), 1e-9)
@@ -261,11 +282,13 @@ def _pushed(
     center = points[:, :2] @ away
     xy = (center.min() + radius) * away + float(np.median(width)) * across
     top = float(points[:, 2].max())
-    if shape == "ball":
-        shift = BALL_ROLL_M
-    else:  # over its far edge: its centre moves its radius plus its half height
-        shift = radius + float(np.clip(aspect * radius, radius, 0.6))
     half = radius  # a ball, or a cylinder or capsule lying on its side
+    if shape == "ball":
+        shift, kind = BALL_ROLL_M, "ball"
+    elif tips:  # over its far edge, and rolls on
+        shift, kind = TIPPED_ROLL * (radius + float(np.clip(aspect * radius, radius, 0.6))), "box"
+    else:  # upright, as tall as its top
+        shift, kind, half = SLIDE_M, "table" if shape == "table" else "box", max(top, 0.05) / 2
     if rgb is None:
         color = (0.5, 0.5, 0.5)
     else:
@@ -275,7 +298,6 @@ def _pushed(
     if bounds is not None and all(math.isfinite(b) for b in bounds):
         m = radius + 0.05
         moved = np.clip(moved, [bounds[0] + m, bounds[1] + m], [bounds[2] - m, bounds[3] - m])
-    kind = "ball" if shape == "ball" else "box"
     prop = Prop("object", kind, color, (float(moved[0]), float(moved[1]), half), radius, half)
     gone = Vacated((float(xy[0]), float(xy[1])), radius + VACATED_MARGIN_M, top + VACATED_MARGIN_M)
     return prop, gone
