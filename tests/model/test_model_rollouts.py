@@ -36,7 +36,10 @@ def test_a_rollout_remembers_what_generation_would_make(tiny_dataset, tiny_weigh
     assert walk.frame == start + 3
     mine = rollouts.model._sessions[walk.session]
 
-    model = LearnedWorldModel(replace(LearnedConfig(), collide=False), network=(net, header))
+    # the rollouts run in fp32 (training's precision), so generation here does too: precision "auto" is
+    # bf16 on a CPU with native bf16, whose rounding would part the two
+    generation = replace(LearnedConfig(), collide=False, precision="fp32")
+    model = LearnedWorldModel(generation, network=(net, header))
     poses = store.poses[n].astype(np.float64)
     sid, _, _ = model.open(first_frame=store.rgb[n, start], start_pose=poses[start])
     for t in range(
