@@ -11,7 +11,8 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.metrics import psnr
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
 from world_model.model.memory import select_many
-from world_model.model.network import UPSAMPLED_CONV_MIN_BATCH, film_norm_torch, fused_norm_works
+from world_model.model.network import UPSAMPLED_CONV_MIN_BATCH
+from world_model.model.network_forms import film_norm_torch, fused_norm_works
 from world_model.model.reproject import splat
 
 from .helpers import straight_poses, turning_poses

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from world_model.model.learned import LearnedConfig, LearnedWorldModel
-from world_model.model.network import FiLMBlock, WorldNet, film_norm_torch, fused_norm_works
+from world_model.model.network import FiLMBlock, WorldNet
+from world_model.model.network_forms import film_norm_torch, fused_norm_works
 
 
 @pytest.fixture(scope="module")

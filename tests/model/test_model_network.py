@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from world_model.model import network
+from world_model.model import network, network_forms
 from world_model.model.conditioning import HINT_CHANNELS, Warp, assemble, current_estimate
 from world_model.model.learned import LearnedWorldModel
-from world_model.model.network import (
-    WorldNet,
+from world_model.model.network import WorldNet
+from world_model.model.network_forms import (
     group_norm,
     group_norm_by_sums,
     upsampled_kernel,
@@ -97,8 +97,8 @@ def test_eval_mode_patch_network_computes_the_training_form(
     upsample, concatenate ... head -> ``pixel_shuffle`` (what training runs)."""
     monkeypatch.setattr(network, "UPSAMPLED_CONV_MIN_BATCH", upsampled_conv_from)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiled)
-    norms, by_sums = [], network.group_norm_by_sums
-    monkeypatch.setattr(network, "group_norm_by_sums", lambda *a: norms.append(1) or by_sums(*a))
+    norms, by_sums = [], network_forms.group_norm_by_sums
+    monkeypatch.setattr(network_forms, "group_norm_by_sums", lambda *a: norms.append(1) or by_sums(*a))
     merged, forward_upsampled = [], network.FiLMBlock.forward_upsampled
     monkeypatch.setattr(
         network.FiLMBlock, "forward_upsampled", lambda *a: merged.append(1) or forward_upsampled(*a)

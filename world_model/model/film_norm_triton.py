@@ -5,7 +5,7 @@ to seven launches (the norm's statistics and affine, the modulation, the residua
 reading and writing the whole activation. One program normalises one (frame, group): it reads the group
 twice, for the mean and then the variance of the centred values (steadier than a difference of two means
 where the mean is large against the spread), and a third time to write the result, all in float32.
-``network.film_norm_torch`` is the reference it is tested against.
+``network_forms.film_norm_torch`` is the reference it is tested against.
 """
 
 from __future__ import annotations
