@@ -2,11 +2,13 @@
 allocator and garbage collector."""
 
 import gc
+import json
 import platform
 import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import world_model.host_memory as host_memory
 import world_model.model.device as device
@@ -36,17 +38,21 @@ def test_cpu_features_reads_x86_flags_and_arm_features(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "features, expected",
+    "features, faster, expected",
     [
-        (frozenset(), "fp32"),
-        (frozenset({"avx2", "avx512f"}), "fp32"),  # AVX-512 without its bf16 extension: emulated
-        (frozenset({"avx2", "avx512f", "avx512_bf16"}), "bf16"),
-        (frozenset({"avx2", "amx_bf16"}), "bf16"),
-        (frozenset({"asimd", "bf16"}), "bf16"),  # Arm
+        (frozenset(), True, "fp32"),
+        (frozenset({"avx2", "avx512f"}), True, "fp32"),  # AVX-512 without its bf16 extension: emulated
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), True, "bf16"),
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), False, "fp32"),  # native, but measured slower
+        (frozenset({"avx2", "amx_bf16"}), True, "bf16"),
+        (frozenset({"asimd", "bf16"}), True, "bf16"),  # Arm
     ],
 )
-def test_auto_precision_is_bf16_only_where_the_cpu_has_it(tiny_weights, monkeypatch, features, expected):
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it_and_it_pays(
+    tiny_weights, monkeypatch, features, faster, expected
+):
     monkeypatch.setattr(device, "cpu_features", lambda: features)
+    monkeypatch.setattr(device, "cpu_bf16_faster", lambda: faster)
     asked = LearnedConfig(weights=str(tiny_weights), device="cpu")
     assert asked.precision == "auto"  # the default
     m = LearnedWorldModel(asked)
@@ -62,12 +68,39 @@ def test_training_rollouts_run_in_fp32_where_auto_would_pick_bf16(tiny_dataset, 
     from world_model.model.rollouts import SelfRollouts
 
     monkeypatch.setattr(device, "cpu_features", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(device, "cpu_bf16_faster", lambda: True)
     net, _ = load_weights(tiny_weights)
     store = TrajectoryStore(tiny_dataset, progress=False)
     rollouts = SelfRollouts(store, np.arange(len(store)), 1, net, np.random.default_rng(0))
     assert rollouts.model.config.precision == "fp32"
     served = LearnedWorldModel(LearnedConfig(weights=str(tiny_weights), device="cpu"))
     assert served.config.precision == "bf16"
+
+
+def test_the_bf16_speed_probe_runs_once_per_machine_and_wants_a_clear_win(tmp_path, monkeypatch):
+    """``cpu_bf16_faster`` times fp32 against bf16 once, keeps the verdict in the cache folder (so every
+    later process of this machine chooses the same), and takes bf16 only when it is 10% faster."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(device, "cpu_features", lambda: frozenset({"avx512_bf16"}))
+    probes = []
+
+    def probe(seconds):
+        return lambda: probes.append(seconds) or seconds
+
+    monkeypatch.setattr(device, "_probe_seconds", probe((1.0, 0.95)))  # 5% faster: not enough
+    assert device.cpu_bf16_faster.__wrapped__() is False
+    monkeypatch.setattr(device, "_probe_seconds", probe((1.0, 0.5)))
+    assert device.cpu_bf16_faster.__wrapped__() is False  # the machine's verdict stands: not timed again
+    assert len(probes) == 1
+    (verdict,) = json.loads((tmp_path / "dreamx_env" / device.PROBE_FILE).read_text()).values()
+    assert verdict == {"fp32_s": 1.0, "bf16_s": 0.95, "bf16": False}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)  # another thread count: timed anew
+    assert device.cpu_bf16_faster.__wrapped__() is True and len(probes) == 2
+
+
+def test_the_bf16_speed_probe_times_both_precisions():
+    fp32, bf16 = device._probe_seconds(rounds=1)
+    assert 0 < fp32 < 10 and 0 < bf16 < 10
 
 
 def test_explicit_bf16_on_a_cpu_without_it_warns_once_and_runs(tiny_weights, monkeypatch):

@@ -6,11 +6,18 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import json
 import os
+import platform
+import statistics
+import time
 import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from world_model.model.native import cache_dir
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -49,19 +56,83 @@ NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512_BF16,
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """What the network runs in on ``device`` for the setting ``name`` (``auto``, ``fp32`` or ``bf16``):
-    ``auto`` -> bf16 where bfloat16 is native (a CUDA GPU that computes in it; a CPU with AVX512_BF16 or AMX
-    on x86, BF16 on Arm, per ``cpu_features``), fp32 elsewhere, for there torch emulates bf16 at several
-    times fp32's cost. An explicit ``bf16`` on a CPU without it warns once, and runs."""
+    ``auto`` -> bf16 where bfloat16 is native and pays: a CUDA GPU that computes in it, or a CPU with
+    AVX512_BF16 or AMX on x86, BF16 on Arm (``cpu_features``) where bf16 convolutions measured faster than
+    fp32 (``cpu_bf16_faster``: native bf16 instructions alone do not make them faster on every CPU); fp32
+    elsewhere, for without them torch emulates bf16 at several times fp32's cost. An explicit ``bf16`` on a
+    CPU without it warns once, and runs."""
     native = (
         torch.cuda.is_bf16_supported(including_emulation=False)
         if device.type == "cuda"
         else bool(cpu_features() & NATIVE_BF16)
     )
     if name == "auto":
-        return "bf16" if native else "fp32"
+        return "bf16" if native and (device.type == "cuda" or cpu_bf16_faster()) else "fp32"
     if name == "bf16" and device.type == "cpu" and not native:
         _warn_emulated_bf16()
     return name
+
+
+BF16_MARGIN = 0.9  # bf16 is taken where its passes take at most this share of fp32's (fp32 is exact)
+PROBE_FILE = "cpu_precision.json"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_faster() -> bool:
+    """Whether convolutions like the network's run faster in bf16 (autocast, channels-last) than in fp32 on
+    this CPU, at this thread count: timed once (about a second) and kept in the cache folder
+    (``native.cache_dir()``), keyed by the CPU's model and instruction sets, torch's version and the
+    threads, so every later process, and so every run of one machine, makes the same choice."""
+    native = sorted(cpu_features() & NATIVE_BF16)
+    key = f"{cpu_model()}|{native}|{torch.__version__}|{torch.get_num_threads()}"
+    path = cache_dir() / PROBE_FILE
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        fp32, bf16 = _probe_seconds()
+        known[key] = {"fp32_s": fp32, "bf16_s": bf16, "bf16": bf16 <= BF16_MARGIN * fp32}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            tmp.replace(path)
+        except OSError:  # a read-only home: measured again by the next process
+            pass
+    return bool(known[key]["bf16"])
+
+
+def cpu_model() -> str:
+    """The ``model name`` line of ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
+    if CPUINFO.is_file():
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def _probe_seconds(rounds: int = 7) -> tuple[float, float]:
+    """Median seconds of a pass through the network's kind of encoder (3x3 convolutions, GroupNorm, SiLU;
+    widths 32 to 128 from 64x64 down to 8x8; 8 frames), fp32 then bf16 under autocast, interleaved."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    widths = ((18, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 96, 2), (96, 96, 1), (96, 128, 2))
+    for cin, cout, stride in (*widths, (128, 128, 1)):
+        layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU()]
+    net = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(8, 18, 64, 64).to(memory_format=torch.channels_last)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.inference_mode():
+        for r in range(rounds + 2):
+            for bf16 in (False, True):
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    net(x.to(torch.bfloat16) if bf16 else x)
+                if r >= 2:  # two rounds of warm-up
+                    times[bf16].append(time.perf_counter() - start)
+    return statistics.median(times[False]), statistics.median(times[True])
 
 
 @functools.lru_cache(maxsize=1)

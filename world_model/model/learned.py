@@ -143,9 +143,9 @@ class LearnedConfig:
     collide: bool = True  # keep the camera in bounds and out of predicted surfaces (eval follows given poses)
     device: str = "auto"  # auto (CUDA when there is a GPU) | cpu | cuda; the z-buffer runs in Triton on CUDA,
     # as a C kernel on the CPU (splat_native; built on first use)
-    precision: str = "auto"  # auto | fp32 | bf16; auto: bf16 where the CPU or GPU has it natively, else fp32
-    # (device.resolve_precision; CPU bf16 autocast is faster where the CPU has bf16, several times slower than
-    # fp32 where it is emulated: docs/speed.md). The shipped reports ran in fp32
+    precision: str = "auto"  # auto | fp32 | bf16; auto: bf16 on a GPU with it, and on a CPU with native bf16
+    # where it measured faster than fp32 (device.resolve_precision; emulated, it is several times slower, and
+    # native it is not faster on every CPU: docs/speed.md), else fp32. The shipped reports ran in fp32
     threads: int | None = None
     cuda_graphs: bool = True  # GPU: replay the network from CUDA graphs at batch sizes up to 64
     compile: bool = True  # GPU: torch.compile the network above 64 sessions (6-9 s once per batch size)
