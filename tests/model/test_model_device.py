@@ -98,9 +98,13 @@ def test_the_bf16_speed_probe_runs_once_per_machine_and_wants_a_clear_win(tmp_pa
     assert device.cpu_bf16_faster.__wrapped__() is True and len(probes) == 2
 
 
-def test_the_bf16_speed_probe_times_both_precisions():
+def test_the_bf16_speed_probe_times_both_precisions_and_leaves_the_random_stream_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
     fp32, bf16 = device._probe_seconds(rounds=1)
     assert 0 < fp32 < 10 and 0 < bf16 < 10
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_explicit_bf16_on_a_cpu_without_it_warns_once_and_runs(tiny_weights, monkeypatch):
