@@ -100,7 +100,8 @@ def main() -> None:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="network precision (default auto: bf16 where the device has it natively, else fp32)",
+        help="network precision (default auto: bf16 where the device has it natively and, on a CPU, it "
+        "measured faster; else fp32)",
     )
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if any (default)")
     p.add_argument("--cpu-compile", action="store_true", help="torch.compile the network on the CPU")

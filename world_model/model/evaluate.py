@@ -403,7 +403,7 @@ def main() -> None:
         default="fp32",
         choices=PRECISIONS,
         help="network precision (default fp32, as the shipped reports; auto: bf16 where the device has it "
-        "natively)",
+        "natively and, on a CPU, it measured faster)",
     )
     p.add_argument(
         "--cpu-compile",
