@@ -39,12 +39,7 @@ from world_model.geometry import Intrinsics, pose_from_yaw_pitch
 from world_model.host_memory import keep_freed_memory
 from world_model.model.acceleration import MAX_GRAPHED_BATCH, CompiledForward, GraphedForward
 from world_model.model.checkpoint import file_hash, load_weights
-from world_model.model.collision import (
-    obstacle_points,
-    obstacle_points_many,
-    remember,
-    slide_many,
-)
+from world_model.model.collision import obstacle_points, obstacle_points_many, remember, slide_many
 from world_model.model.compositing import (
     BEYOND_ROOM_RGB,
     composite_props,
@@ -158,13 +153,7 @@ class LearnedConfig:
 def _check(cfg: LearnedConfig) -> None:
     """Refuse settings that would only fail (or do nothing sensible) at the first ``generate``, saying
     which: before any session is opened, so nothing is lost."""
-    least = {
-        "sampler_steps": 1,
-        "memory_k": 1,
-        "memory_capacity": 0,
-        "near_k": 0,
-        "same_surface": 0.0,
-    }
+    least = {"sampler_steps": 1, "memory_k": 1, "memory_capacity": 0, "near_k": 0, "same_surface": 0.0}
     for name, low in least.items():
         if getattr(cfg, name) < low:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
@@ -359,10 +348,9 @@ class LearnedWorldModel(WorldModel):
         memory.add(entry, self.intr)
         depth = entry.depth.cpu().numpy()
         semantic = out["labels"][0].cpu().numpy()
-        obstacles = ()
-        if self.config.collide:
-            points = obstacle_points(depth, semantic, pose, self.intr)
-            obstacles = remember((), points)
+        obstacles = (
+            remember((), obstacle_points(depth, semantic, pose, self.intr)) if self.config.collide else ()
+        )
         room_known = all(np.isfinite(info.bounds))  # an image's session has no room to lay out
         laid_out = (self.config.layout_fill or self.config.open_door) and room_known  # rules that use colours
         palette = surface_palette(given[0], out["labels"][0]).cpu() if laid_out else None  # on the host
@@ -401,8 +389,7 @@ class LearnedWorldModel(WorldModel):
         s.time, s.pose = s.time + 1, pose
         s.depth, s.semantic = entry.depth.cpu().numpy(), out["labels"][0].cpu().numpy()
         if self.config.collide:
-            points = obstacle_points(s.depth, s.semantic, pose, self.intr)
-            s.obstacles = remember(s.obstacles, points)
+            s.obstacles = remember(s.obstacles, obstacle_points(s.depth, s.semantic, pose, self.intr))
         return session, Frames(image[None].copy(), s.depth[None], s.semantic[None], pose[None].copy()), s.info
 
     def _scene_view(self, seed: int, pose: np.ndarray | None) -> tuple[np.ndarray, SceneInfo, np.ndarray]:
